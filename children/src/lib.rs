@@ -1,0 +1,1 @@
+//! ser-children (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! ser-fifo (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! ser-lexer (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! ser-modules (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! ser-parser (placeholder until its issue lands).

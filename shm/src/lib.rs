@@ -1,0 +1,1 @@
+//! ser-shm (placeholder until its issue lands).

@@ -1,0 +1,1 @@
+//! ser-sip (placeholder until its issue lands).

@@ -1,0 +1,2 @@
+//! The ser core library.
+#![forbid(unsafe_code)]
