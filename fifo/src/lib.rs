@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binrpc;
 pub mod rpc;
 
 pub use rpc::{
