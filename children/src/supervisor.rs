@@ -1,0 +1,313 @@
+//! Forking by the plan and supervising the children (SER's `main_loop` and
+//! `handle_sigs`).
+//!
+//! Signals: before the first fork main blocks SIGTERM, SIGINT, SIGCHLD,
+//! SIGHUP, SIGUSR1 and ignores SIGPIPE. Each child sets its own dispositions
+//! and unblocks; main installs its handlers only after the last fork (no
+//! thread is ever started: signal-hook's `Signals` is a self-pipe read by
+//! this thread) and then unblocks, so nothing that arrived meanwhile is lost.
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::Signals;
+
+use crate::daemon::StartNotice;
+use crate::handler::ChildInit;
+use crate::plan::{ProcKind, ProcSpec, SpawnPlan};
+use crate::socket::{ListenSocket, Proto};
+use crate::sys::{self, fork_checked, Forked};
+use crate::{table, tcp, timer, udp, Error};
+
+/// Everything [`run`] needs.
+pub struct Setup<'a> {
+    /// The plan (entry 0 = this process).
+    pub plan: &'a SpawnPlan,
+    /// All bound sockets; plan socket indices refer to the UDP ones in order.
+    pub sockets: &'a [ListenSocket],
+    /// Per-child init and handler factory.
+    pub init: &'a dyn ChildInit,
+    /// How long children get between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Run on SIGUSR1 in main (SER logs memory statistics).
+    pub on_usr1: &'a dyn Fn(),
+    /// Lets a waiting daemon creator exit once everything is forked.
+    pub notice: StartNotice,
+}
+
+/// Why main stopped supervising.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: orderly shutdown.
+    Signal(i32),
+    /// A child died: the server was shut down (SER's default).
+    ChildDied {
+        /// The dead child's description.
+        desc: String,
+    },
+}
+
+impl Exit {
+    /// Process exit code for this reason.
+    pub fn code(&self) -> i32 {
+        match self {
+            Exit::Signal(_) => 0,
+            Exit::ChildDied { .. } => 1,
+        }
+    }
+}
+
+const MAIN_SIGNALS: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGCHLD,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+fn main_sigset() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in MAIN_SIGNALS {
+        set.add(s);
+    }
+    set
+}
+
+/// The UDP sockets, in the order plan indices refer to.
+fn udp_sockets(sockets: &[ListenSocket]) -> Vec<&ListenSocket> {
+    sockets.iter().filter(|s| s.proto() == Proto::Udp).collect()
+}
+
+/// Creates the process table, forks every planned process and supervises
+/// them until a signal or a child's death ends the server. Returns in main
+/// only; children exit inside.
+pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
+    sys::ensure_single_threaded()?;
+    sys::ignore_signal(Signal::SIGPIPE)?;
+    main_sigset()
+        .thread_block()
+        .map_err(|e| Error::io("block signals", e.into()))?;
+    table::create(setup.plan)?;
+    table::set_pid(0, nix::unistd::getpid().as_raw());
+
+    // One socketpair per TCP worker, made before any fork so tcp main and
+    // the worker both inherit their ends.
+    let workers: Vec<usize> = setup.plan.tcp_workers().collect();
+    let mut links = Vec::with_capacity(workers.len());
+    for _ in &workers {
+        links.push(UnixStream::pair().map_err(|e| Error::io("socketpair", e))?);
+    }
+
+    for (index, spec) in setup.plan.procs.iter().enumerate().skip(1) {
+        match fork_checked()? {
+            Forked::Child => {
+                table::set_pid(index, nix::unistd::getpid().as_raw());
+                let code = child_main(&setup, index, spec, links, &workers);
+                std::process::exit(code);
+            }
+            Forked::Parent(pid) => {
+                table::set_pid(index, pid.as_raw());
+                log::debug!("forked '{}' pid {pid}", spec.desc);
+            }
+        }
+    }
+    drop(links);
+    let Setup { plan, sockets, init, grace, on_usr1, notice } = setup;
+
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
+        .map_err(|e| Error::io("install signal handlers", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    main_sigset()
+        .thread_unblock()
+        .map_err(|e| Error::io("unblock signals", e.into()))?;
+
+    if plan.procs.first().map(|p| p.desc.starts_with("main process - udp")) == Some(true) {
+        // -D: main is the only receiver of the first UDP socket.
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, stop.clone())
+                .map_err(|e| Error::io("install signal handlers", e))?;
+        }
+        notice.started();
+        if let Some(sock) = udp_sockets(sockets).first() {
+            init.init(plan.procs[0].rank, &plan.procs[0].desc)
+                .map_err(|msg| Error::ChildInit { desc: plan.procs[0].desc.clone(), msg })?;
+            let mut handler = init.handler(plan.procs[0].rank);
+            udp::receive_loop(sock, handler.as_mut(), &stop);
+        }
+        shutdown_children(grace);
+        return Ok(Exit::Signal(SIGTERM));
+    }
+
+    notice.started();
+    log::info!("ser started: {} processes", plan.len());
+    loop {
+        // A child that died before the handlers existed left SIGCHLD
+        // pending; it is delivered now and handled like any other.
+        for sig in signals.wait() {
+            match sig {
+                SIGTERM | SIGINT => {
+                    log::info!("signal {sig} received, shutting down");
+                    shutdown_children(grace);
+                    return Ok(Exit::Signal(sig));
+                }
+                SIGCHLD => {
+                    if let Some(desc) = reap_dead() {
+                        log::info!("terminating due to SIGCHLD");
+                        shutdown_children(grace);
+                        return Ok(Exit::ChildDied { desc });
+                    }
+                }
+                SIGHUP => log::info!("SIGHUP received, ignoring it"),
+                SIGUSR1 => on_usr1(),
+                _ => log::info!("signal {sig} received, ignoring it"),
+            }
+        }
+    }
+}
+
+/// Reaps every dead child, logging each; returns the description of the
+/// first planned child found dead.
+fn reap_dead() -> Option<String> {
+    let mut first = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return first,
+            Ok(status) => {
+                let Some(pid) = status.pid() else { continue };
+                let index = table::index_of(pid.as_raw());
+                let desc = index.map(table::desc_of).unwrap_or_else(|| "unknown".into());
+                match status {
+                    WaitStatus::Exited(_, code) => {
+                        log::error!("child process {pid} [{desc}] exited normally, status={code}")
+                    }
+                    WaitStatus::Signaled(_, sig, core) => log::error!(
+                        "child process {pid} [{desc}] exited by a signal {}{}",
+                        sig as i32,
+                        if core { " (core dumped)" } else { "" }
+                    ),
+                    _ => continue,
+                }
+                if let Some(i) = index {
+                    table::set_pid(i, 0);
+                    first.get_or_insert(desc);
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM to every child in the table, wait up to `grace`, then SIGKILL the
+/// rest and reap them.
+pub fn shutdown_children(grace: Duration) {
+    let me = nix::unistd::getpid().as_raw();
+    let alive = || -> Vec<Pid> {
+        table::process_table()
+            .filter(|p| p.pid > 0 && p.pid != me)
+            .map(|p| Pid::from_raw(p.pid))
+            .collect()
+    };
+    for pid in alive() {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        reap_quiet();
+        if alive().is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in alive() {
+        log::warn!("child {pid} did not stop in time, killing it");
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !alive().is_empty() && Instant::now() < deadline {
+        reap_quiet();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn reap_quiet() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        let Some(pid) = status.pid() else { break };
+        if let Some(i) = table::index_of(pid.as_raw()) {
+            table::set_pid(i, 0);
+        }
+    }
+}
+
+/// Body of a forked child: signals, per-child init, then its loop.
+fn child_main(
+    setup: &Setup<'_>,
+    index: usize,
+    spec: &ProcSpec,
+    links: Vec<(UnixStream, UnixStream)>,
+    workers: &[usize],
+) -> i32 {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            log::error!("{}: cannot install signal handler: {e}", spec.desc);
+            return 1;
+        }
+    }
+    // Terminal hang-ups and SIGUSR1/2 are main's business.
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        let _ = sys::ignore_signal(sig);
+    }
+    let _ = sys::default_signal(Signal::SIGCHLD);
+    if let Err(e) = main_sigset().thread_unblock() {
+        log::error!("{}: cannot unblock signals: {e}", spec.desc);
+        return 1;
+    }
+    if let Err(msg) = setup.init.init(spec.rank, &spec.desc) {
+        log::error!("init of '{}' (rank {}) failed: {msg}", spec.desc, spec.rank.as_i32());
+        return 1;
+    }
+    let _ = index;
+    match &spec.kind {
+        ProcKind::Main => {}
+        ProcKind::UdpReceiver { sock, .. } => {
+            drop(links);
+            let Some(s) = udp_sockets(setup.sockets).get(*sock).copied() else {
+                log::error!("{}: no udp socket #{sock}", spec.desc);
+                return 1;
+            };
+            let mut handler = setup.init.handler(spec.rank);
+            udp::receive_loop(s, handler.as_mut(), &stop);
+        }
+        ProcKind::Timer => {
+            drop(links);
+            timer::run(setup.init.timers(), &stop);
+        }
+        ProcKind::Ctl => {
+            drop(links);
+            setup.init.run_ctl(&stop);
+        }
+        ProcKind::TcpMain => {
+            let mains = links.into_iter().map(|(m, _)| m).collect();
+            tcp::main_loop(setup.sockets, mains, &stop);
+        }
+        ProcKind::TcpReceiver { child } => {
+            let Some(link) = links.into_iter().nth(*child).map(|(_, w)| w) else {
+                log::error!("{}: no tcp link", spec.desc);
+                return 1;
+            };
+            let _ = workers;
+            let mut handler = setup.init.handler(spec.rank);
+            tcp::worker_loop(setup.sockets, link, handler.as_mut(), &stop);
+        }
+    }
+    0
+}
