@@ -17,8 +17,12 @@
 #![warn(missing_docs)]
 
 pub mod binrpc;
+pub mod ctl;
+pub mod fifo_server;
 pub mod rpc;
 
+pub use ctl::{serve, serve_with, CtlAddr, CtlConfig, CtlError, CtlListener, SocketPerms};
+pub use fifo_server::serve_fifo;
 pub use rpc::{
     CallCtx, RegistryError, RpcCtx, RpcFault, RpcHandler, RpcMethod, RpcRegistry, RpcValue,
 };
