@@ -422,6 +422,11 @@ impl Heap {
         unsafe { size(p.as_ptr().sub(HDR).cast()) }
     }
 
+    /// Who holds the allocator lock right now.
+    pub(crate) fn lock_owner(&self) -> Option<i32> {
+        self.lock.owner()
+    }
+
     /// A consistent snapshot of the counters.
     pub(crate) fn stats(&self) -> ShmStats {
         let st = self.locked();

@@ -57,7 +57,7 @@ use std::ptr::NonNull;
 pub use boxed::ShmBox;
 pub use lock::{Lock, LockGuard, LockSet, Mutex, MutexGuard};
 pub use safe::ShmSafe;
-pub use segment::{init, is_initialized};
+pub use segment::{contains, init, init_once, is_initialized};
 pub use slice::{ShmSlice, ShmStr};
 pub use sys::current_pid;
 pub use table::{hash, HashTable};
@@ -126,6 +126,13 @@ pub fn check() -> Result<(), String> {
     segment::global()
         .map_err(|e| e.to_string())
         .and_then(|h| h.check())
+}
+
+/// The pid holding the allocator's lock, if any: lets a supervisor tell
+/// that a process died in the middle of an allocation (then every later
+/// alloc/free would block).
+pub fn allocator_lock_owner() -> Option<i32> {
+    segment::global().ok()?.lock_owner()
 }
 
 /// Allocates `size` raw bytes, 16-byte aligned. Prefer the typed containers.
@@ -207,8 +214,13 @@ mod tests {
         setup();
         assert!(is_initialized());
         assert!(matches!(init(1 << 20), Err(ShmError::AlreadyInitialized)));
+        assert!(init_once(1 << 20).is_ok());
         assert!(stats().total >= 32 << 20);
         check().unwrap();
+        let b = ShmBox::new(1u8).unwrap();
+        assert!(contains(ShmBox::as_ptr(&b)));
+        assert!(!contains(&0u8));
+        assert_eq!(allocator_lock_owner(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Kamailio's `mem/shm.c`).
 
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::heap::{Heap, MAX_HEAP};
 use crate::sys;
@@ -61,6 +61,9 @@ impl Drop for Segment {
 /// The heap of the process-wide segment; null until [`init`].
 static GLOBAL: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 
+/// Length of the process-wide segment (set before `GLOBAL`).
+static GLOBAL_LEN: AtomicUsize = AtomicUsize::new(0);
+
 /// Serialises concurrent `init` calls (only tests can race them).
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -77,9 +80,29 @@ pub fn init(size_bytes: usize) -> Result<(), ShmError> {
     if is_initialized() {
         return Err(ShmError::AlreadyInitialized);
     }
-    let heap = Segment::new(size_bytes)?.leak();
-    GLOBAL.store(heap.as_ptr(), Ordering::Release);
+    let seg = Segment::new(size_bytes)?;
+    GLOBAL_LEN.store(seg.len, Ordering::Relaxed);
+    GLOBAL.store(seg.leak().as_ptr(), Ordering::Release);
     Ok(())
+}
+
+/// Like [`init`], but succeeds (keeping the existing segment, whatever its
+/// size) if the segment is already mapped. For test binaries and tools
+/// where several callers may be first; the server itself calls [`init`].
+pub fn init_once(size_bytes: usize) -> Result<(), ShmError> {
+    match init(size_bytes) {
+        Err(ShmError::AlreadyInitialized) => Ok(()),
+        r => r,
+    }
+}
+
+/// Whether `p` points into the process-wide segment (false before
+/// [`init`]). Handy in debug assertions: "this must be a shm pointer".
+pub fn contains<T>(p: *const T) -> bool {
+    let base = GLOBAL.load(Ordering::Acquire) as usize;
+    let len = GLOBAL_LEN.load(Ordering::Relaxed);
+    let a = p as usize;
+    base != 0 && a >= base && a - base < len
 }
 
 /// Whether [`init`] has mapped the segment (in this process or an ancestor).

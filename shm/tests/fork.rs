@@ -3,10 +3,12 @@
 mod common;
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{assert_all_ok, fork_lock, run_children, setup};
+use common::{
+    assert_all_ok, barrier, fork_lock, run_children, setup, spawn_children, wait_children,
+};
 use ser_shm::{HashTable, Lock, Mutex, ShmBox, ShmStr, ShmVec};
 
 const SEGMENT: usize = 64 << 20;
@@ -118,8 +120,12 @@ fn children_alloc_and_free_concurrently() {
     let per_child = total / CHILDREN;
     let started = Instant::now();
     let done = ShmBox::new(AtomicU64::new(0)).unwrap();
+    let start = ShmBox::new(AtomicUsize::new(0)).unwrap();
     let before = ser_shm::stats();
-    let results = run_children(CHILDREN, LIMIT, |i| stress_child(i, per_child, &done));
+    let results = run_children(CHILDREN, LIMIT, |i| {
+        barrier(&start, CHILDREN);
+        stress_child(i, per_child, &done)
+    });
     let elapsed = started.elapsed();
     assert_all_ok(&results);
     assert_eq!(done.load(Ordering::Relaxed), (per_child * CHILDREN) as u64);
@@ -144,7 +150,10 @@ fn lock_counts_exactly_across_processes() {
     let counter = ShmBox::new(Mutex::new(0u64)).unwrap();
     // A bare Lock guarding a non-atomic read-modify-write of an atomic.
     let raw = ShmBox::new((Lock::new(), AtomicU64::new(0))).unwrap();
+    let start = ShmBox::new(AtomicUsize::new(0)).unwrap();
+    let started = Instant::now();
     let results = run_children(CHILDREN, LIMIT, |_| {
+        barrier(&start, CHILDREN);
         for _ in 0..per_child {
             *counter.lock() += 1;
             let _g = raw.0.lock();
@@ -153,6 +162,11 @@ fn lock_counts_exactly_across_processes() {
         }
         true
     });
+    eprintln!(
+        "{} contended lock/unlock pairs in {CHILDREN} processes: {:?}",
+        2 * CHILDREN * per_child,
+        started.elapsed()
+    );
     assert_all_ok(&results);
     assert_eq!(*counter.lock(), (CHILDREN * per_child) as u64);
     assert_eq!(raw.1.load(Ordering::Relaxed), (CHILDREN * per_child) as u64);
@@ -236,4 +250,30 @@ fn vec_grown_in_child_is_seen_by_parent() {
     v.sort_unstable();
     assert_eq!(v[0], 0);
     assert_eq!(v[1999], 10_999);
+}
+
+#[test]
+fn sleepers_in_other_processes_are_woken() {
+    let _fork = fork_lock();
+    setup(SEGMENT);
+    let counter = ShmBox::new(Mutex::new(0u32)).unwrap();
+    let waiting = ShmBox::new(AtomicUsize::new(0)).unwrap();
+    let mut held = Some(counter.lock());
+    let pids = spawn_children(3, |_| {
+        // The inherited guard is the parent's: never unlock it here.
+        std::mem::forget(held.take());
+        waiting.fetch_add(1, Ordering::SeqCst);
+        *counter.lock() += 1;
+        true
+    });
+    // Hold the lock far longer than the spin phase, so every child ends up
+    // asleep in FUTEX_WAIT; each unlock must wake the next one.
+    while waiting.load(Ordering::SeqCst) < 3 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(counter.raw_lock().is_locked());
+    drop(held.take());
+    assert_all_ok(&wait_children(pids, LIMIT));
+    assert_eq!(*counter.lock(), 3);
 }

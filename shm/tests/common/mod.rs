@@ -1,5 +1,8 @@
 //! Helpers for tests that fork real processes.
 
+// Each test binary compiles this module and uses a different subset.
+#![allow(dead_code)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,14 +21,29 @@ pub fn setup(size: usize) {
     ONCE.call_once(|| ser_shm::init(size).expect("shm init"));
 }
 
-/// Forks `n` children running `f(i)`; each exits 0 if `f` returned true.
-/// Waits at most `limit` for all of them (then kills the rest) and returns
-/// the exit status of each (`Err` text for a child that failed).
+/// Makes `n` processes start together: each arrives, then waits (yielding)
+/// until all have. `count` must live in shm and start at 0.
+pub fn barrier(count: &std::sync::atomic::AtomicUsize, n: usize) {
+    use std::sync::atomic::Ordering;
+    count.fetch_add(1, Ordering::SeqCst);
+    while count.load(Ordering::SeqCst) < n {
+        std::thread::yield_now();
+    }
+}
+
+/// Forks `n` children running `f(i)`, then waits for them (see
+/// [`wait_children`]).
 pub fn run_children(
     n: usize,
     limit: Duration,
-    f: impl Fn(usize) -> bool,
+    f: impl FnMut(usize) -> bool,
 ) -> Vec<Result<(), String>> {
+    let pids = spawn_children(n, f);
+    wait_children(pids, limit)
+}
+
+/// Forks `n` children running `f(i)`; each exits 0 if `f` returned true.
+pub fn spawn_children(n: usize, mut f: impl FnMut(usize) -> bool) -> Vec<libc::pid_t> {
     let mut pids = Vec::with_capacity(n);
     for i in 0..n {
         // SAFETY (test): the children only touch shm, the stack and plain
@@ -42,6 +60,13 @@ pub fn run_children(
             pid => pids.push(pid),
         }
     }
+    pids
+}
+
+/// Waits at most `limit` for the children (then kills the rest) and returns
+/// each one's outcome (`Err` text for a child that failed or hung).
+pub fn wait_children(pids: Vec<libc::pid_t>, limit: Duration) -> Vec<Result<(), String>> {
+    let n = pids.len();
     let deadline = Instant::now() + limit;
     let mut results: Vec<Option<Result<(), String>>> = vec![None; n];
     while results.iter().any(Option::is_none) {
