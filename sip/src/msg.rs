@@ -1,0 +1,603 @@
+//! The received message: first line, header index, body, lazy typed
+//! access. Replaces `parser/msg_parser.c`, `parse_fline.c`, `parse_hname2.c`
+//! and `parse_hostport.c`'s callers.
+
+use std::cell::OnceCell;
+
+use crate::error::ParseError;
+use crate::hdr::addr::{Contacts, NameAddr};
+use crate::hdr::misc::CSeq;
+use crate::hdr::via::Via;
+use crate::hdr::{parse_value, HeaderValue};
+use crate::hname::HeaderName;
+use crate::limits::Limits;
+use crate::method::Method;
+use crate::scan::{is_lws, is_token, parse_u32};
+use crate::span::Span;
+use crate::uri::{parse_uri_at, Uri};
+
+/// The request or status line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstLine {
+    /// `Method SP Request-URI SP SIP/2.0`
+    Request {
+        /// The method, recognised.
+        method: Method,
+        /// The method as written.
+        method_span: Span,
+        /// The Request-URI as written.
+        uri: Span,
+    },
+    /// `SIP/2.0 SP Status-Code SP Reason-Phrase`
+    Reply {
+        /// Status code, 100..=699.
+        status: u16,
+        /// The reason phrase (any bytes up to the line end).
+        reason: Span,
+    },
+}
+
+/// One header field of the index: its name, where it is, and its typed
+/// value once somebody asked for it.
+#[derive(Clone, Debug)]
+pub struct Header {
+    /// The recognised name.
+    pub name: HeaderName,
+    /// The name as written.
+    pub name_span: Span,
+    /// The body, trimmed of surrounding white space (may contain folds).
+    pub body_span: Span,
+    /// The whole field including its line end(s).
+    pub span: Span,
+    parsed: OnceCell<Result<HeaderValue, ParseError>>,
+}
+
+/// A SIP message: the received bytes plus an index of spans into them.
+/// Typed header values are parsed on first access and cached.
+#[derive(Clone, Debug)]
+pub struct SipMsg {
+    buf: Vec<u8>,
+    limits: Limits,
+    first: FirstLine,
+    first_line: Span,
+    headers: Vec<Header>,
+    /// Offset of the empty line ending the header section (or of the end
+    /// of input when there is none).
+    hdr_end: u32,
+    /// Whether the header section is closed by an empty line.
+    has_empty_line: bool,
+    body: Span,
+    content_length: Option<u32>,
+    /// Content-Length promised more than the datagram holds.
+    truncated: Option<u32>,
+    ruri: OnceCell<Result<Uri, ParseError>>,
+}
+
+impl SipMsg {
+    /// Parses a datagram-framed message with [`Limits::DEFAULT`].
+    pub fn parse(buf: Vec<u8>) -> Result<SipMsg, ParseError> {
+        SipMsg::parse_with(buf, &Limits::DEFAULT)
+    }
+
+    /// Parses first line, header index and body span. Header bodies are
+    /// not parsed except Content-Length, which frames the body. Without
+    /// Content-Length the body is the rest of the datagram; bytes after
+    /// `Content-Length` octets of body are ignored.
+    pub fn parse_with(buf: Vec<u8>, limits: &Limits) -> Result<SipMsg, ParseError> {
+        if buf.len() > limits.max_msg_len || buf.len() > u32::MAX as usize {
+            return Err(ParseError::TooLarge {
+                len: buf.len(),
+                max: limits.max_msg_len,
+            });
+        }
+        let (first, first_line, mut p) = parse_first_line(&buf)?;
+        let mut headers: Vec<Header> = Vec::with_capacity(16);
+        let mut content_length = None;
+        let len = buf.len();
+        let (hdr_end, has_empty_line, body_start) = loop {
+            if p >= len {
+                break (len, false, len);
+            }
+            if buf[p] == b'\n' {
+                break (p, true, p + 1);
+            }
+            if buf[p] == b'\r' && buf.get(p + 1) == Some(&b'\n') {
+                break (p, true, p + 2);
+            }
+            let h = index_header(&buf, p, limits)?;
+            if headers.len() >= limits.max_headers {
+                return Err(ParseError::TooManyHeaders {
+                    max: limits.max_headers,
+                });
+            }
+            if h.name == HeaderName::ContentLength && content_length.is_none() {
+                let v = parse_value(&buf, h.name, h.body_span, limits)?;
+                if let HeaderValue::Number(n) = v {
+                    content_length = Some(n);
+                }
+                let _ = h.parsed.set(Ok(v));
+            }
+            p = h.span.end();
+            headers.push(h);
+        };
+        let avail = len - body_start;
+        let (body, truncated) = match content_length {
+            Some(cl) if (cl as usize) <= avail => {
+                (Span::new(body_start, body_start + cl as usize), None)
+            }
+            Some(cl) => (Span::new(body_start, len), Some(cl)),
+            None => (Span::new(body_start, len), None),
+        };
+        Ok(SipMsg {
+            buf,
+            limits: limits.clone(),
+            first,
+            first_line,
+            headers,
+            hdr_end: hdr_end as u32,
+            has_empty_line,
+            body,
+            content_length,
+            truncated,
+            ruri: OnceCell::new(),
+        })
+    }
+
+    /// The received bytes (including any trailing octets past the body).
+    pub fn buf(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The bytes of `span`.
+    pub fn s(&self, span: Span) -> &[u8] {
+        span.of(&self.buf)
+    }
+
+    /// The limits this message was parsed with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The parsed first line.
+    pub fn first_line(&self) -> &FirstLine {
+        &self.first
+    }
+
+    /// The first line without its line end.
+    pub fn first_line_span(&self) -> Span {
+        self.first_line
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self.first, FirstLine::Request { .. })
+    }
+
+    /// The request method (`None` for replies).
+    pub fn method(&self) -> Option<Method> {
+        match self.first {
+            FirstLine::Request { method, .. } => Some(method),
+            FirstLine::Reply { .. } => None,
+        }
+    }
+
+    /// The request method as written (empty for replies).
+    pub fn method_bytes(&self) -> &[u8] {
+        match self.first {
+            FirstLine::Request { method_span, .. } => self.s(method_span),
+            FirstLine::Reply { .. } => &[],
+        }
+    }
+
+    /// The Request-URI as written.
+    pub fn ruri(&self) -> Option<&[u8]> {
+        match self.first {
+            FirstLine::Request { uri, .. } => Some(self.s(uri)),
+            FirstLine::Reply { .. } => None,
+        }
+    }
+
+    /// The Request-URI span.
+    pub fn ruri_span(&self) -> Option<Span> {
+        match self.first {
+            FirstLine::Request { uri, .. } => Some(uri),
+            FirstLine::Reply { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI (cached).
+    pub fn parsed_ruri(&self) -> Result<&Uri, ParseError> {
+        let FirstLine::Request { uri, .. } = self.first else {
+            return Err(ParseError::NotApplicable {
+                what: "a reply has no Request-URI",
+            });
+        };
+        self.ruri
+            .get_or_init(|| parse_uri_at(&self.buf, uri, &self.limits))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The reply status code.
+    pub fn status(&self) -> Option<u16> {
+        match self.first {
+            FirstLine::Reply { status, .. } => Some(status),
+            FirstLine::Request { .. } => None,
+        }
+    }
+
+    /// The reply reason phrase.
+    pub fn reason(&self) -> Option<&[u8]> {
+        match self.first {
+            FirstLine::Reply { reason, .. } => Some(self.s(reason)),
+            FirstLine::Request { .. } => None,
+        }
+    }
+
+    /// All header fields in message order.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The body bytes of a header field.
+    pub fn header_body(&self, h: &Header) -> &[u8] {
+        self.s(h.body_span)
+    }
+
+    /// The name bytes of a header field as written.
+    pub fn header_name(&self, h: &Header) -> &[u8] {
+        self.s(h.name_span)
+    }
+
+    /// The first header field called `name`.
+    pub fn find(&self, name: HeaderName) -> Option<&Header> {
+        self.headers.iter().find(|h| h.name == name)
+    }
+
+    /// Every header field called `name`, in order.
+    pub fn find_all(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
+        self.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// Every header field whose name matches `name` case-insensitively;
+    /// known names also match their compact form (`v` finds `Via`).
+    pub fn find_by_name<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a Header> + 'a {
+        let known = HeaderName::from_bytes(name);
+        self.headers.iter().filter(move |h| {
+            if known != HeaderName::Other {
+                h.name == known
+            } else {
+                h.name == HeaderName::Other && self.s(h.name_span).eq_ignore_ascii_case(name)
+            }
+        })
+    }
+
+    /// The typed value of a header field (parsed once, then cached).
+    pub fn parsed<'a>(&'a self, h: &'a Header) -> Result<&'a HeaderValue, ParseError> {
+        h.parsed
+            .get_or_init(|| parse_value(&self.buf, h.name, h.body_span, &self.limits))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn first_of(&self, name: HeaderName) -> Result<&HeaderValue, ParseError> {
+        let h = self.find(name).ok_or(ParseError::MissingHeader { name })?;
+        self.parsed(h)
+    }
+
+    /// The via-parms of one Via header field.
+    pub fn vias_of<'a>(&'a self, h: &'a Header) -> Result<&'a [Via], ParseError> {
+        match self.parsed(h)? {
+            HeaderValue::Via(v) => Ok(v),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a Via header",
+            }),
+        }
+    }
+
+    /// Every via-parm of the message in order, across Via header fields.
+    pub fn vias(&self) -> impl Iterator<Item = Result<&Via, ParseError>> + '_ {
+        self.find_all(HeaderName::Via).flat_map(|h| {
+            let v: Box<dyn Iterator<Item = Result<&Via, ParseError>>> = match self.vias_of(h) {
+                Ok(v) => Box::new(v.iter().map(Ok)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            };
+            v
+        })
+    }
+
+    /// The topmost via-parm.
+    pub fn via1(&self) -> Result<&Via, ParseError> {
+        self.vias().next().unwrap_or(Err(ParseError::MissingHeader {
+            name: HeaderName::Via,
+        }))
+    }
+
+    /// The second via-parm (possibly in the same header field as the
+    /// first); `Ok(None)` when there is only one.
+    pub fn via2(&self) -> Result<Option<&Via>, ParseError> {
+        self.vias().nth(1).transpose()
+    }
+
+    fn name_addr(&self, name: HeaderName) -> Result<&NameAddr, ParseError> {
+        match self.first_of(name)? {
+            HeaderValue::NameAddr(n) => Ok(n),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a name-addr header",
+            }),
+        }
+    }
+
+    /// The From header value.
+    pub fn from(&self) -> Result<&NameAddr, ParseError> {
+        self.name_addr(HeaderName::From)
+    }
+
+    /// The To header value.
+    pub fn to(&self) -> Result<&NameAddr, ParseError> {
+        self.name_addr(HeaderName::To)
+    }
+
+    /// The Call-ID (trimmed body of the first Call-ID header field).
+    pub fn call_id(&self) -> Option<&[u8]> {
+        self.find(HeaderName::CallId).map(|h| self.header_body(h))
+    }
+
+    /// The CSeq value.
+    pub fn cseq(&self) -> Result<&CSeq, ParseError> {
+        match self.first_of(HeaderName::CSeq)? {
+            HeaderValue::CSeq(c) => Ok(c),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a CSeq header",
+            }),
+        }
+    }
+
+    /// The first Content-Length value (parsed while indexing).
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    fn number(&self, name: HeaderName) -> Result<Option<u32>, ParseError> {
+        match self.find(name) {
+            None => Ok(None),
+            Some(h) => match self.parsed(h)? {
+                HeaderValue::Number(n) => Ok(Some(*n)),
+                _ => Err(ParseError::NotApplicable {
+                    what: "not a numeric header",
+                }),
+            },
+        }
+    }
+
+    /// Max-Forwards (0..=255), if present.
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        Ok(self
+            .number(HeaderName::MaxForwards)?
+            .map(|n| n.min(255) as u8))
+    }
+
+    /// Expires header value, if present.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.number(HeaderName::Expires)
+    }
+
+    /// The contacts of one Contact header field.
+    pub fn contacts_of<'a>(&'a self, h: &'a Header) -> Result<&'a Contacts, ParseError> {
+        match self.parsed(h)? {
+            HeaderValue::Contact(c) => Ok(c),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a Contact header",
+            }),
+        }
+    }
+
+    /// The name-addr list of one Route / Record-Route / Path field.
+    pub fn routes_of<'a>(&'a self, h: &'a Header) -> Result<&'a [NameAddr], ParseError> {
+        match self.parsed(h)? {
+            HeaderValue::NameAddrList(l) => Ok(l),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a route header",
+            }),
+        }
+    }
+
+    /// The body (exactly Content-Length octets when that is present and
+    /// fits the buffer).
+    pub fn body(&self) -> &[u8] {
+        self.s(self.body)
+    }
+
+    /// The body span.
+    pub fn body_span(&self) -> Span {
+        self.body
+    }
+
+    /// Offset where the header section ends (the empty line); new headers
+    /// are inserted here.
+    pub fn headers_end(&self) -> usize {
+        self.hdr_end as usize
+    }
+
+    /// Whether the header section was closed by an empty line.
+    pub fn has_empty_line(&self) -> bool {
+        self.has_empty_line
+    }
+
+    /// When Content-Length promised more octets than the datagram holds,
+    /// the promised length.
+    pub fn truncated_body(&self) -> Option<u32> {
+        self.truncated
+    }
+
+    /// Length of the message proper (trailing octets after the body of a
+    /// datagram are not part of it).
+    pub fn msg_len(&self) -> usize {
+        self.body.end()
+    }
+}
+
+/// Parses the first line, skipping leading empty lines (RFC 3261 §7.5).
+/// Returns the line, its span and the offset of the next line.
+pub(crate) fn parse_first_line(buf: &[u8]) -> Result<(FirstLine, Span, usize), ParseError> {
+    let mut s = 0;
+    while s < buf.len() && (buf[s] == b'\r' || buf[s] == b'\n') {
+        s += 1;
+    }
+    let nl = buf[s..].iter().position(|c| *c == b'\n').map(|p| s + p);
+    let nl = nl.ok_or(ParseError::Truncated {
+        at: buf.len() as u32,
+    })?;
+    let e = if nl > s && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let line = &buf[s..e];
+    let bad = |at: usize, what| ParseError::BadFirstLine {
+        at: (s + at) as u32,
+        what,
+    };
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        let sp = line
+            .iter()
+            .position(|c| *c == b' ')
+            .ok_or_else(|| bad(0, "missing status code"))?;
+        check_version(&line[..sp]).map_err(|unsupported| {
+            if unsupported {
+                ParseError::UnsupportedVersion { at: s as u32 }
+            } else {
+                bad(0, "bad SIP version")
+            }
+        })?;
+        let code = &line[sp + 1..line.len().min(sp + 4)];
+        if code.len() != 3 || line.get(sp + 4).is_some_and(|c| *c != b' ') {
+            return Err(bad(sp + 1, "status code is not 3 digits"));
+        }
+        let status = parse_u32(code, 999)
+            .filter(|c| (100..=699).contains(c))
+            .ok_or_else(|| bad(sp + 1, "bad status code"))?;
+        let rs = (s + sp + 5).min(e);
+        if let Some(p) = buf[rs..e].iter().position(|c| *c == b'\r' || *c == 0) {
+            return Err(bad(rs - s + p, "control character in reason phrase"));
+        }
+        let fl = FirstLine::Reply {
+            status: status as u16,
+            reason: Span::new(rs, e),
+        };
+        return Ok((fl, Span::new(s, e), nl + 1));
+    }
+    let sp1 = line
+        .iter()
+        .position(|c| *c == b' ')
+        .ok_or_else(|| bad(0, "missing Request-URI"))?;
+    if sp1 == 0 || !line[..sp1].iter().all(|c| is_token(*c)) {
+        return Err(bad(0, "bad method"));
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = rest
+        .iter()
+        .position(|c| *c == b' ')
+        .ok_or_else(|| bad(sp1 + 1, "missing SIP version"))?;
+    if sp2 == 0 {
+        return Err(bad(sp1 + 1, "empty Request-URI"));
+    }
+    if let Some(p) = rest[..sp2].iter().position(|c| *c <= b' ' || *c == 0x7f) {
+        return Err(bad(sp1 + 1 + p, "control character in Request-URI"));
+    }
+    let vs = sp1 + 1 + sp2 + 1;
+    check_version(&line[vs..]).map_err(|unsupported| {
+        if unsupported {
+            ParseError::UnsupportedVersion {
+                at: (s + vs) as u32,
+            }
+        } else {
+            bad(vs, "bad SIP version")
+        }
+    })?;
+    let method_span = Span::new(s, s + sp1);
+    let fl = FirstLine::Request {
+        method: Method::from_bytes(&line[..sp1]),
+        method_span,
+        uri: Span::new(s + sp1 + 1, s + sp1 + 1 + sp2),
+    };
+    Ok((fl, Span::new(s, e), nl + 1))
+}
+
+/// Ok for `SIP/2.0`; Err(true) for another well-formed version,
+/// Err(false) for garbage.
+fn check_version(v: &[u8]) -> Result<(), bool> {
+    if v.len() < 4 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(false);
+    }
+    let num = &v[4..];
+    if num == b"2.0" {
+        return Ok(());
+    }
+    let dot = num.iter().position(|c| *c == b'.').ok_or(false)?;
+    let (maj, min) = (&num[..dot], &num[dot + 1..]);
+    let digits = |d: &[u8]| !d.is_empty() && d.len() <= 5 && d.iter().all(u8::is_ascii_digit);
+    Err(digits(maj) && digits(min))
+}
+
+/// Indexes the header field starting at `p` (not an empty line).
+pub(crate) fn index_header(buf: &[u8], p: usize, limits: &Limits) -> Result<Header, ParseError> {
+    let len = buf.len();
+    let mut q = p;
+    while q < len && is_token(buf[q]) {
+        q += 1;
+    }
+    if q == p {
+        return Err(ParseError::BadHeaderLine {
+            at: p as u32,
+            what: "bad header name",
+        });
+    }
+    let name_span = Span::new(p, q);
+    while q < len && (buf[q] == b' ' || buf[q] == b'\t') {
+        q += 1;
+    }
+    if q >= len || buf[q] != b':' {
+        return Err(ParseError::BadHeaderLine {
+            at: p as u32,
+            what: "missing colon",
+        });
+    }
+    let colon = q;
+    // Find the end of the field: a line end not followed by SP/HT.
+    let mut s = colon + 1;
+    let (line_end, next) = loop {
+        match buf[s..].iter().position(|c| *c == b'\n') {
+            None => break (len, len),
+            Some(off) => {
+                let nl = s + off;
+                if nl + 1 < len && (buf[nl + 1] == b' ' || buf[nl + 1] == b'\t') {
+                    s = nl + 1;
+                    continue;
+                }
+                break (nl, nl + 1);
+            }
+        }
+    };
+    if next - p > limits.max_header_len {
+        return Err(ParseError::HeaderTooLong {
+            at: p as u32,
+            max: limits.max_header_len,
+        });
+    }
+    let mut bs = colon + 1;
+    let mut be = line_end;
+    while bs < be && is_lws(buf[bs]) {
+        bs += 1;
+    }
+    while be > bs && is_lws(buf[be - 1]) {
+        be -= 1;
+    }
+    Ok(Header {
+        name: HeaderName::from_bytes(name_span.of(buf)),
+        name_span,
+        body_span: Span::new(bs, be),
+        span: Span::new(p, next),
+        parsed: OnceCell::new(),
+    })
+}
