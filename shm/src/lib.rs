@@ -10,7 +10,7 @@
 //! segment of `-m` megabytes `MAP_SHARED | MAP_ANONYMOUS`. Every child
 //! inherits the mapping at the same address, so a pointer into the segment
 //! means the same thing in every process: shm containers ([`ShmBox`],
-//! [`ShmSlice`], [`ShmVec`], [`ShmStr`], [`HashTable`]) hold plain pointers
+//! [`ShmArc`], [`ShmSlice`], [`ShmVec`], [`ShmStr`], [`HashTable`]) hold plain pointers
 //! and are themselves storable in shm. The allocator (size-class free lists,
 //! split and coalesce, 16-byte alignment) keeps its metadata inside the
 //! segment under a [`Lock`], so any process may allocate, free, or read
@@ -41,6 +41,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 
+mod arc;
 mod boxed;
 mod heap;
 mod lock;
@@ -54,6 +55,7 @@ mod vec;
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 
+pub use arc::ShmArc;
 pub use boxed::ShmBox;
 pub use lock::{Lock, LockGuard, LockSet, Mutex, MutexGuard};
 pub use safe::ShmSafe;
@@ -247,6 +249,29 @@ mod tests {
         drop(inner);
         let nested = ShmBox::new(Mutex::new(ShmStr::new(b"x").unwrap())).unwrap();
         assert_eq!(*nested.lock(), "x");
+    }
+
+    #[test]
+    fn shm_arc() {
+        setup();
+        let a = ShmArc::new(ShmStr::new(b"branch").unwrap()).unwrap();
+        let b = a.clone();
+        assert_eq!(ShmArc::strong_count(&a), 2);
+        assert!(ShmArc::ptr_eq(&a, &b));
+        drop(a);
+        assert_eq!(ShmArc::strong_count(&b), 1);
+        let raw = ShmArc::into_raw(b);
+        assert!(contains(raw.as_ptr()));
+        // SAFETY: from into_raw just above, taken back once.
+        let c = unsafe { ShmArc::from_raw(raw) };
+        assert_eq!(*c, "branch");
+        let t: HashTable<ShmArc<AtomicU32>> = HashTable::new(4).unwrap();
+        let x = ShmArc::new(AtomicU32::new(5)).unwrap();
+        t.bucket(1).push(x.clone()).unwrap();
+        t.bucket(1)[0].fetch_add(1, Ordering::Relaxed);
+        assert_eq!(x.load(Ordering::Relaxed), 6);
+        drop(t);
+        assert_eq!(ShmArc::strong_count(&x), 1);
     }
 
     #[test]
