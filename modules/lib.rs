@@ -1,1 +1,47 @@
-//! ser-modules (placeholder until its issue lands).
+//! `ser-modules`: the module interface of the Rust SER, the per-message runtime
+//! every script function works on, and the built-in modules (one folder each).
+//!
+//! Replaces SER's `sr_module.c` (dlopen + `module_exports`) with a static
+//! registry ([`registry`]), and the core parts of `pvapi.c`, `usr_avp.c`,
+//! `select_core.c`, `flags.c`, `msg_translator.c` that modules share
+//! ([`runtime`]).
+//!
+//! Adding a module: create `modules/<name>/mod.rs` with a unit struct that
+//! implements [`iface::Module`] (name, params, functions with fixups), declare
+//! it below and list it in [`registry::builtin`].
+#![forbid(unsafe_code)]
+
+pub mod iface;
+pub mod registry;
+
+/// The per-message runtime shared by the engine and the modules.
+pub mod runtime {
+    pub mod access;
+    pub mod avp;
+    pub mod build;
+    pub mod cfg;
+    pub mod ctx;
+    pub mod flags;
+    pub mod flow;
+    pub mod format;
+    pub mod pvar;
+    pub mod select;
+    pub mod transport;
+    pub mod value;
+}
+
+pub mod kex;
+pub mod maxfwd;
+pub mod print;
+pub mod pv;
+pub mod sanity;
+pub mod siputils;
+pub mod sl;
+pub mod textops;
+pub mod xlog;
+
+pub use iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, RouteMask};
+pub use runtime::ctx::{Env, MsgCtx};
+pub use runtime::flow::Flow;
+pub use runtime::transport::{Dest, Proto, Transport};
+pub use runtime::value::Value;
