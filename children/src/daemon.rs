@@ -162,20 +162,30 @@ pub fn resolve_ids(
         None => None,
         Some(u) => Some(match u.parse::<u32>() {
             Ok(n) => Uid::from_raw(n),
-            Err(_) => User::from_name(u)
-                .map_err(|e| Error::io(format!("getpwnam {u}"), e.into()))?
-                .ok_or_else(|| Error::UnknownId { kind: "user", name: u.into() })?
-                .uid,
+            Err(_) => {
+                User::from_name(u)
+                    .map_err(|e| Error::io(format!("getpwnam {u}"), e.into()))?
+                    .ok_or_else(|| Error::UnknownId {
+                        kind: "user",
+                        name: u.into(),
+                    })?
+                    .uid
+            }
         }),
     };
     let gid = match group {
         None => None,
         Some(g) => Some(match g.parse::<u32>() {
             Ok(n) => Gid::from_raw(n),
-            Err(_) => Group::from_name(g)
-                .map_err(|e| Error::io(format!("getgrnam {g}"), e.into()))?
-                .ok_or_else(|| Error::UnknownId { kind: "group", name: g.into() })?
-                .gid,
+            Err(_) => {
+                Group::from_name(g)
+                    .map_err(|e| Error::io(format!("getgrnam {g}"), e.into()))?
+                    .ok_or_else(|| Error::UnknownId {
+                        kind: "group",
+                        name: g.into(),
+                    })?
+                    .gid
+            }
         }),
     };
     Ok((uid, gid))

@@ -47,7 +47,10 @@ pub enum Error {
 impl Error {
     /// Wraps an [`io::Error`] with the step that failed.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { what: what.into(), source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 
@@ -56,7 +59,10 @@ impl fmt::Display for Error {
         match self {
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::MultiThreaded { threads } => {
-                write!(f, "cannot fork: the main process has {threads} threads, expected 1")
+                write!(
+                    f,
+                    "cannot fork: the main process has {threads} threads, expected 1"
+                )
             }
             Error::UnknownId { kind, name } => write!(f, "unknown {kind} '{name}'"),
             Error::Unsupported { what } => write!(f, "{what} is not supported by this build"),

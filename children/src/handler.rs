@@ -26,7 +26,11 @@ pub trait SipHandler {
         reply: &mut dyn StreamReply,
     ) {
         let _ = reply;
-        log::debug!("tcp message of {} bytes from {src} on {} dropped", msg.len(), sock.name());
+        log::debug!(
+            "tcp message of {} bytes from {src} on {} dropped",
+            msg.len(),
+            sock.name()
+        );
     }
 }
 
@@ -85,7 +89,11 @@ pub struct DropHandler;
 
 impl SipHandler for DropHandler {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
-        log::debug!("udp datagram of {} bytes from {src} on {} dropped", buf.len(), sock.name());
+        log::debug!(
+            "udp datagram of {} bytes from {src} on {} dropped",
+            buf.len(),
+            sock.name()
+        );
     }
 }
 

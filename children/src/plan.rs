@@ -117,7 +117,11 @@ impl SpawnPlan {
             (true, Some(sock)) => format!("main process - udp receiver sock={sock}"),
             _ => "main process - attendant".to_string(),
         };
-        procs.push(ProcSpec { kind: ProcKind::Main, rank: Rank::Main, desc: main_desc });
+        procs.push(ProcSpec {
+            kind: ProcKind::Main,
+            rank: Rank::Main,
+            desc: main_desc,
+        });
         if !input.dont_fork {
             for (sock, name) in input.udp_sockets.iter().enumerate() {
                 for child in 0..input.children {
@@ -129,9 +133,17 @@ impl SpawnPlan {
                 }
             }
         }
-        procs.push(ProcSpec { kind: ProcKind::Timer, rank: Rank::Timer, desc: "timer".into() });
+        procs.push(ProcSpec {
+            kind: ProcKind::Timer,
+            rank: Rank::Timer,
+            desc: "timer".into(),
+        });
         if input.ctl {
-            procs.push(ProcSpec { kind: ProcKind::Ctl, rank: Rank::Ctl, desc: "ctl handler".into() });
+            procs.push(ProcSpec {
+                kind: ProcKind::Ctl,
+                rank: Rank::Ctl,
+                desc: "ctl handler".into(),
+            });
         }
         if input.tcp && !input.dont_fork {
             procs.push(ProcSpec {
@@ -221,15 +233,26 @@ mod tests {
 
     #[test]
     fn dont_fork_keeps_only_timer() {
-        let plan = SpawnPlan::new(&PlanInput { dont_fork: true, ctl: false, ..input() });
+        let plan = SpawnPlan::new(&PlanInput {
+            dont_fork: true,
+            ctl: false,
+            ..input()
+        });
         assert_eq!(plan.len(), 2);
-        assert_eq!(plan.procs[0].desc, "main process - udp receiver sock=127.0.0.1:5060");
+        assert_eq!(
+            plan.procs[0].desc,
+            "main process - udp receiver sock=127.0.0.1:5060"
+        );
         assert_eq!(plan.procs[1].kind, ProcKind::Timer);
     }
 
     #[test]
     fn no_tcp_no_tcp_processes() {
-        let plan = SpawnPlan::new(&PlanInput { tcp: false, ctl: false, ..input() });
+        let plan = SpawnPlan::new(&PlanInput {
+            tcp: false,
+            ctl: false,
+            ..input()
+        });
         assert_eq!(plan.len(), 1 + 4 + 1);
     }
 }

@@ -9,8 +9,8 @@ use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
 use crate::Error;
 
-/// SER's transport protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// SER's transport protocols (ordered as SER lists sockets: UDP first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
     /// UDP.
     Udp,
@@ -83,7 +83,9 @@ impl ListenSocket {
             }
             Proto::Tcp => Inner::Tcp(TcpListener::bind(addr).map_err(|e| Error::io(what(), e))?),
             Proto::Tls | Proto::Sctp => {
-                return Err(Error::Unsupported { what: format!("listening on {proto}") })
+                return Err(Error::Unsupported {
+                    what: format!("listening on {proto}"),
+                })
             }
         };
         let addr = match &inner {
@@ -91,7 +93,12 @@ impl ListenSocket {
             Inner::Tcp(s) => s.local_addr(),
         }
         .map_err(|e| Error::io(what(), e))?;
-        Ok(ListenSocket { proto, addr, name: addr_name(addr), inner })
+        Ok(ListenSocket {
+            proto,
+            addr,
+            name: addr_name(addr),
+            inner,
+        })
     }
 
     /// The protocol.
@@ -184,7 +191,10 @@ mod tests {
     #[test]
     fn tls_is_refused_clearly() {
         let e = ListenSocket::bind(Proto::Tls, "127.0.0.1:0".parse().unwrap(), 0).unwrap_err();
-        assert_eq!(e.to_string(), "listening on tls is not supported by this build");
+        assert_eq!(
+            e.to_string(),
+            "listening on tls is not supported by this build"
+        );
     }
 
     #[test]

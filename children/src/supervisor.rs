@@ -119,7 +119,14 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         }
     }
     drop(links);
-    let Setup { plan, sockets, init, grace, on_usr1, notice } = setup;
+    let Setup {
+        plan,
+        sockets,
+        init,
+        grace,
+        on_usr1,
+        notice,
+    } = setup;
 
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
         .map_err(|e| Error::io("install signal handlers", e))?;
@@ -128,7 +135,12 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         .thread_unblock()
         .map_err(|e| Error::io("unblock signals", e.into()))?;
 
-    if plan.procs.first().map(|p| p.desc.starts_with("main process - udp")) == Some(true) {
+    if plan
+        .procs
+        .first()
+        .map(|p| p.desc.starts_with("main process - udp"))
+        == Some(true)
+    {
         // -D: main is the only receiver of the first UDP socket.
         for sig in [SIGTERM, SIGINT] {
             signal_hook::flag::register(sig, stop.clone())
@@ -137,7 +149,10 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         notice.started();
         if let Some(sock) = udp_sockets(sockets).first() {
             init.init(plan.procs[0].rank, &plan.procs[0].desc)
-                .map_err(|msg| Error::ChildInit { desc: plan.procs[0].desc.clone(), msg })?;
+                .map_err(|msg| Error::ChildInit {
+                    desc: plan.procs[0].desc.clone(),
+                    msg,
+                })?;
             let mut handler = init.handler(plan.procs[0].rank);
             udp::receive_loop(sock, handler.as_mut(), &stop);
         }
@@ -182,7 +197,9 @@ fn reap_dead() -> Option<String> {
             Ok(status) => {
                 let Some(pid) = status.pid() else { continue };
                 let index = table::index_of(pid.as_raw());
-                let desc = index.map(table::desc_of).unwrap_or_else(|| "unknown".into());
+                let desc = index
+                    .map(table::desc_of)
+                    .unwrap_or_else(|| "unknown".into());
                 match status {
                     WaitStatus::Exited(_, code) => {
                         log::error!("child process {pid} [{desc}] exited normally, status={code}")
@@ -272,7 +289,11 @@ fn child_main(
         return 1;
     }
     if let Err(msg) = setup.init.init(spec.rank, &spec.desc) {
-        log::error!("init of '{}' (rank {}) failed: {msg}", spec.desc, spec.rank.as_i32());
+        log::error!(
+            "init of '{}' (rank {}) failed: {msg}",
+            spec.desc,
+            spec.rank.as_i32()
+        );
         return 1;
     }
     let _ = index;

@@ -8,8 +8,9 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
+use ser_shm::{ShmSafe, ShmSlice};
+
 use crate::plan::SpawnPlan;
-use crate::sys::SharedRegion;
 use crate::Error;
 
 /// Longest description kept; longer ones are cut.
@@ -23,6 +24,10 @@ struct ProcSlot {
     desc_len: u32,
     desc: [u8; MAX_DESC],
 }
+
+// SAFETY: integers, an atomic and a byte array: no pointers, no Drop,
+// alignment 4.
+unsafe impl ShmSafe for ProcSlot {}
 
 /// A snapshot of one table entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,34 +44,28 @@ pub struct ProcInfo {
 
 static TABLE: OnceLock<&'static [ProcSlot]> = OnceLock::new();
 
-/// Creates the table for `plan` in a shared mapping. Called once, in main,
-/// before the first fork; a second call returns the existing table's error.
+/// Creates the table for `plan` in the shm segment ([`ser_shm::init`] must
+/// have run). Called once, in main, before the first fork.
 pub fn create(plan: &SpawnPlan) -> Result<(), Error> {
-    let region = SharedRegion::new(plan.len() * std::mem::size_of::<ProcSlot>())
-        .map_err(|e| Error::io("mmap process table", e))?;
-    let base = region.as_ptr().cast::<ProcSlot>();
-    for (i, spec) in plan.procs.iter().enumerate() {
-        let bytes = spec.desc.as_bytes();
+    let slots = ShmSlice::from_fn(plan.len(), |i| {
+        let bytes = plan.procs[i].desc.as_bytes();
         let len = bytes.len().min(MAX_DESC);
         let mut desc = [0u8; MAX_DESC];
         desc[..len].copy_from_slice(&bytes[..len]);
-        let slot = ProcSlot {
+        ProcSlot {
             pid: AtomicI32::new(0),
-            rank: spec.rank.as_i32(),
+            rank: plan.procs[i].rank.as_i32(),
             // len <= MAX_DESC, fits in u32.
             desc_len: len as u32,
             desc,
-        };
-        // SAFETY: the region holds plan.len() slots, is page aligned (mmap)
-        // and nobody else references it yet; i < plan.len().
-        unsafe { base.add(i).write(slot) };
-    }
-    // SAFETY: all plan.len() slots were initialised above; the mapping is
-    // leaked below, so it lives for the rest of the process (and of every
-    // child, which inherits it). Only the atomics are written afterwards.
-    let slots: &'static [ProcSlot] = unsafe { std::slice::from_raw_parts(base, plan.len()) };
-    region.leak();
-    TABLE.set(slots).map_err(|_| Error::Shm { msg: "process table created twice".into() })
+        }
+    })
+    .map_err(|e| Error::Shm { msg: e.to_string() })?;
+    // The table lives as long as the server: every child reads it.
+    let slots: &'static [ProcSlot] = ShmSlice::leak(slots);
+    TABLE.set(slots).map_err(|_| Error::Shm {
+        msg: "process table created twice".into(),
+    })
 }
 
 /// Records `pid` for slot `index` (0 clears it).
@@ -89,12 +88,39 @@ pub fn process_table() -> impl Iterator<Item = ProcInfo> {
         index,
         pid: s.pid.load(Ordering::Acquire),
         rank: s.rank,
-        desc: String::from_utf8_lossy(&s.desc[..(s.desc_len as usize).min(MAX_DESC)])
-            .into_owned(),
+        desc: String::from_utf8_lossy(&s.desc[..(s.desc_len as usize).min(MAX_DESC)]).into_owned(),
     })
 }
 
 /// Description of slot `index`, or `"?"`.
 pub fn desc_of(index: usize) -> String {
-    process_table().nth(index).map(|p| p.desc).unwrap_or_else(|| "?".into())
+    process_table()
+        .nth(index)
+        .map(|p| p.desc)
+        .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PlanInput;
+
+    #[test]
+    fn table_in_shm_reads_back() {
+        ser_shm::init(1 << 20).unwrap();
+        let plan = SpawnPlan::new(&PlanInput {
+            udp_sockets: vec!["127.0.0.1:5060".into()],
+            children: 2,
+            ..PlanInput::default()
+        });
+        create(&plan).unwrap();
+        set_pid(1, 4242);
+        let t: Vec<ProcInfo> = process_table().collect();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[1].pid, 4242);
+        assert_eq!(t[1].desc, "udp receiver child=0 sock=127.0.0.1:5060");
+        assert_eq!(t[3].desc, "timer");
+        assert_eq!(index_of(4242), Some(1));
+        assert!(create(&plan).is_err());
+    }
 }

@@ -50,11 +50,16 @@ pub fn frame(buf: &[u8]) -> Frame {
     let mut body_len = 0usize;
     for line in buf[..hdr_end].split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = line[..colon].trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
             let v = line[colon + 1..].trim_ascii();
-            match std::str::from_utf8(v).ok().and_then(|s| s.parse::<usize>().ok()) {
+            match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+            {
                 Some(n) if n <= BUF_SIZE => body_len = n,
                 _ => return Frame::Invalid,
             }
@@ -74,8 +79,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// tcp main: accepts on every TCP socket and passes connections to the
 /// workers until `stop` is set.
 pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &AtomicBool) {
-    let listeners: Vec<(usize, &ListenSocket)> =
-        sockets.iter().enumerate().filter(|(_, s)| s.proto() == Proto::Tcp).collect();
+    let listeners: Vec<(usize, &ListenSocket)> = sockets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.proto() == Proto::Tcp)
+        .collect();
     for (_, s) in &listeners {
         if let Some(l) = s.tcp() {
             if let Err(e) = l.set_nonblocking(true) {
@@ -151,7 +159,12 @@ fn recv_fd(link: &UnixStream) -> nix::Result<Option<(usize, OwnedFd)>> {
     let mut data = [0u8; 4];
     let mut iov = [IoSliceMut::new(&mut data)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(link.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())?;
+    let msg = recvmsg::<()>(
+        link.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
     if msg.bytes == 0 {
         return Ok(None);
     }
@@ -207,7 +220,11 @@ pub fn worker_loop(
     while !stop.load(Ordering::Relaxed) && (link_open || !conns.is_empty()) {
         let mut fds = Vec::with_capacity(conns.len() + 1);
         fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
-        fds.extend(conns.iter().map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)));
+        fds.extend(
+            conns
+                .iter()
+                .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+        );
         match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
             Ok(0) => continue,
             Ok(_) => {}
@@ -218,8 +235,10 @@ pub fn worker_loop(
                 continue;
             }
         }
-        let ready: Vec<bool> =
-            fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         let mut closed = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {
@@ -235,9 +254,12 @@ pub fn worker_loop(
                 Ok(Some((sock, fd))) => {
                     let stream = TcpStream::from(fd);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
-                        (Ok(peer), Ok(())) if sock < sockets.len() => {
-                            conns.push(Conn { stream, peer, sock, buf: Vec::new() })
-                        }
+                        (Ok(peer), Ok(())) if sock < sockets.len() => conns.push(Conn {
+                            stream,
+                            peer,
+                            sock,
+                            buf: Vec::new(),
+                        }),
                         _ => log::warn!("tcp worker: dropping unusable connection"),
                     }
                 }
@@ -307,8 +329,14 @@ mod tests {
     fn frames_by_content_length() {
         let m = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabcNEXT";
         assert_eq!(frame(m), Frame::Message(m.len() - 4));
-        assert_eq!(frame(b"OPTIONS sip:a SIP/2.0\r\nl: 5\r\n\r\nab"), Frame::Incomplete);
-        assert_eq!(frame(b"INVITE x\r\nContent-Length: zz\r\n\r\n"), Frame::Invalid);
+        assert_eq!(
+            frame(b"OPTIONS sip:a SIP/2.0\r\nl: 5\r\n\r\nab"),
+            Frame::Incomplete
+        );
+        assert_eq!(
+            frame(b"INVITE x\r\nContent-Length: zz\r\n\r\n"),
+            Frame::Invalid
+        );
         assert_eq!(frame(b"\r\n\r\nX"), Frame::Message(2));
         assert_eq!(frame(b"INVITE"), Frame::Incomplete);
     }

@@ -54,6 +54,9 @@ mod tests {
         let t0 = Instant::now();
         run(vec![Box::new(StopAfter(stop.clone(), 3))], &stop);
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
     }
 }

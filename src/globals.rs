@@ -1,0 +1,354 @@
+//! The core globals (SER's `globals.h`): defaults, then the config file's
+//! core assignments, then the command line, which wins.
+
+use std::path::PathBuf;
+
+use ser_children::daemon::{DaemonOptions, ForkMode};
+use ser_children::socket::MAX_RECV_BUFFER_SIZE;
+use ser_children::Proto;
+use ser_parser::ast::{Item, Value, ValueKind};
+use ser_parser::Diagnostic;
+
+use crate::flags::{CmdLine, DEFAULT_CFG_FILE, DEFAULT_MODULES_DIR};
+use crate::listen::ListenSpec;
+
+/// SER's default shared memory size in MB (`SHM_MEM_SIZE`).
+pub const DEFAULT_SHM_MB: u32 = 32;
+
+/// The core settings after defaults, config and command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Globals {
+    /// `-f`.
+    pub cfg_file: PathBuf,
+    /// `-L`, `loadpath`.
+    pub modules_dir: String,
+    /// `debug=` (SER level: -3 alert .. 0 warning .. 3 debug).
+    pub debug: i32,
+    /// Number of `-D`; `fork=no` counts as one.
+    pub dont_fork: u32,
+    /// `-E`, `log_stderror=yes`.
+    pub log_stderr: bool,
+    /// `log_facility=` (`LOG_DAEMON`).
+    pub log_facility: String,
+    /// `-l`, `listen=`.
+    pub listen: Vec<ListenSpec>,
+    /// `port=`: the port of listen addresses that give none.
+    pub port: u16,
+    /// `-n`, `children=`: UDP receivers per socket.
+    pub children: u32,
+    /// `-N`, `tcp_children=`; `None` = same as `children`.
+    pub tcp_children: Option<u32>,
+    /// `-T`, `disable_tcp=yes`.
+    pub disable_tcp: bool,
+    /// `-m`, MB.
+    pub shm_mb: u32,
+    /// `-b`: receive buffer probing ceiling.
+    pub rcvbuf_max: u32,
+    /// `-u`, `user=`/`uid=`.
+    pub user: Option<String>,
+    /// `-g`, `group=`/`gid=`.
+    pub group: Option<String>,
+    /// `-t`, `chroot=`.
+    pub chroot: Option<PathBuf>,
+    /// `-w`, `workdir=`/`wdir=`.
+    pub wdir: Option<PathBuf>,
+    /// `-P`.
+    pub pid_file: Option<PathBuf>,
+    /// `-G`.
+    pub pgid_file: Option<PathBuf>,
+    /// `mhomed=`.
+    pub mhomed: bool,
+    /// `-v`, `check_via=`.
+    pub check_via: bool,
+    /// `-r`, `dns=`.
+    pub dns: bool,
+    /// `-R`, `rev_dns=`.
+    pub rev_dns: bool,
+    /// `-a`, `auto_aliases=`.
+    pub auto_aliases: bool,
+    /// `-W`.
+    pub poll_method: Option<String>,
+    /// `-O`.
+    pub opt_level: u32,
+    /// `-A` defines for the preprocessor.
+    pub defines: Vec<(String, Option<String>)>,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Globals {
+            cfg_file: PathBuf::from(DEFAULT_CFG_FILE),
+            modules_dir: DEFAULT_MODULES_DIR.into(),
+            debug: 0,
+            dont_fork: 0,
+            log_stderr: false,
+            log_facility: "LOG_DAEMON".into(),
+            listen: Vec::new(),
+            port: 5060,
+            children: 8,
+            tcp_children: None,
+            disable_tcp: false,
+            shm_mb: DEFAULT_SHM_MB,
+            rcvbuf_max: MAX_RECV_BUFFER_SIZE as u32,
+            user: None,
+            group: None,
+            chroot: None,
+            wdir: None,
+            pid_file: None,
+            pgid_file: None,
+            mhomed: false,
+            check_via: false,
+            dns: false,
+            rev_dns: false,
+            auto_aliases: true,
+            poll_method: None,
+            opt_level: 2,
+            defines: Vec::new(),
+        }
+    }
+}
+
+fn int(v: &Value) -> Result<i64, Diagnostic> {
+    match &v.kind {
+        ValueKind::Int(n) => Ok(*n),
+        ValueKind::Bool(b) => Ok(i64::from(*b)),
+        _ => Err(Diagnostic::error(v.span, "number expected")),
+    }
+}
+
+fn ranged<T: TryFrom<i64>>(v: &Value) -> Result<T, Diagnostic> {
+    T::try_from(int(v)?).map_err(|_| Diagnostic::error(v.span, "number out of range"))
+}
+
+fn boolean(v: &Value) -> Result<bool, Diagnostic> {
+    match &v.kind {
+        ValueKind::Bool(b) => Ok(*b),
+        ValueKind::Int(n) => Ok(*n != 0),
+        _ => Err(Diagnostic::error(v.span, "yes/no expected")),
+    }
+}
+
+fn text(v: &Value) -> Result<String, Diagnostic> {
+    match &v.kind {
+        ValueKind::Str(s) | ValueKind::Ident(s) => Ok(s.clone()),
+        ValueKind::Int(n) => Ok(n.to_string()),
+        ValueKind::Ip(ip) => Ok(ip.to_string()),
+        _ => Err(Diagnostic::error(v.span, "string expected")),
+    }
+}
+
+fn listen_specs(v: &Value, out: &mut Vec<ListenSpec>) -> Result<(), Diagnostic> {
+    let bad = |msg: String| Diagnostic::error(v.span, msg);
+    match &v.kind {
+        ValueKind::Socket(s) => {
+            let proto = match &s.proto {
+                None => None,
+                Some(p) => Some(Proto::parse(p).ok_or_else(|| bad(format!("bad protocol '{p}'")))?),
+            };
+            let host = if s.host == "*" {
+                "0.0.0.0".to_string()
+            } else {
+                s.host.clone()
+            };
+            out.push(ListenSpec {
+                proto,
+                hosts: vec![host],
+                port: s.port,
+            });
+        }
+        ValueKind::Ip(ip) => out.push(ListenSpec {
+            proto: None,
+            hosts: vec![ip.to_string()],
+            port: None,
+        }),
+        ValueKind::Ident(s) | ValueKind::Str(s) => out.push(ListenSpec::parse(s).map_err(bad)?),
+        ValueKind::List(vs) => {
+            for v in vs {
+                listen_specs(v, out)?;
+            }
+        }
+        _ => return Err(bad("listen address expected".into())),
+    }
+    Ok(())
+}
+
+impl Globals {
+    /// Takes the core assignments this crate knows from the config; others
+    /// (module-level and runtime parameters) are left to their owners.
+    /// Returns the diagnostics of values of the wrong type.
+    pub fn apply_config(&mut self, items: &[Item]) -> Vec<Diagnostic> {
+        let mut errors = Vec::new();
+        let mut cfg_listen = Vec::new();
+        for item in items {
+            let Item::Assign { name, value, .. } = item else {
+                continue;
+            };
+            let r: Result<(), Diagnostic> = (|| {
+                match name.as_str() {
+                    "debug" => self.debug = ranged(value)?,
+                    "fork" => self.dont_fork = u32::from(!boolean(value)?),
+                    "log_stderror" => self.log_stderr = boolean(value)?,
+                    "log_facility" => self.log_facility = text(value)?,
+                    "listen" => listen_specs(value, &mut cfg_listen)?,
+                    "port" => self.port = ranged(value)?,
+                    "children" => self.children = ranged(value)?,
+                    "tcp_children" => self.tcp_children = Some(ranged(value)?),
+                    "disable_tcp" => self.disable_tcp = boolean(value)?,
+                    "user" | "uid" => self.user = Some(text(value)?),
+                    "group" | "gid" => self.group = Some(text(value)?),
+                    "chroot" => self.chroot = Some(text(value)?.into()),
+                    "workdir" | "wdir" => self.wdir = Some(text(value)?.into()),
+                    "mhomed" => self.mhomed = boolean(value)?,
+                    "check_via" => self.check_via = boolean(value)?,
+                    "dns" => self.dns = boolean(value)?,
+                    "rev_dns" => self.rev_dns = boolean(value)?,
+                    "auto_aliases" => self.auto_aliases = boolean(value)?,
+                    "loadpath" | "mpath" => self.modules_dir = text(value)?,
+                    _ => {}
+                }
+                Ok(())
+            })();
+            if let Err(mut d) = r {
+                d.message = format!("{name}: {}", d.message);
+                errors.push(d);
+            }
+        }
+        if !cfg_listen.is_empty() {
+            self.listen = cfg_listen;
+        }
+        errors
+    }
+
+    /// The command line's values, which override the config's.
+    pub fn apply_cmdline(&mut self, cl: &CmdLine) {
+        if let Some(f) = &cl.cfg_file {
+            self.cfg_file = f.into();
+        }
+        if let Some(d) = &cl.modules_dir {
+            self.modules_dir = d.clone();
+        }
+        // -d raises the configured level, one step per flag.
+        self.debug = self
+            .debug
+            .saturating_add(i32::try_from(cl.debug_count).unwrap_or(i32::MAX));
+        if cl.dont_fork_count > 0 {
+            self.dont_fork = cl.dont_fork_count;
+        }
+        self.log_stderr |= cl.log_stderr;
+        if !cl.listen.is_empty() {
+            self.listen = cl.listen.clone();
+        }
+        if let Some(n) = cl.children {
+            self.children = n;
+        }
+        if let Some(n) = cl.tcp_children {
+            self.tcp_children = Some(n);
+        }
+        self.disable_tcp |= cl.disable_tcp;
+        self.dns |= cl.dns;
+        self.rev_dns |= cl.rev_dns;
+        self.check_via |= cl.check_via;
+        let set = |dst: &mut Option<String>, src: &Option<String>| {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        };
+        set(&mut self.user, &cl.user);
+        set(&mut self.group, &cl.group);
+        set(&mut self.poll_method, &cl.poll_method);
+        let set_path = |dst: &mut Option<PathBuf>, src: &Option<String>| {
+            if let Some(s) = src {
+                *dst = Some(PathBuf::from(s));
+            }
+        };
+        set_path(&mut self.chroot, &cl.chroot);
+        set_path(&mut self.wdir, &cl.wdir);
+        set_path(&mut self.pid_file, &cl.pid_file);
+        set_path(&mut self.pgid_file, &cl.pgid_file);
+        if let Some(n) = cl.shm_mb {
+            self.shm_mb = n;
+        }
+        if let Some(n) = cl.rcvbuf_max {
+            self.rcvbuf_max = n;
+        }
+        if let Some(n) = cl.opt_level {
+            self.opt_level = n;
+        }
+        if let Some(a) = cl.auto_aliases {
+            self.auto_aliases = a;
+        }
+        self.defines.clone_from(&cl.defines);
+    }
+
+    /// TCP workers: `tcp_children`, else `children`.
+    pub fn tcp_workers(&self) -> u32 {
+        self.tcp_children.unwrap_or(self.children)
+    }
+
+    /// The `-D` level as a fork mode.
+    pub fn fork_mode(&self) -> ForkMode {
+        ForkMode::from_count(self.dont_fork)
+    }
+
+    /// What the daemon step needs.
+    pub fn daemon_options(&self) -> DaemonOptions {
+        DaemonOptions {
+            mode: self.fork_mode(),
+            log_stderr: self.log_stderr,
+            pid_file: self.pid_file.clone(),
+            pgid_file: self.pgid_file.clone(),
+            chroot: self.chroot.clone(),
+            wdir: self.wdir.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ser_parser::ast::SocketSpec;
+    use ser_parser::Span;
+
+    fn assign(name: &str, kind: ValueKind) -> Item {
+        let span = Span::default();
+        Item::Assign {
+            name: name.into(),
+            name_span: span,
+            value: Value { kind, span },
+            span,
+        }
+    }
+
+    #[test]
+    fn defaults_then_config_then_cmdline() {
+        let mut g = Globals::default();
+        let errs = g.apply_config(&[
+            assign("debug", ValueKind::Int(3)),
+            assign("children", ValueKind::Int(4)),
+            assign("fork", ValueKind::Bool(false)),
+            assign("log_stderror", ValueKind::Bool(true)),
+            assign(
+                "listen",
+                ValueKind::Socket(SocketSpec {
+                    proto: Some("udp".into()),
+                    host: "127.0.0.1".into(),
+                    port: Some(5070),
+                    advertise: None,
+                }),
+            ),
+            assign("disable_tcp", ValueKind::Ident("maybe".into())),
+        ]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].message, "disable_tcp: yes/no expected");
+        assert_eq!(
+            (g.debug, g.children, g.dont_fork, g.log_stderr),
+            (3, 4, 1, true)
+        );
+        assert_eq!(g.listen[0].port, Some(5070));
+        let cl = crate::flags::parse(["-dd", "-n", "2", "-l", "127.0.0.1:5080", "-DD"]).unwrap();
+        g.apply_cmdline(&cl);
+        assert_eq!((g.debug, g.children, g.dont_fork), (5, 2, 2));
+        assert_eq!(g.listen, [ListenSpec::parse("127.0.0.1:5080").unwrap()]);
+        assert_eq!(g.tcp_workers(), 2);
+    }
+}

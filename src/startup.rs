@@ -1,0 +1,173 @@
+//! Start-up in SER's order (`main.c:main`): command line, config, globals,
+//! logging, the routing engine, `-c`, daemon, shared memory, sockets,
+//! privilege drop, then the fork plan and the supervisor.
+
+use std::time::Duration;
+
+use ser_children::daemon::{self, ForkMode};
+use ser_children::plan::PlanInput;
+use ser_children::supervisor::{self, Setup};
+use ser_children::{ListenSocket, Proto, SpawnPlan};
+
+use crate::flags::{self, Action};
+use crate::globals::Globals;
+use crate::{config, engine, listen, logging, version};
+
+/// How long children get to stop after SIGTERM before SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
+
+/// Exit status of a refused command line or config.
+const EXIT_ERROR: i32 = 1;
+
+/// Runs `ser` with the arguments after the program name; returns the exit
+/// status.
+pub fn run(args: Vec<String>) -> i32 {
+    logging::install();
+    let cl = match flags::parse(args) {
+        Ok(cl) => cl,
+        Err(e) => {
+            eprintln!("ser: {e}\nUse -h for help");
+            return EXIT_ERROR;
+        }
+    };
+    match cl.action {
+        Action::Help => {
+            print!("{}", flags::help_text());
+            return 0;
+        }
+        Action::Version => {
+            print!("{}", version::version_text());
+            return 0;
+        }
+        Action::Run | Action::Check => {}
+    }
+
+    // Defaults, then the config file, then the command line.
+    let mut g = Globals::default();
+    if let Some(f) = &cl.cfg_file {
+        g.cfg_file = f.into();
+    }
+    let parsed = match config::parse(&g.cfg_file, &cl.defines) {
+        Ok(p) => p,
+        Err(text) => {
+            eprint!("{text}");
+            eprintln!("ser: bad config file ({})", g.cfg_file.display());
+            return EXIT_ERROR;
+        }
+    };
+    let errors = g.apply_config(parsed.config.items());
+    if !errors.is_empty() {
+        eprint!("{}", config::render_all(&parsed.sources, &errors));
+        eprintln!("ser: bad config file ({})", g.cfg_file.display());
+        return EXIT_ERROR;
+    }
+    g.apply_cmdline(&cl);
+    if let Err(e) = logging::configure(g.debug, g.log_stderr, &g.log_facility) {
+        eprintln!("ser: {e}");
+        return EXIT_ERROR;
+    }
+    let init = match engine::load(&parsed, &g) {
+        Ok(init) => init,
+        Err(diags) => {
+            eprint!("{}", config::render_all(&parsed.sources, &diags));
+            eprintln!("ser: bad config file ({})", g.cfg_file.display());
+            return EXIT_ERROR;
+        }
+    };
+    let binds = match listen::resolve_all(&g.listen, g.port, g.disable_tcp) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ser: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    if cl.action == Action::Check {
+        println!("{}", config::summary(&parsed));
+        return 0;
+    }
+    serve(&g, &binds, init.as_ref())
+}
+
+/// Everything after the checks: becomes a daemon, maps shm, binds, forks,
+/// supervises, cleans up.
+fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::ChildInit) -> i32 {
+    let dopts = g.daemon_options();
+    let notice = match daemon::detach(&dopts) {
+        Ok(n) => n,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("ser: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let fail = |e: &dyn std::fmt::Display| {
+        log::error!("{e}");
+        daemon::remove_pid_files(&dopts);
+        EXIT_ERROR
+    };
+    let shm_bytes = usize::try_from(g.shm_mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20);
+    if let Err(e) = ser_shm::init(shm_bytes) {
+        return fail(&format!("shared memory ({} MB): {e}", g.shm_mb));
+    }
+    let rcvbuf = usize::try_from(g.rcvbuf_max).unwrap_or(usize::MAX);
+    let mut sockets = Vec::with_capacity(binds.len());
+    for b in binds {
+        match ListenSocket::bind(b.proto, b.addr, rcvbuf) {
+            Ok(s) => {
+                log::info!("listening on {s}");
+                sockets.push(s);
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    if let Err(e) = daemon::resolve_ids(g.user.as_deref(), g.group.as_deref())
+        .and_then(|(u, gid)| daemon::drop_privileges(u, gid))
+    {
+        return fail(&e);
+    }
+    let plan = SpawnPlan::new(&PlanInput {
+        udp_sockets: sockets
+            .iter()
+            .filter(|s| s.proto() == Proto::Udp)
+            .map(|s| s.name().to_string())
+            .collect(),
+        tcp: sockets.iter().any(|s| s.proto() == Proto::Tcp),
+        children: g.children as usize,
+        tcp_children: g.tcp_workers() as usize,
+        dont_fork: g.fork_mode() == ForkMode::NoFork,
+        ctl: false,
+    });
+    log::debug!("fork plan:\n{plan}");
+    let usr1 = || {
+        let s = ser_shm::stats();
+        log::info!(
+            "shm stats: total={} free={} used={} real_used={} max_used={} fragments={} \
+             largest_free={}",
+            s.total,
+            s.free,
+            s.used,
+            s.real_used,
+            s.max_used,
+            s.fragments,
+            s.largest_free
+        );
+    };
+    let result = supervisor::run(Setup {
+        plan: &plan,
+        sockets: &sockets,
+        init,
+        grace: SHUTDOWN_GRACE,
+        on_usr1: &usr1,
+        notice,
+    });
+    daemon::remove_pid_files(&dopts);
+    match result {
+        Ok(exit) => {
+            log::info!("ser exiting ({exit:?})");
+            exit.code()
+        }
+        Err(e) => fail(&e),
+    }
+}
