@@ -65,6 +65,9 @@ pub use sys::current_pid;
 pub use table::{hash, HashTable};
 pub use vec::ShmVec;
 
+/// The segment size when `-m` is not given: 32 MiB, as in SER.
+pub const DEFAULT_SIZE: usize = 32 << 20;
+
 /// Why a shared-memory operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -208,7 +211,7 @@ mod tests {
     /// they never assert exact global counters).
     pub(crate) fn setup() {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| init(32 << 20).unwrap());
+        ONCE.call_once(|| init(DEFAULT_SIZE).unwrap());
     }
 
     #[test]

@@ -23,6 +23,17 @@ const CONTENDED: u32 = 2;
 /// nanoseconds, far less than a futex sleep/wake round trip.
 const SPIN_LIMIT: u32 = 128;
 
+/// Whether more than one CPU is online (cached; CPU hot-plug is ignored).
+fn multi_cpu() -> bool {
+    static CPUS: AtomicU32 = AtomicU32::new(0);
+    let mut n = CPUS.load(Ordering::Relaxed);
+    if n == 0 {
+        n = crate::sys::online_cpus();
+        CPUS.store(n, Ordering::Relaxed);
+    }
+    n > 1
+}
+
 /// A mutual-exclusion lock usable from every process that shares the memory
 /// it lives in.
 ///
@@ -67,7 +78,9 @@ impl Lock {
 
     #[cold]
     fn lock_contended(&self) {
-        for _ in 0..SPIN_LIMIT {
+        // On one CPU the holder cannot run while we spin: sleep at once.
+        let spins = if multi_cpu() { SPIN_LIMIT } else { 0 };
+        for _ in 0..spins {
             match self.word.load(Ordering::Relaxed) {
                 FREE if self
                     .word

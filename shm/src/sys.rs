@@ -48,6 +48,14 @@ pub(crate) fn page_size() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
+/// CPUs online (at least 1). No allocation, unlike
+/// `std::thread::available_parallelism`, so it is fine on any lock path.
+pub(crate) fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
 /// Sleeps while `*word == expected` (or until woken or interrupted).
 ///
 /// No `FUTEX_PRIVATE_FLAG`: the word lives in memory shared between
