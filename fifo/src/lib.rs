@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod binrpc;
+pub mod client;
 pub mod ctl;
 pub mod fifo_server;
 pub mod rpc;
