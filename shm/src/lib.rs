@@ -7,16 +7,27 @@
 //! # The model
 //!
 //! The main process calls [`init`] once, **before any fork**, to map one
-//! segment of `-m` megabytes `MAP_SHARED | MAP_ANONYMOUS`. Every child
-//! inherits the mapping at the same address, so a pointer into the segment
-//! means the same thing in every process: shm containers ([`ShmBox`],
-//! [`ShmArc`], [`ShmSlice`], [`ShmVec`], [`ShmStr`], [`HashTable`]) hold plain pointers
-//! and are themselves storable in shm. The allocator (size-class free lists,
-//! split and coalesce, 16-byte alignment) keeps its metadata inside the
-//! segment under a [`Lock`], so any process may allocate, free, or read
-//! [`stats`]. Running out is ordinary: allocation returns
-//! [`ShmError::OutOfMemory`], the caller answers 500 or drops.
+//! segment of `-m` megabytes ([`DEFAULT_SIZE`] 32 MiB) `MAP_SHARED |
+//! MAP_ANONYMOUS`. Every child inherits the mapping at the same address, so
+//! a pointer into the segment means the same thing in every process: the shm
+//! containers ([`ShmBox`], [`ShmArc`], [`ShmSlice`], [`ShmVec`], [`ShmStr`],
+//! [`HashTable`]) hold plain pointers and may themselves be stored in shm.
+//! The mapping is never unmapped.
 //!
+//! The allocator (one free list per 16-byte size up to 16 KiB, then per
+//! power of two; split on allocation, coalesce with both neighbours on free;
+//! 16-byte alignment) keeps its metadata inside the segment under a [`Lock`],
+//! so any process may allocate, free (also blocks another process
+//! allocated), or read [`stats`]; [`check`] walks the heap for corruption.
+//! Running out is ordinary: allocation returns [`ShmError::OutOfMemory`] and
+//! the caller answers 500 or drops.
+//!
+//! Ownership is Rust's: a container frees its block when dropped, in
+//! whichever process that happens, so exactly one owner (per [`ShmArc`]
+//! handle) may drop it. A process that dies leaks what it owned, and if it
+//! died inside an alloc/free it still holds the allocator lock
+//! ([`allocator_lock_owner`]).
+
 //! # What may live in shm
 //!
 //! Only [`ShmSafe`] types: plain data, atomics, locks and the shm
