@@ -28,6 +28,18 @@
 //! died inside an alloc/free it still holds the allocator lock
 //! ([`allocator_lock_owner`]).
 
+//! ```
+//! use ser_shm::{hash, HashTable, ShmBox, ShmStr};
+//!
+//! ser_shm::init(4 << 20)?; // in main, before forking
+//! let table: &'static HashTable<ShmStr> = ShmBox::leak(ShmBox::new(HashTable::new(16)?)?);
+//! // ... fork; then in any process:
+//! let aor = b"sip:alice@example.com";
+//! table.bucket(hash(&[aor])).push(ShmStr::new(aor)?)?;
+//! assert_eq!(table.count(), 1);
+//! # Ok::<(), ser_shm::ShmError>(())
+//! ```
+//!
 //! # What may live in shm
 //!
 //! Only [`ShmSafe`] types: plain data, atomics, locks and the shm

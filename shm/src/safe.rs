@@ -20,7 +20,20 @@ use std::sync::atomic::{
 ///   itself `ShmSafe`.
 ///
 /// `String`, `Vec`, `Box`, `Rc`/`Arc`, references, raw pointers, function
-/// pointers and trait objects are therefore never `ShmSafe`.
+/// pointers and trait objects are therefore never `ShmSafe`:
+///
+/// ```compile_fail,E0277
+/// let b = ser_shm::ShmBox::new(String::from("lives in one process's heap"));
+/// ```
+///
+/// A struct of `ShmSafe` fields opts in explicitly:
+///
+/// ```
+/// use ser_shm::{ShmSafe, ShmStr};
+/// struct Contact { uri: ShmStr, expires: u32 }
+/// // SAFETY: both fields are ShmSafe, and Contact has no Drop of its own.
+/// unsafe impl ShmSafe for Contact {}
+/// ```
 pub unsafe trait ShmSafe {}
 
 macro_rules! shm_safe {
