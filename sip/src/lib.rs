@@ -28,6 +28,8 @@
 pub mod dump;
 pub mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hdr;
 pub mod hname;
 pub mod limits;

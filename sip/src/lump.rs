@@ -40,7 +40,12 @@ pub enum LumpError {
 /// Where an edit belongs; orders edits at the same offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Zone {
+    /// Inside the header section (e.g. a parameter added to a header).
     Head,
+    /// The line end added after a last header line that had none.
+    LineEnd,
+    /// Whole header lines added to the header section.
+    Lines,
     /// The empty line added to a header section that had none.
     Terminator,
     Body,
@@ -86,6 +91,15 @@ impl Lumps {
         });
     }
 
+    fn push_lines(&mut self, at: usize, ins: Vec<u8>) {
+        self.edits.push(Edit {
+            at: at as u32,
+            del: 0,
+            ins,
+            zone: Zone::Lines,
+        });
+    }
+
     /// Inserts `bytes` at offset `at` of the original buffer. Inserts at the
     /// same offset come out in the order they were added.
     pub fn insert(&mut self, msg: &SipMsg, at: usize, bytes: &[u8]) {
@@ -105,7 +119,7 @@ impl Lumps {
     /// Appends the header field `name: value` to the header section.
     pub fn add_header(&mut self, msg: &SipMsg, name: &[u8], value: &[u8]) {
         let line = [name, b": ", value, b"\r\n"].concat();
-        self.push(msg, msg.headers_end(), 0, line);
+        self.push_lines(msg.headers_end(), line);
     }
 
     /// Appends raw header lines (CRLF added when missing).
@@ -114,7 +128,7 @@ impl Lumps {
         if !l.is_empty() && !l.ends_with(b"\r\n") {
             l.extend_from_slice(b"\r\n");
         }
-        self.push(msg, msg.headers_end(), 0, l);
+        self.push_lines(msg.headers_end(), l);
     }
 
     /// Removes a whole header field (its line ends and folds included).
@@ -145,12 +159,7 @@ impl Lumps {
             .or_else(|| msg.headers().first())
             .map_or(msg.headers_end(), |h| h.span.begin());
         let line = [&b"Via: "[..], value, b"\r\n"].concat();
-        self.edits.push(Edit {
-            at: at as u32,
-            del: 0,
-            ins: line,
-            zone: Zone::Head,
-        });
+        self.push_lines(at, line);
     }
 
     /// Removes the topmost via-parm (a proxy forwarding a reply): the
@@ -199,7 +208,7 @@ pub(crate) fn received_edits(
                     .and_then(|h| h.strip_suffix(b"]"))
                     .unwrap_or(h);
                 let ip: Option<IpAddr> = std::str::from_utf8(h).ok().and_then(|s| s.parse().ok());
-                ip.map_or(true, |ip| ip != src.ip())
+                ip != Some(src.ip())
             }
             _ => true,
         };
@@ -299,9 +308,17 @@ pub fn apply(msg: &SipMsg, lumps: &Lumps) -> Result<Vec<u8>, LumpError> {
                 at: msg.headers_end() as u32,
                 del: 0,
                 ins: line,
-                zone: Zone::Head,
+                zone: Zone::Lines,
             });
         }
+    }
+    if !msg.has_empty_line() && msg.headers_end() > 0 && buf[msg.headers_end() - 1] != b'\n' {
+        extra.push(Edit {
+            at: msg.headers_end() as u32,
+            del: 0,
+            ins: b"\r\n".to_vec(),
+            zone: Zone::LineEnd,
+        });
     }
     if !msg.has_empty_line() {
         extra.push(Edit {

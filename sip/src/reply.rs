@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::error::ParseError;
+use crate::hdr::HeaderValue;
 use crate::hname::HeaderName;
 use crate::lump::received_edits;
 use crate::msg::SipMsg;
@@ -116,7 +117,11 @@ pub fn build_reply(
             HeaderName::To => {
                 let mut body = req.header_body(h).to_vec();
                 if let Some(tag) = to_tag.filter(|_| code > 100) {
-                    let to = req.to()?;
+                    let HeaderValue::NameAddr(to) = req.parsed(h)? else {
+                        return Err(ParseError::NotApplicable {
+                            what: "To is not a name-addr",
+                        });
+                    };
                     if to.tag.is_none() {
                         body.truncate(to.span.end() - h.body_span.begin());
                         body.extend_from_slice(b";tag=");

@@ -395,20 +395,23 @@ pub fn uri_eq(abuf: &[u8], a: &Uri, bbuf: &[u8], b: &Uri) -> bool {
     if !a.host.of(abuf).eq_ignore_ascii_case(b.host.of(bbuf)) || a.port != b.port {
         return false;
     }
-    for pa in &a.params {
+    for (i, pa) in a.params.iter().enumerate() {
         let name = unescape(pa.name.of(abuf));
+        // Only the first occurrence of a repeated parameter counts.
+        if a.params[..i]
+            .iter()
+            .any(|p| unescape(p.name.of(abuf)).eq_ignore_ascii_case(&name))
+        {
+            continue;
+        }
         let pb = b
             .params
             .iter()
             .find(|p| unescape(p.name.of(bbuf)).eq_ignore_ascii_case(&name));
         match pb {
-            Some(pb) => {
-                if !ci_eq(pa.value, pb.value) {
-                    return false;
-                }
-            }
+            Some(pb) if !ci_eq(pa.value, pb.value) => return false,
             None if is_sticky_param(&name) => return false,
-            None => {}
+            _ => {}
         }
     }
     for pb in &b.params {
