@@ -372,8 +372,7 @@ where
         let Some(letters) = arg.strip_prefix('-').filter(|l| !l.is_empty()) else {
             return Err(FlagError::Stray(arg));
         };
-        let mut chars = letters.char_indices();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in letters.char_indices() {
             let def = flag(c).ok_or(FlagError::Unknown(c))?;
             if def.arg.is_none() {
                 apply_switch(&mut cl, c);

@@ -173,7 +173,8 @@ fn probe_rcvbuf(s: &UdpSocket, max: usize) {
         }
         granted = now;
     }
-    log::debug!("udp receive buffer: {start} -> {granted} (max {max})");
+    // Sizes are as the kernel reports them (twice what was set).
+    log::debug!("udp receive buffer: {start} -> {granted} (probed up to {max})");
 }
 
 #[cfg(test)]

@@ -119,6 +119,15 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         }
     }
     drop(links);
+    for p in table::process_table() {
+        log::debug!(
+            "process table: {} pid={} rank={} {}",
+            p.index,
+            p.pid,
+            p.rank,
+            p.desc
+        );
+    }
     let Setup {
         plan,
         sockets,
@@ -147,6 +156,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
                 .map_err(|e| Error::io("install signal handlers", e))?;
         }
         notice.started();
+        log::info!("ser started: {} processes, main receives", plan.len());
         if let Some(sock) = udp_sockets(sockets).first() {
             init.init(plan.procs[0].rank, &plan.procs[0].desc)
                 .map_err(|msg| Error::ChildInit {

@@ -1,0 +1,561 @@
+//! Whole-binary tests of the spine: command line, process model, signals,
+//! daemon mode. Each test starts the real `ser` on 127.0.0.1 with free
+//! ports, waits with bounded loops, and kills everything it started in a
+//! `Drop` guard.
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const SER: &str = env!("CARGO_BIN_EXE_ser");
+
+/// A scratch directory removed on drop.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(tag: &str) -> TmpDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("ser-spine-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TmpDir(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn cfg(&self) -> PathBuf {
+        let p = self.path("ser.cfg");
+        fs::write(&p, "debug=3\nroute { drop; }\n").unwrap();
+        p
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; count it as gone.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| !s.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids whose parent is `ppid`, from /proc/*/stat.
+fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) in parentheses.
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) && fields[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn signal(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A running `ser`; kills its process group (and a daemon's) on drop.
+struct Ser {
+    child: Option<Child>,
+    log: PathBuf,
+    daemon_pid: Option<i32>,
+}
+
+impl Ser {
+    /// Starts `ser` in the foreground (`-E -DD` given by the caller),
+    /// stderr to `log`, and waits for "ser started".
+    fn start(dir: &TmpDir, args: &[&str]) -> Ser {
+        let log = dir.path("stderr.log");
+        let err = fs::File::create(&log).unwrap();
+        let child = Command::new(SER)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let ser = Ser {
+            child: Some(child),
+            log,
+            daemon_pid: None,
+        };
+        let ok = wait_until(Duration::from_secs(5), || {
+            ser.log_text().contains("ser started")
+        });
+        assert!(ok, "ser did not start:\n{}", ser.log_text());
+        ser
+    }
+
+    fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .or(self.daemon_pid)
+            .unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `(pid, desc)` from the process table the main process logs at
+    /// debug level after forking.
+    fn table(&self) -> Vec<(i32, String)> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| l.split_once("process table: ").map(|(_, t)| t.to_string()))
+            .filter_map(|t| {
+                let mut it = t.splitn(4, ' ');
+                let _index = it.next()?;
+                let pid = it.next()?.strip_prefix("pid=")?.parse().ok()?;
+                let _rank = it.next()?;
+                Some((pid, it.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// Waits for the main process to exit; its status code.
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Ser {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let pgid = c.id() as i32;
+            signal(-pgid, 9);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = self.daemon_pid {
+            for p in children_of(pid) {
+                signal(p, 9);
+            }
+            signal(pid, 9);
+        }
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(SER)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_has_ser_usage_format() {
+    let out = run(&["-h"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "version: ser 3.0.0 (x86_64/linux)");
+    assert_eq!(lines[1], "Usage: ser [options]");
+    assert_eq!(lines[2], "Options:");
+    assert_eq!(
+        lines[3],
+        "    -f file      Configuration file (default: /usr/local/etc/ser/ser.cfg)"
+    );
+    let letters: String = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("    -"))
+        .filter_map(|l| l.chars().next())
+        .collect();
+    assert_eq!(letters, "fLclnrRvdDETNWVhbmwtugPGOaA");
+}
+
+#[test]
+fn version_lists_build_facts() {
+    let out = run(&["-V"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "version: ser 3.0.0 (x86_64/linux)");
+    assert!(
+        lines[1].starts_with("flags: STATS: Off, USE_IPV6, USE_TCP,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("ADAPTIVE_WAIT_LOOPS="), "{}", lines[2]);
+    assert!(lines[2].contains("BUF_SIZE 65535"));
+    assert!(lines[3].starts_with("poll method support: "));
+    assert!(lines[4].starts_with("id: "));
+    assert!(lines[5].starts_with("compiled "));
+}
+
+#[test]
+fn bad_flags_give_one_line_and_fail() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-x"], "ser: invalid option -- 'x'"),
+        (&["-n", "abc"], "ser: bad -n argument 'abc'"),
+        (&["-dEq"], "ser: invalid option -- 'q'"),
+        (&["-f"], "ser: option requires an argument -- 'f'"),
+        (&["-m", "0"], "ser: bad -m argument '0': must be > 0"),
+        (
+            &["-l", "udp:127.0.0.1:99999"],
+            "ser: bad -l argument 'udp:127.0.0.1:99999': bad port '99999'",
+        ),
+    ];
+    for (args, first) in cases {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err, format!("{first}\nUse -h for help\n"), "{args:?}");
+    }
+}
+
+#[test]
+fn check_mode_reports_and_exits() {
+    let dir = TmpDir::new("check");
+    let cfg = dir.cfg();
+    let out = run(&["-f", cfg.to_str().unwrap(), "-c", "-E"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("config file ok"), "{text}");
+    assert_eq!(text.lines().count(), 1);
+    let missing = dir.path("nope.cfg");
+    let out = run(&["-f", missing.to_str().unwrap(), "-c"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open config file"));
+}
+
+fn udp_args<'a>(cfg: &'a str, listen: &'a str, pidfile: &'a str) -> Vec<&'a str> {
+    vec![
+        "-f", cfg, "-l", listen, "-n", "3", "-E", "-DD", "-ddd", "-P", pidfile,
+    ]
+}
+
+#[test]
+fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
+    let dir = TmpDir::new("fg");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let port = free_port();
+    let listen = format!("udp:127.0.0.1:{port}");
+    let args = udp_args(cfg.to_str().unwrap(), &listen, pidfile.to_str().unwrap());
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap().trim(),
+        main.to_string()
+    );
+
+    let kids = children_of(main);
+    assert_eq!(
+        kids.len(),
+        4,
+        "main + 3 receivers + timer: {kids:?}\n{}",
+        ser.log_text()
+    );
+    let table = ser.table();
+    let descs: Vec<&str> = table.iter().map(|(_, d)| d.as_str()).collect();
+    let sock = format!("127.0.0.1:{port}");
+    assert_eq!(
+        descs,
+        [
+            "main process - attendant".to_string(),
+            format!("udp receiver child=0 sock={sock}"),
+            format!("udp receiver child=1 sock={sock}"),
+            format!("udp receiver child=2 sock={sock}"),
+            "timer".to_string(),
+        ]
+    );
+    let mut table_pids: Vec<i32> = table.iter().skip(1).map(|(p, _)| *p).collect();
+    table_pids.sort();
+    assert_eq!(table_pids, kids);
+    assert_eq!(table[0].0, main);
+
+    // Garbage of every shape: nothing may die.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0u8; 1],
+        (0..=255u8).collect(),
+        vec![0xff; 65507],
+        b"INVITE sip:x SIP/2.0\r\nVia: \r\nContent-Length: 99999999999\r\n\r\n".to_vec(),
+        b"\r\n\r\n".to_vec(),
+    ];
+    for j in &junk {
+        client.send_to(j, ("127.0.0.1", port)).unwrap();
+    }
+    sleep(Duration::from_millis(300));
+    assert!(alive(main));
+    assert_eq!(
+        children_of(main),
+        kids,
+        "a process died:\n{}",
+        ser.log_text()
+    );
+
+    // SIGUSR1 logs shm stats, SIGHUP is ignored.
+    signal(main, 10);
+    signal(main, 1);
+    assert!(wait_until(Duration::from_secs(2), || ser
+        .log_text()
+        .contains("SIGHUP received")));
+    assert!(ser.log_text().contains("shm stats: total="));
+    assert!(alive(main));
+
+    let t0 = Instant::now();
+    signal(main, 15);
+    let code = ser.wait_exit(Duration::from_secs(2));
+    assert_eq!(code, Some(0), "did not stop in 2 s:\n{}", ser.log_text());
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    for k in kids {
+        assert!(!alive(k), "child {k} still alive");
+    }
+    assert!(!pidfile.exists(), "pid file not removed");
+}
+
+#[test]
+fn tcp_socket_adds_tcp_main_and_workers() {
+    let dir = TmpDir::new("tcp");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        &listen,
+        "-n",
+        "2",
+        "-N",
+        "2",
+        "-E",
+        "-DD",
+        "-ddd",
+        "-P",
+        pidfile.to_str().unwrap(),
+    ];
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    let descs: Vec<String> = ser.table().into_iter().map(|(_, d)| d).collect();
+    assert_eq!(
+        descs,
+        [
+            "main process - attendant".to_string(),
+            format!("udp receiver child=0 sock=127.0.0.1:{port}"),
+            format!("udp receiver child=1 sock=127.0.0.1:{port}"),
+            "timer".to_string(),
+            "tcp main process".to_string(),
+            "tcp receiver (generic) child=0".to_string(),
+            "tcp receiver (generic) child=1".to_string(),
+        ]
+    );
+    let kids = children_of(main);
+    assert_eq!(kids.len(), 6, "{kids:?}");
+
+    // A framed message, a split one and garbage over TCP: nobody dies.
+    let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    a.write_all(b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    a.write_all(b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nl: 4\r\n\r\nab")
+        .unwrap();
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    b.write_all(&[0u8, 0xff, 0x13, 0x37]).unwrap();
+    b.write_all(b"X\r\nContent-Length: -1\r\n\r\n").unwrap();
+    drop(b);
+    a.write_all(b"cd").unwrap();
+    sleep(Duration::from_millis(300));
+    drop(a);
+    sleep(Duration::from_millis(100));
+    assert_eq!(
+        children_of(main),
+        kids,
+        "a process died:\n{}",
+        ser.log_text()
+    );
+
+    signal(main, 15);
+    assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
+    assert!(kids.iter().all(|k| !alive(*k)));
+}
+
+#[test]
+fn dead_child_shuts_the_server_down() {
+    let dir = TmpDir::new("sigchld");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let listen = format!("udp:127.0.0.1:{}", free_port());
+    let args = udp_args(cfg.to_str().unwrap(), &listen, pidfile.to_str().unwrap());
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    let table = ser.table();
+    let (victim, desc) = table[2].clone();
+    signal(victim, 9);
+    let code = ser.wait_exit(Duration::from_secs(3));
+    assert_eq!(code, Some(1), "{}", ser.log_text());
+    let log = ser.log_text();
+    assert!(
+        log.contains(&format!(
+            "child process {victim} [{desc}] exited by a signal 9"
+        )),
+        "{log}"
+    );
+    assert!(children_of(main).is_empty());
+    assert!(!pidfile.exists());
+}
+
+#[test]
+fn dont_fork_runs_main_as_the_receiver() {
+    let dir = TmpDir::new("nofork");
+    let cfg = dir.cfg();
+    let port = free_port();
+    let listen = format!("udp:127.0.0.1:{port}");
+    let args = [
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        &listen,
+        "-E",
+        "-D",
+        "-ddd",
+    ];
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    assert_eq!(children_of(main).len(), 1, "only the timer");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"junk", ("127.0.0.1", port)).unwrap();
+    assert!(wait_until(Duration::from_secs(2), || ser
+        .log_text()
+        .contains("udp datagram of 4 bytes")));
+    signal(main, 15);
+    assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
+}
+
+#[test]
+fn daemon_writes_pid_file_and_stops_on_sigterm() {
+    let dir = TmpDir::new("daemon");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let pgidfile = dir.path("ser.pgid");
+    let listen = format!("udp:127.0.0.1:{}", free_port());
+    let out = Command::new(SER)
+        .args(["-f", cfg.to_str().unwrap(), "-l", &listen, "-n", "2", "-T"])
+        .args([
+            "-P",
+            pidfile.to_str().unwrap(),
+            "-G",
+            pgidfile.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    // The creator returns once the daemon is up.
+    assert!(out.status.success());
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut guard = Ser {
+        child: None,
+        log: dir.path("none"),
+        daemon_pid: Some(pid),
+    };
+    let pgid: i32 = fs::read_to_string(&pgidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // After setsid and the second fork the daemon is in the session
+    // leader's group, as SER's.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let pgrp: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(pgid, pgrp);
+    assert!(alive(pid));
+    assert!(wait_until(Duration::from_secs(2), || children_of(pid)
+        .len()
+        == 3));
+    let kids = children_of(pid);
+    signal(pid, 15);
+    assert!(
+        wait_until(Duration::from_secs(2), || !alive(pid)),
+        "daemon still running"
+    );
+    assert!(kids.iter().all(|k| !alive(*k)));
+    assert!(!pidfile.exists() && !pgidfile.exists());
+    guard.daemon_pid = None;
+    assert!(!Path::new(&pidfile).exists());
+}
