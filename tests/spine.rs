@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
 const SER: &str = env!("CARGO_BIN_EXE_ser");
 
 /// A scratch directory removed on drop.
@@ -89,11 +92,10 @@ fn children_of(ppid: i32) -> Vec<i32> {
     out
 }
 
-fn signal(pid: i32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+fn signal(pid: i32, sig: Signal) {
+    // Never pid 0/1 or our own group by mistake.
+    assert!(pid > 1, "bad pid {pid}");
+    let _ = kill(Pid::from_raw(pid), sig);
 }
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -185,16 +187,17 @@ impl Ser {
 impl Drop for Ser {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            let pgid = c.id() as i32;
-            signal(-pgid, 9);
+            if let Ok(pgid) = i32::try_from(c.id()) {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
         if let Some(pid) = self.daemon_pid {
             for p in children_of(pid) {
-                signal(p, 9);
+                signal(p, Signal::SIGKILL);
             }
-            signal(pid, 9);
+            signal(pid, Signal::SIGKILL);
         }
     }
 }
@@ -347,7 +350,10 @@ fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
     for j in &junk {
         client.send_to(j, ("127.0.0.1", port)).unwrap();
     }
-    sleep(Duration::from_millis(300));
+    let all_seen = wait_until(Duration::from_secs(2), || {
+        ser.log_text().matches("udp datagram of").count() == junk.len()
+    });
+    assert!(all_seen, "{}", ser.log_text());
     assert!(alive(main));
     assert_eq!(
         children_of(main),
@@ -357,8 +363,8 @@ fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
     );
 
     // SIGUSR1 logs shm stats, SIGHUP is ignored.
-    signal(main, 10);
-    signal(main, 1);
+    signal(main, Signal::SIGUSR1);
+    signal(main, Signal::SIGHUP);
     assert!(wait_until(Duration::from_secs(2), || ser
         .log_text()
         .contains("SIGHUP received")));
@@ -366,7 +372,7 @@ fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
     assert!(alive(main));
 
     let t0 = Instant::now();
-    signal(main, 15);
+    signal(main, Signal::SIGTERM);
     let code = ser.wait_exit(Duration::from_secs(2));
     assert_eq!(code, Some(0), "did not stop in 2 s:\n{}", ser.log_text());
     assert!(t0.elapsed() < Duration::from_secs(2));
@@ -429,7 +435,10 @@ fn tcp_socket_adds_tcp_main_and_workers() {
     a.write_all(b"cd").unwrap();
     sleep(Duration::from_millis(300));
     drop(a);
-    sleep(Duration::from_millis(100));
+    let both = wait_until(Duration::from_secs(2), || {
+        ser.log_text().matches("tcp message of").count() == 2
+    });
+    assert!(both, "{}", ser.log_text());
     assert_eq!(
         children_of(main),
         kids,
@@ -437,7 +446,7 @@ fn tcp_socket_adds_tcp_main_and_workers() {
         ser.log_text()
     );
 
-    signal(main, 15);
+    signal(main, Signal::SIGTERM);
     assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
     assert!(kids.iter().all(|k| !alive(*k)));
 }
@@ -453,7 +462,7 @@ fn dead_child_shuts_the_server_down() {
     let main = ser.pid();
     let table = ser.table();
     let (victim, desc) = table[2].clone();
-    signal(victim, 9);
+    signal(victim, Signal::SIGKILL);
     let code = ser.wait_exit(Duration::from_secs(3));
     assert_eq!(code, Some(1), "{}", ser.log_text());
     let log = ser.log_text();
@@ -490,7 +499,7 @@ fn dont_fork_runs_main_as_the_receiver() {
     assert!(wait_until(Duration::from_secs(2), || ser
         .log_text()
         .contains("udp datagram of 4 bytes")));
-    signal(main, 15);
+    signal(main, Signal::SIGTERM);
     assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
 }
 
@@ -549,7 +558,7 @@ fn daemon_writes_pid_file_and_stops_on_sigterm() {
         .len()
         == 3));
     let kids = children_of(pid);
-    signal(pid, 15);
+    signal(pid, Signal::SIGTERM);
     assert!(
         wait_until(Duration::from_secs(2), || !alive(pid)),
         "daemon still running"

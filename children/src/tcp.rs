@@ -4,7 +4,7 @@
 //! tcp main owns the listening sockets; it accepts each connection and hands
 //! it to a worker (round robin) over a unix socketpair with SCM_RIGHTS,
 //! together with the index of the listen socket. A worker polls its link
-//! and its connections, reads, frames SIP messages by Content-Length and
+//! and its connections, reads, frames SIP messages with `ser_sip::frame_stream` and
 //! calls the handler; replies go back on the same connection. Unlike SER a
 //! worker keeps its connections until they close (no hand-back to tcp main
 //! yet), and there is no connection lookup for sending from other processes.
@@ -19,62 +19,13 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use ser_sip::{frame_stream, Framing};
 
 use crate::handler::{SipHandler, StreamReply};
 use crate::socket::{ListenSocket, Proto};
-use crate::udp::BUF_SIZE;
 
 /// How often blocked loops look at their stop flag.
 const STOP_POLL_MS: u16 = 250;
-
-/// Result of looking for one complete message at the start of a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frame {
-    /// More bytes are needed.
-    Incomplete,
-    /// The first `n` bytes are one message (keep-alive CRLFs count as one).
-    Message(usize),
-    /// The stream cannot be a SIP stream (bad Content-Length): close it.
-    Invalid,
-}
-
-/// Frames a SIP stream by its header end and Content-Length (RFC 3261
-/// 18.3); a bare CRLF keep-alive is returned as a message of its own.
-pub fn frame(buf: &[u8]) -> Frame {
-    if buf.starts_with(b"\r\n") {
-        return Frame::Message(2);
-    }
-    let Some(hdr_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
-        return Frame::Incomplete;
-    };
-    let mut body_len = 0usize;
-    for line in buf[..hdr_end].split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let v = line[colon + 1..].trim_ascii();
-            match std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-            {
-                Some(n) if n <= BUF_SIZE => body_len = n,
-                _ => return Frame::Invalid,
-            }
-        }
-    }
-    if buf.len() >= hdr_end + body_len {
-        Frame::Message(hdr_end + body_len)
-    } else {
-        Frame::Incomplete
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 /// tcp main: accepts on every TCP socket and passes connections to the
 /// workers until `stop` is set.
@@ -292,21 +243,17 @@ fn read_conn(
         }
     }
     loop {
-        match frame(&c.buf) {
-            Frame::Incomplete => {
-                // A header that never ends, or more than one message's worth
-                // of junk, ends the connection.
-                return c.buf.len() <= 2 * BUF_SIZE;
+        match frame_stream(&c.buf) {
+            Framing::NeedMore => return true,
+            Framing::Keepalive(n) => {
+                c.buf.drain(..n);
             }
-            Frame::Invalid => {
-                log::warn!("tcp: bad message framing from {}, closing", c.peer);
+            Framing::Error(e) => {
+                log::warn!("tcp: bad message framing from {}: {e}; closing", c.peer);
                 return false;
             }
-            Frame::Message(n) => {
+            Framing::Complete(n) => {
                 let msg: Vec<u8> = c.buf.drain(..n).collect();
-                if msg == b"\r\n" {
-                    continue;
-                }
                 let sock = &sockets[c.sock];
                 let peer = c.peer;
                 let mut reply = Reply(&mut c.stream);
@@ -326,22 +273,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_by_content_length() {
-        let m = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabcNEXT";
-        assert_eq!(frame(m), Frame::Message(m.len() - 4));
-        assert_eq!(
-            frame(b"OPTIONS sip:a SIP/2.0\r\nl: 5\r\n\r\nab"),
-            Frame::Incomplete
-        );
-        assert_eq!(
-            frame(b"INVITE x\r\nContent-Length: zz\r\n\r\n"),
-            Frame::Invalid
-        );
-        assert_eq!(frame(b"\r\n\r\nX"), Frame::Message(2));
-        assert_eq!(frame(b"INVITE"), Frame::Incomplete);
-    }
-
-    #[test]
     fn fd_passing_over_socketpair() {
         let (a, b) = UnixStream::pair().unwrap();
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -356,5 +287,54 @@ mod tests {
         let mut buf = [0u8; 2];
         got.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hi");
+    }
+
+    struct Echo;
+    impl SipHandler for Echo {
+        fn on_datagram(&mut self, _: &[u8], _: SocketAddr, _: &ListenSocket) {}
+        fn on_stream_message(
+            &mut self,
+            msg: &[u8],
+            _src: SocketAddr,
+            _sock: &ListenSocket,
+            reply: &mut dyn StreamReply,
+        ) {
+            reply
+                .send(format!("got {}\n", msg.len()).as_bytes())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn tcp_main_hands_connections_to_a_worker_that_replies() {
+        use std::sync::Arc;
+        let sockets = Arc::new(vec![
+            ListenSocket::bind(Proto::Udp, "127.0.0.1:0".parse().unwrap(), 0).unwrap(),
+            ListenSocket::bind(Proto::Tcp, "127.0.0.1:0".parse().unwrap(), 0).unwrap(),
+        ]);
+        let addr = sockets[1].addr();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, w) = UnixStream::pair().unwrap();
+        let main = {
+            let (s, st) = (sockets.clone(), stop.clone());
+            std::thread::spawn(move || main_loop(&s, vec![m], &st))
+        };
+        let worker = {
+            let (s, st) = (sockets.clone(), stop.clone());
+            std::thread::spawn(move || worker_loop(&s, w, &mut Echo, &st))
+        };
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let msg = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 2\r\n\r\nhi";
+        c.write_all(b"\r\n\r\n").unwrap();
+        c.write_all(&msg[..10]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        c.write_all(&msg[10..]).unwrap();
+        let mut got = [0u8; 7];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, format!("got {}\n", msg.len()).as_bytes());
+        stop.store(true, Ordering::Relaxed);
+        main.join().unwrap();
+        worker.join().unwrap();
     }
 }
