@@ -12,7 +12,7 @@ use crate::hdr::{parse_value, HeaderValue};
 use crate::hname::HeaderName;
 use crate::limits::Limits;
 use crate::method::Method;
-use crate::scan::{is_lws, is_token, parse_u32};
+use crate::scan::{find_byte, is_lws, is_token, parse_u32};
 use crate::span::Span;
 use crate::uri::{parse_uri_at, Uri};
 
@@ -444,7 +444,7 @@ pub(crate) fn parse_first_line(buf: &[u8]) -> Result<(FirstLine, Span, usize), P
     while s < buf.len() && (buf[s] == b'\r' || buf[s] == b'\n') {
         s += 1;
     }
-    let nl = buf[s..].iter().position(|c| *c == b'\n').map(|p| s + p);
+    let nl = find_byte(&buf[s..], b'\n').map(|p| s + p);
     let nl = nl.ok_or(ParseError::Truncated {
         at: buf.len() as u32,
     })?;
@@ -567,7 +567,7 @@ pub(crate) fn index_header(buf: &[u8], p: usize, limits: &Limits) -> Result<Head
     // Find the end of the field: a line end not followed by SP/HT.
     let mut s = colon + 1;
     let (line_end, next) = loop {
-        match buf[s..].iter().position(|c| *c == b'\n') {
+        match find_byte(&buf[s..], b'\n') {
             None => break (len, len),
             Some(off) => {
                 let nl = s + off;

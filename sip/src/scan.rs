@@ -8,9 +8,53 @@ use crate::error::ParseError;
 use crate::hname::HeaderName;
 use crate::span::Span;
 
+/// RFC 3261 `token` characters, as a lookup table (hot in header-name
+/// and parameter scanning).
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
+
 /// RFC 3261 `token` characters.
+#[inline]
 pub(crate) fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    TOKEN[c as usize]
+}
+
+/// Position of the first `needle` in `hay`, eight bytes at a time (SWAR).
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w) ^ pat;
+        // Non-zero iff some byte of x is zero (the classic has-zero trick;
+        // the lowest flagged byte is always a true match).
+        let z = x.wrapping_sub(LO) & !x & HI;
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|c| *c == needle)
+        .map(|p| base + p)
 }
 
 /// Linear white space inside a (possibly folded) header body.
@@ -226,6 +270,24 @@ mod tests {
         assert_eq!(parse_u32(b"36893488147419103232", u32::MAX), None);
         assert_eq!(parse_u32(b"-1", 255), None);
         assert_eq!(parse_u32(b"", 255), None);
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        for start in 0..40 {
+            for n in [0u8, 10, 13, 37, 250, 255] {
+                let h = &hay[start..];
+                assert_eq!(
+                    find_byte(h, n),
+                    h.iter().position(|c| *c == n),
+                    "{start} {n}"
+                );
+            }
+        }
+        assert_eq!(find_byte(b"", b'a'), None);
+        assert_eq!(find_byte(b"\x80\x81\n", b'\n'), Some(2));
+        assert_eq!(find_byte(b"\x01\x01\x01\x01\x01\x01\x01\x00x", 0), Some(7));
     }
 
     #[test]

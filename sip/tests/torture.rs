@@ -130,3 +130,44 @@ fn torture_details() {
         SipMsg::parse(std::fs::read(dir("rfc5118").join("port-ambiguous.dat")).unwrap()).unwrap();
     assert_eq!(m5.parsed_ruri().unwrap().port, None);
 }
+
+/// Every invalid message gets a sane reaction: replies are dropped,
+/// requests get a parseable error reply (or are dropped when too broken).
+#[test]
+fn reactions_to_invalid_messages() {
+    use ser_sip::{bad_message_reaction, Reaction};
+    let mut replied = Vec::new();
+    for rel in ["rfc4475", "rfc5118"] {
+        for (file, expected) in manifest(rel) {
+            if expected != "invalid" {
+                continue;
+            }
+            let raw = std::fs::read(dir(rel).join(&file)).unwrap();
+            let err = match SipMsg::parse(raw.clone()) {
+                Err(e) => e,
+                Ok(m) => m.validate().expect_err("invalid message rejected"),
+            };
+            let src = "192.0.2.200:5060".parse().ok();
+            match bad_message_reaction(&raw, &err, src) {
+                Reaction::Drop => {}
+                Reaction::Reply { code, bytes } => {
+                    assert!(!raw.starts_with(b"SIP/"), "{file}: replied to a reply");
+                    let r =
+                        SipMsg::parse(bytes).unwrap_or_else(|e| panic!("{file}: our reply: {e}"));
+                    r.check_headers()
+                        .unwrap_or_else(|e| panic!("{file}: our reply: {e}"));
+                    assert_eq!(r.status(), Some(code));
+                    replied.push((file, code));
+                }
+            }
+        }
+    }
+    let code_of = |f: &str| replied.iter().find(|(n, _)| n == f).map(|(_, c)| *c);
+    assert_eq!(code_of("badvers.dat"), Some(505));
+    assert_eq!(code_of("clerr.dat"), Some(400));
+    assert_eq!(code_of("mismatch01.dat"), Some(400));
+    assert_eq!(code_of("ipv6-bad.dat"), Some(400));
+    assert_eq!(code_of("bigcode.dat"), None);
+    assert_eq!(code_of("scalarlg.dat"), None);
+    assert!(replied.len() >= 12, "{replied:?}");
+}
