@@ -218,6 +218,33 @@ pub fn help_text() -> String {
     out
 }
 
+/// The OPTIONS section of `man/ser.8` (roff), from the same table as `-h`.
+pub fn man_options() -> String {
+    let mut out = String::from(".SH OPTIONS\n");
+    for f in FLAGS {
+        out.push_str(".TP\n");
+        match f.arg {
+            Some(a) => {
+                let _ = writeln!(out, ".BI \\-{} \" {a}\"", f.letter);
+            }
+            None => {
+                let _ = writeln!(out, ".B \\-{}", f.letter);
+            }
+        }
+        let text: Vec<&str> = f.help.iter().map(|l| l.trim()).collect();
+        // roff: a leading dot or quote would be read as a request.
+        let body = text.join(" ").replace('\\', "\\e").replace('-', "\\-");
+        let body = if body.starts_with(['.', '\'']) {
+            format!("\\&{body}")
+        } else {
+            body
+        };
+        out.push_str(&body);
+        out.push('\n');
+    }
+    out
+}
+
 /// `-W` methods this build has: its loops wait with poll(2).
 pub const POLL_METHODS: &[&str] = &["poll"];
 
@@ -550,6 +577,14 @@ mod tests {
             p(&["foo"]).unwrap_err().to_string(),
             "unexpected argument 'foo'"
         );
+    }
+
+    #[test]
+    fn man_options_cover_every_flag() {
+        let m = man_options();
+        assert!(m.starts_with(".SH OPTIONS\n.TP\n.BI \\-f \" file\"\nConfiguration file"));
+        assert_eq!(m.matches(".TP\n").count(), FLAGS.len());
+        assert!(m.contains(".B \\-E\nLog to stderr\n"));
     }
 
     #[test]

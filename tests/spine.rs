@@ -568,3 +568,65 @@ fn daemon_writes_pid_file_and_stops_on_sigterm() {
     guard.daemon_pid = None;
     assert!(!Path::new(&pidfile).exists());
 }
+
+fn status_ids(pid: i32) -> (String, String) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+#[test]
+fn user_and_group_are_dropped_after_binding() {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TmpDir::new("suid");
+    // The unprivileged main process must be able to remove its pid file.
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let listen = format!("udp:127.0.0.1:{}", free_port());
+    let args = [
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        &listen,
+        "-n",
+        "1",
+        "-E",
+        "-DD",
+        "-ddd",
+        "-u",
+        "nobody",
+        "-g",
+        "65534",
+        "-P",
+        pidfile.to_str().unwrap(),
+    ];
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .to_string();
+    for pid in std::iter::once(main).chain(children_of(main)) {
+        assert_eq!(
+            status_ids(pid),
+            (nobody.clone(), "65534".to_string()),
+            "pid {pid}"
+        );
+    }
+    signal(main, Signal::SIGTERM);
+    assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
+    assert!(!pidfile.exists());
+}

@@ -175,7 +175,12 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     loop {
         // A child that died before the handlers existed left SIGCHLD
         // pending; it is delivered now and handled like any other.
-        for sig in signals.wait() {
+        // Handle a batch with SIGTERM/SIGINT first: on Ctrl-C the children
+        // stop too, and their SIGCHLD must not turn an orderly stop into a
+        // "child died" exit.
+        let mut batch: Vec<i32> = signals.wait().collect();
+        batch.sort_by_key(|s| !matches!(*s, SIGTERM | SIGINT));
+        for sig in batch {
             match sig {
                 SIGTERM | SIGINT => {
                     log::info!("signal {sig} received, shutting down");
