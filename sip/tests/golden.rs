@@ -240,7 +240,7 @@ const REPLIES: &[(u16, &str)] = &[
 
 /// Picks element `i * step` (mod len): co-prime steps vary the
 /// combinations across messages.
-fn pick<'a, T>(v: &'a [T], i: usize, step: usize) -> &'a T {
+fn pick<T>(v: &[T], i: usize, step: usize) -> &T {
     &v[(i * step + i / v.len()) % v.len()]
 }
 
@@ -248,7 +248,7 @@ fn generate(dir: &Path) {
     std::fs::create_dir_all(dir).expect("create golden dir");
     for e in std::fs::read_dir(dir).expect("read golden dir").flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("gen-") {
+        if name.starts_with("gen-") && name.ends_with(".sip") {
             std::fs::remove_file(e.path()).expect("remove old generated file");
         }
     }
@@ -256,15 +256,14 @@ fn generate(dir: &Path) {
         let mut m = String::new();
         let reply = i % 5 == 4;
         let method = pick(METHODS, i, 1);
-        let label;
-        if reply {
+        let label = if reply {
             let (code, reason) = pick(REPLIES, i / 5, 5);
             let _ = write!(m, "SIP/2.0 {code} {reason}\r\n");
-            label = format!("reply{code}");
+            format!("reply{code}")
         } else {
             let _ = write!(m, "{method} {} SIP/2.0\r\n", pick(RURIS, i, 3));
-            label = method.to_ascii_lowercase();
-        }
+            method.to_ascii_lowercase()
+        };
         let _ = write!(m, "{}\r\n", pick(VIAS, i, 7));
         let _ = write!(m, "{}\r\n", pick(FROMS, i, 3));
         let _ = write!(m, "{}\r\n", pick(TOS, i, 5));
