@@ -11,8 +11,10 @@
 //! ```
 //!
 //! `<reply_fifo>` is a bare file name, opened in the reply directory (default `/tmp/`, ctl's
-//! `fifo_dir` / mi_fifo's `reply_dir`); names with `/`, `\` or `.` are refused, as in ctl. An
-//! empty name (`:method:`) runs the method without a reply. Lines may end in `\r\n`.
+//! `fifo_dir` / mi_fifo's `reply_dir`); names with `/`, `\` or `.` are refused, as in ctl,
+//! except that an absolute path directly inside the reply directory (`/tmp/ser_receiver_42`,
+//! as SER 0.8.x's serctl sent) is accepted. An empty name (`:method:`) runs the method
+//! without a reply. Lines may end in `\r\n`.
 //!
 //! # Dialect by method name
 //!
@@ -144,7 +146,7 @@ pub fn parse_request(buf: &[u8], max_line: usize, max_request: usize) -> FifoPar
     let reply = reply.trim();
     let reply_fifo = if reply.is_empty() {
         None
-    } else if reply.contains(['/', '\\', '.']) || reply.len() > 255 {
+    } else if !reply_name_ok(reply) {
         return bad("forbidden reply fifo name", None);
     } else {
         Some(reply.to_owned())
@@ -193,6 +195,16 @@ pub fn parse_request(buf: &[u8], max_line: usize, max_request: usize) -> FifoPar
         },
         end,
     )
+}
+
+/// A bare name without `/`, `\` or `.` (ctl's rule), or — for SER 0.8.x clients, which sent
+/// the full path — an absolute path without `.`; [`send_reply`] then also checks that such a
+/// path lies directly in the reply directory.
+fn reply_name_ok(name: &str) -> bool {
+    let bare = name
+        .strip_prefix('/')
+        .map_or(name, |_| name.rsplit('/').next().unwrap_or(""));
+    name.len() <= 255 && !bare.is_empty() && !name.contains(['\\', '.']) && !bare.contains('/')
 }
 
 /// mi_fifo arguments: `name::value` keeps the value; `"quoted"` loses its quotes.
@@ -369,7 +381,16 @@ pub(crate) fn process_buffer(buf: &mut Vec<u8>, registry: &RpcRegistry, cfg: &Ct
 /// client has not opened its end yet), refused unless it is a real FIFO, written within
 /// `timeout`. Failures are dropped: the client simply gets no answer.
 fn send_reply(dir: &Path, name: &str, data: &[u8], timeout: Duration) -> bool {
-    let path = dir.join(name);
+    let path = if name.starts_with('/') {
+        // SER 0.8.x style absolute name: only inside the reply directory.
+        let p = Path::new(name);
+        if p.parent() != Some(dir) {
+            return false;
+        }
+        p.to_owned()
+    } else {
+        dir.join(name)
+    };
     let deadline = Instant::now() + timeout;
     // Only a FIFO, never a symlink or a regular file (a local user could otherwise make us
     // write into any file).

@@ -92,6 +92,12 @@ fn ser_ctl_dialect() {
         call(":no.such:reply\n\n"),
         "500 command 'no.such' not found\n"
     );
+    // SER 0.8.x clients name the reply FIFO by its full path (inside the reply directory).
+    let full = format!(":test.add:{}\n1\n2\n\n", dir.join("reply").display());
+    assert_eq!(
+        fifo_call(&fifo, &dir, "reply", &full, W).unwrap(),
+        "200 OK\n3\n"
+    );
     // CRLF line ends are accepted.
     assert_eq!(call(":test.add:reply\r\n1\r\n2\r\n\r\n"), "200 OK\n3\n");
 }
@@ -145,6 +151,12 @@ fn bad_requests_get_errors_never_hangs() {
             ":test.add:../reply\n1\n2\n\n",
             Duration::from_millis(300)
         ),
+        None
+    );
+    // An absolute reply path outside the reply directory is refused.
+    let outside = ":test.add:/var/tmp/reply\n1\n2\n\n";
+    assert_eq!(
+        fifo_call(&fifo, &dir, "reply", outside, Duration::from_millis(300)),
         None
     );
     // A reply fifo nobody created: the server gives up quickly and keeps serving.
