@@ -6,7 +6,8 @@ use std::cell::OnceCell;
 
 use crate::error::ParseError;
 use crate::hdr::addr::{Contacts, NameAddr};
-use crate::hdr::misc::CSeq;
+use crate::hdr::auth::Auth;
+use crate::hdr::misc::{CSeq, Event, MediaType};
 use crate::hdr::via::Via;
 use crate::hdr::{parse_value, HeaderValue};
 use crate::hname::HeaderName;
@@ -402,6 +403,61 @@ impl SipMsg {
         }
     }
 
+    /// The credentials or challenge of one Authorization,
+    /// Proxy-Authorization, WWW-Authenticate or Proxy-Authenticate field.
+    pub fn auth_of<'a>(&'a self, h: &'a Header) -> Result<&'a Auth, ParseError> {
+        match self.parsed(h)? {
+            HeaderValue::Auth(a) => Ok(a),
+            _ => Err(ParseError::NotApplicable {
+                what: "not an auth header",
+            }),
+        }
+    }
+
+    /// The tokens of one Supported / Require / Proxy-Require /
+    /// Unsupported / Allow / Allow-Events … field.
+    pub fn tokens_of<'a>(&'a self, h: &'a Header) -> Result<&'a [Span], ParseError> {
+        match self.parsed(h)? {
+            HeaderValue::Tokens(t) => Ok(t),
+            _ => Err(ParseError::NotApplicable {
+                what: "not a token-list header",
+            }),
+        }
+    }
+
+    /// The Content-Type, if present.
+    pub fn content_type(&self) -> Result<Option<&MediaType>, ParseError> {
+        match self.find(HeaderName::ContentType) {
+            None => Ok(None),
+            Some(h) => match self.parsed(h)? {
+                HeaderValue::MediaType(m) => Ok(Some(m)),
+                _ => Err(ParseError::NotApplicable {
+                    what: "not a media type",
+                }),
+            },
+        }
+    }
+
+    /// The Event header value, if present.
+    pub fn event(&self) -> Result<Option<&Event>, ParseError> {
+        match self.find(HeaderName::Event) {
+            None => Ok(None),
+            Some(h) => match self.parsed(h)? {
+                HeaderValue::Event(e) => Ok(Some(e)),
+                _ => Err(ParseError::NotApplicable {
+                    what: "not an Event header",
+                }),
+            },
+        }
+    }
+
+    /// The first Contact header's value, if present.
+    pub fn contact(&self) -> Result<Option<&Contacts>, ParseError> {
+        self.find(HeaderName::Contact)
+            .map(|h| self.contacts_of(h))
+            .transpose()
+    }
+
     /// The body (exactly Content-Length octets when that is present and
     /// fits the buffer).
     pub fn body(&self) -> &[u8] {
@@ -600,4 +656,143 @@ pub(crate) fn index_header(buf: &[u8], p: usize, limits: &Limits) -> Result<Head
         span: Span::new(p, next),
         parsed: OnceCell::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<SipMsg, ParseError> {
+        SipMsg::parse(s.to_vec())
+    }
+
+    #[test]
+    fn compact_forms_folding_and_bare_lf() {
+        let m = parse(
+            b"\r\nMESSAGE sip:b@example.com SIP/2.0\nv: SIP/2.0/UDP h;branch=z9hG4bK1\nf: <sip:a@example.com>\n ;tag=x\nt: sip:b@example.com\ni: abc\nCSeq: 2\n\tMESSAGE\nc: text/plain\nl: 5\nk: a,b\n\nhelloEXTRA",
+        )
+        .unwrap();
+        assert_eq!(m.method(), Some(Method::Message));
+        assert_eq!(m.s(m.from().unwrap().tag.unwrap()), b"x");
+        assert_eq!(m.call_id(), Some(&b"abc"[..]));
+        assert_eq!(m.cseq().unwrap().method, Method::Message);
+        assert_eq!(m.body(), b"hello");
+        assert_eq!(m.find_by_name(b"Supported").count(), 1);
+        assert_eq!(m.find_by_name(b"k").count(), 1);
+        let k = m.find(HeaderName::Supported).unwrap();
+        assert_eq!(m.tokens_of(k).unwrap().len(), 2);
+        assert_eq!(m.s(m.content_type().unwrap().unwrap().subtype), b"plain");
+        m.validate().unwrap();
+    }
+
+    #[test]
+    fn replies() {
+        let m = parse(b"SIP/2.0 404 Not \xd0\x9d\xd0\xb0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap();
+        assert_eq!(m.status(), Some(404));
+        assert_eq!(m.reason(), Some(&b"Not \xd0\x9d\xd0\xb0"[..]));
+        assert!(!m.is_request());
+        assert!(m.parsed_ruri().is_err());
+        for bad in [
+            &b"SIP/2.0 4040 x\r\n\r\n"[..],
+            b"SIP/2.0 099 x\r\n\r\n",
+            b"SIP/2.0 2x0 OK\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ParseError::BadFirstLine { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse(b"SIP/3.0 200 OK\r\n\r\n"),
+            Err(ParseError::UnsupportedVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let lim = Limits {
+            max_headers: 3,
+            ..Limits::DEFAULT
+        };
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n".to_vec();
+        assert_eq!(
+            SipMsg::parse_with(msg, &lim).unwrap_err(),
+            ParseError::TooManyHeaders { max: 3 }
+        );
+        let lim = Limits {
+            max_header_len: 10,
+            ..Limits::DEFAULT
+        };
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nSubject: 12345678\r\n\r\n".to_vec();
+        assert!(matches!(
+            SipMsg::parse_with(msg, &lim),
+            Err(ParseError::HeaderTooLong { .. })
+        ));
+        let lim = Limits {
+            max_msg_len: 10,
+            ..Limits::DEFAULT
+        };
+        assert!(matches!(
+            SipMsg::parse_with(vec![b'a'; 11], &lim),
+            Err(ParseError::TooLarge { .. })
+        ));
+        let lim = Limits {
+            max_vias: 2,
+            ..Limits::DEFAULT
+        };
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a, SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\n\r\n";
+        let m = SipMsg::parse_with(msg.to_vec(), &lim).unwrap();
+        assert_eq!(
+            m.check_headers().unwrap_err(),
+            ParseError::TooManyVias { max: 2 }
+        );
+        let long = format!("OPTIONS sip:{}@b SIP/2.0\r\n\r\n", "a".repeat(1100));
+        let m = parse(long.as_bytes()).unwrap();
+        assert!(matches!(
+            m.parsed_ruri(),
+            Err(ParseError::UriTooLong { max: 1024, .. })
+        ));
+        let many = format!("OPTIONS sip:a@b{} SIP/2.0\r\n\r\n", ";p".repeat(100));
+        let m = parse(many.as_bytes()).unwrap();
+        assert!(matches!(
+            m.parsed_ruri(),
+            Err(ParseError::TooManyParams { .. })
+        ));
+    }
+
+    #[test]
+    fn header_lines_errors() {
+        assert!(matches!(
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n"),
+            Err(ParseError::BadHeaderLine { .. })
+        ));
+        assert!(matches!(
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\n: x\r\n\r\n"),
+            Err(ParseError::BadHeaderLine { .. })
+        ));
+        assert!(matches!(
+            parse(b"OPTIONS sip:a@b SIP/2.0"),
+            Err(ParseError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: x\r\n\r\n"),
+            Err(ParseError::BadHeader { .. })
+        ));
+        // No empty line: datagram tolerated, body empty.
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nSubject: x").unwrap();
+        assert_eq!(m.header_body(&m.headers()[0]), b"x");
+        assert!(!m.has_empty_line());
+    }
+
+    #[test]
+    fn lazy_cache_is_reused() {
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1;received=1.2.3.4;rport=9\r\n\r\n").unwrap();
+        let v1 = m.via1().unwrap() as *const Via;
+        let v2 = m.via1().unwrap() as *const Via;
+        assert_eq!(v1, v2);
+        let v = m.via1().unwrap();
+        assert_eq!(v.rport, Some(Some(9)));
+        assert_eq!(m.s(v.received.unwrap()), b"1.2.3.4");
+        assert!(m.via2().unwrap().is_none());
+    }
 }
