@@ -382,3 +382,59 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binrpc::{decode_body, decode_fault, encode_request};
+    use crate::rpc::RpcValue;
+
+    fn answer(pkt: &[u8], cfg: &CtlConfig) -> (Header, Vec<u8>) {
+        let mut reg = RpcRegistry::new();
+        reg.register("t.big", &[], |ctx| {
+            ctx.add(RpcValue::Str("x".repeat(ctx.scan_int(0)? as usize)));
+            Ok(())
+        })
+        .unwrap();
+        let Ok(Decoded::Complete(f, _)) = split_frame(pkt, 1 << 20) else {
+            panic!("bad input")
+        };
+        let reply = handle_packet(&f.header, f.body, &reg, cfg);
+        let Ok(Decoded::Complete(r, n)) = split_frame(&reply, 1 << 20) else {
+            panic!("bad reply")
+        };
+        assert_eq!(n, reply.len());
+        (r.header, r.body.to_vec())
+    }
+
+    #[test]
+    fn cookie_echoed_and_limits_applied() {
+        let cfg = CtlConfig {
+            max_reply: 100,
+            ..CtlConfig::default()
+        };
+        let (h, body) = answer(
+            &encode_request("t.big", &[RpcValue::Int(50)], 0xdead_beef).unwrap(),
+            &cfg,
+        );
+        assert_eq!((h.kind, h.cookie), (PacketType::Reply, 0xdead_beef));
+        assert_eq!(
+            decode_body(&body).unwrap(),
+            vec![RpcValue::Str("x".repeat(50))]
+        );
+        let (h, body) = answer(
+            &encode_request("t.big", &[RpcValue::Int(500)], 7).unwrap(),
+            &cfg,
+        );
+        assert_eq!((h.kind, h.cookie), (PacketType::Fault, 7));
+        assert_eq!(decode_fault(&body).unwrap(), (500, "reply too big".into()));
+    }
+
+    #[test]
+    fn replies_sent_to_the_server_are_refused() {
+        let reply = crate::binrpc::encode_reply(&[RpcValue::Int(1)], 3).unwrap();
+        let (h, body) = answer(&reply, &CtlConfig::default());
+        assert_eq!((h.kind, h.cookie), (PacketType::Fault, 3));
+        assert_eq!(decode_fault(&body).unwrap().0, 400);
+    }
+}
