@@ -228,6 +228,9 @@ pub enum Tok {
     Str(String),
     /// IPv4 or IPv6 address literal (`127.0.0.1`, `[::1]`, bare `::1`).
     Ip(IpAddr),
+    /// Network literal `addr/prefix` written without spaces (`10.0.0.0/8`,
+    /// `10.0.0.0/255.0.0.0` → prefix 8).
+    IpNet(IpAddr, u8),
     /// `$...` pseudo-variable or AVP, raw text including the `$` (`$rU`, `$avp(i:80)`,
     /// `$t.did`, `$(avp(x)[0])`).
     Dollar(String),
@@ -253,6 +256,8 @@ pub enum Tok {
     Comma,
     /// `:`
     Colon,
+    /// `.` (between the parts of a dotted name: `pstn.gw_ip`, `sip.example.com`)
+    Dot,
     /// `=`
     Assign,
     /// `:=`
@@ -309,6 +314,10 @@ pub enum Tok {
     Shl,
     /// `>>`
     Shr,
+    /// Synthetic end of a top-level `name = value` assignment, inserted by the parser's
+    /// token pass (values are free-form, `alias=a.com b.com:5070`, so their end is found
+    /// before parsing). Never produced by the lexer.
+    ValueEnd,
 }
 
 impl fmt::Display for Tok {
@@ -320,6 +329,7 @@ impl fmt::Display for Tok {
             Tok::Int(n) => write!(f, "number `{n}`"),
             Tok::Str(s) => write!(f, "string \"{}\"", s.escape_default()),
             Tok::Ip(ip) => write!(f, "address `{ip}`"),
+            Tok::IpNet(ip, bits) => write!(f, "network `{ip}/{bits}`"),
             Tok::Dollar(s) => write!(f, "variable `{s}`"),
             Tok::Select(s) => write!(f, "select `{s}`"),
             Tok::RouteName(s) => write!(f, "route name `{s}`"),
@@ -339,6 +349,7 @@ fn punct_str(t: &Tok) -> &'static str {
         Tok::Semi => ";",
         Tok::Comma => ",",
         Tok::Colon => ":",
+        Tok::Dot => ".",
         Tok::Assign => "=",
         Tok::ColonAssign => ":=",
         Tok::Eq => "==",
@@ -367,6 +378,7 @@ fn punct_str(t: &Tok) -> &'static str {
         Tok::Tilde => "~",
         Tok::Shl => "<<",
         Tok::Shr => ">>",
+        Tok::ValueEnd => "end of value",
         _ => "?",
     }
 }

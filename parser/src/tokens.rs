@@ -1,0 +1,143 @@
+//! Token passes run between the lexer and the grammar.
+//!
+//! - [`repair_braces`]: a missing or extra `}` is the most common config mistake and, left
+//!   alone, turns every following route into a cascade of errors. The pass reports it once
+//!   (at the unclosed `{`) and inserts/deletes braces so the grammar sees balanced blocks.
+//! - [`mark_value_ends`]: top-level values are free-form (`alias=a.com b.com:5070`), so
+//!   their end cannot be found with one token of lookahead. The pass inserts
+//!   [`Tok::ValueEnd`] after each `name = value`.
+
+use ser_lexer::{Diagnostic, Kw, Span, Spanned, Tok};
+
+fn is_route_kw(t: &Tok) -> bool {
+    matches!(
+        t,
+        Tok::Kw(
+            Kw::Route
+                | Kw::RequestRoute
+                | Kw::ReplyRoute
+                | Kw::OnReplyRoute
+                | Kw::FailureRoute
+                | Kw::BranchRoute
+                | Kw::OnSendRoute
+                | Kw::EventRoute
+                | Kw::ErrorRoute
+        )
+    )
+}
+
+/// True when token `i` starts a route block (`route {`, `failure_route[X] {`, ...).
+fn starts_route_block(toks: &[Spanned], i: usize) -> bool {
+    is_route_kw(&toks[i].1)
+        && matches!(
+            toks.get(i + 1).map(|t| &t.1),
+            Some(Tok::LBracket | Tok::LBrace)
+        )
+}
+
+/// Balances `{`/`}`; see the module docs.
+pub fn repair_braces(toks: Vec<Spanned>, errors: &mut Vec<Diagnostic>) -> Vec<Spanned> {
+    let mut out = Vec::with_capacity(toks.len() + 4);
+    let mut open: Vec<Span> = Vec::new();
+    for i in 0..toks.len() {
+        let (lo, t, hi) = (toks[i].0, &toks[i].1, toks[i].2);
+        if !open.is_empty() && starts_route_block(&toks, i) {
+            if let Some(&sp) = open.last() {
+                errors.push(Diagnostic::error(
+                    sp,
+                    "missing `}`: this block is still open where the next route starts",
+                ));
+            }
+            for _ in open.drain(..) {
+                out.push((lo, Tok::RBrace, lo));
+            }
+        }
+        match t {
+            Tok::LBrace => open.push(Span::new(lo, hi)),
+            Tok::RBrace if open.is_empty() => {
+                errors.push(Diagnostic::error(Span::new(lo, hi), "unmatched `}`"));
+                continue;
+            }
+            Tok::RBrace => {
+                open.pop();
+            }
+            _ => {}
+        }
+        out.push(toks[i].clone());
+    }
+    if let Some(&sp) = open.last() {
+        errors.push(Diagnostic::error(
+            sp,
+            "missing `}`: this block is still open at the end of the file",
+        ));
+        let end = out.last().map_or(sp.hi(), |t| t.2);
+        for _ in open.drain(..) {
+            out.push((end, Tok::RBrace, end));
+        }
+    }
+    out
+}
+
+/// Index just past `name(.name)*` starting at `i`, if `toks[i]` is an identifier.
+fn dotted_name_end(toks: &[Spanned], i: usize) -> Option<usize> {
+    if !matches!(toks.get(i)?.1, Tok::Ident(_)) {
+        return None;
+    }
+    let mut j = i + 1;
+    while matches!(toks.get(j).map(|t| &t.1), Some(Tok::Dot))
+        && matches!(toks.get(j + 1).map(|t| &t.1), Some(Tok::Ident(_)))
+    {
+        j += 2;
+    }
+    Some(j)
+}
+
+/// True when a new top-level item starts at `i` (ends the current value).
+fn item_starts(toks: &[Spanned], i: usize) -> bool {
+    match &toks[i].1 {
+        Tok::Semi | Tok::LBrace | Tok::RBrace | Tok::LParen | Tok::RParen | Tok::ValueEnd => true,
+        Tok::Kw(k) => !matches!(k, Kw::Desc | Kw::Default),
+        Tok::Ident(_) => {
+            let Some(j) = dotted_name_end(toks, i) else {
+                return false;
+            };
+            matches!(toks.get(j).map(|t| &t.1), Some(Tok::Assign | Tok::LBrace))
+                || (j == i + 1 && matches!(toks.get(j).map(|t| &t.1), Some(Tok::LBracket)))
+        }
+        _ => false,
+    }
+}
+
+/// Inserts [`Tok::ValueEnd`] after every top-level `name = value`.
+pub fn mark_value_ends(toks: Vec<Spanned>) -> Vec<Spanned> {
+    let mut out = Vec::with_capacity(toks.len() + 16);
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < toks.len() {
+        if depth == 0 {
+            if let Some(j) = dotted_name_end(&toks, i) {
+                if matches!(toks.get(j).map(|t| &t.1), Some(Tok::Assign)) {
+                    // name ... '='
+                    out.extend_from_slice(&toks[i..=j]);
+                    let mut k = j + 1;
+                    while k < toks.len() && !item_starts(&toks, k) {
+                        out.push(toks[k].clone());
+                        k += 1;
+                    }
+                    let at = out.last().map_or(toks[j].2, |t| t.2);
+                    out.push((at, Tok::ValueEnd, at));
+                    i = k;
+                    continue;
+                }
+            }
+        }
+        match toks[i].1 {
+            Tok::LBrace | Tok::LParen => depth += 1,
+            Tok::RBrace | Tok::RParen => depth = (depth - 1).max(0),
+            _ => {}
+        }
+        out.push(toks[i].clone());
+        i += 1;
+    }
+    out
+}
