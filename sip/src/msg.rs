@@ -149,6 +149,11 @@ impl SipMsg {
         &self.buf
     }
 
+    /// Gives the received buffer back.
+    pub fn into_buf(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// The bytes of `span`.
     pub fn s(&self, span: Span) -> &[u8] {
         span.of(&self.buf)

@@ -74,6 +74,18 @@ pub struct Uri {
     pub lr: bool,
 }
 
+impl Uri {
+    /// The user part with %-escapes decoded (RFC 3261 §19.1.2).
+    pub fn user_unescaped(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        self.user.map(|u| unescape(u.of(buf)))
+    }
+
+    /// The first parameter called `name` (case-insensitive).
+    pub fn param<'p>(&'p self, buf: &[u8], name: &[u8]) -> Option<&'p Param> {
+        crate::param::find_param(buf, &self.params, name)
+    }
+}
+
 /// Parses a stand-alone URI (spans relative to `b`) with default limits.
 pub fn parse_uri(b: &[u8]) -> Result<Uri, ParseError> {
     parse_uri_at(b, Span::new(0, b.len()), &Limits::DEFAULT)
@@ -507,6 +519,7 @@ mod tests {
         let s = b"sip:user;par=u%40example.net@example.com";
         let u = parse_uri(s).unwrap();
         assert_eq!(u.user.unwrap().of(s), b"user;par=u%40example.net");
+        assert_eq!(u.user_unescaped(s).unwrap(), b"user;par=u@example.net");
         assert!(u.params.is_empty());
         let t = b"tel:+1-201-555-0123;phone-context=example.com";
         let u = parse_uri(t).unwrap();

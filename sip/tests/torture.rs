@@ -104,6 +104,24 @@ fn torture_details() {
     assert_eq!(m.vias().count(), 3);
     assert_eq!(m.s(m.to().unwrap().tag.unwrap()), b"1918181833n");
     assert_eq!(
+        m.from().unwrap().display_name(m.buf()).unwrap(),
+        br#"J Rosenberg \""#
+    );
+    let e = read("esc01.dat");
+    let ruri = e.parsed_ruri().unwrap();
+    assert_eq!(
+        ruri.user_unescaped(e.buf()).unwrap(),
+        b"sips:user@example.com"
+    );
+    let e = read("escnull.dat");
+    assert!(e
+        .to()
+        .unwrap()
+        .uri
+        .user_unescaped(e.buf())
+        .unwrap()
+        .contains(&0));
+    assert_eq!(
         m.s(m.from().unwrap().display.unwrap()),
         br#""J Rosenberg \\\"""#
     );

@@ -26,6 +26,18 @@ pub struct NameAddr {
     pub tag: Option<Span>,
 }
 
+impl NameAddr {
+    /// The display name with quotes and quoted-pairs resolved.
+    pub fn display_name(&self, buf: &[u8]) -> Option<Vec<u8>> {
+        self.display.map(|d| crate::scan::unquote(d.of(buf)))
+    }
+
+    /// The first header parameter called `name` (case-insensitive).
+    pub fn param<'p>(&'p self, buf: &[u8], name: &[u8]) -> Option<&'p Param> {
+        find_param(buf, &self.params, name)
+    }
+}
+
 /// One Contact value: a name-addr plus its `q` and `expires` parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contact {
