@@ -8,9 +8,10 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
-use crate::runtime::ctx::MsgCtx;
+use crate::runtime::ctx::{Env, MsgCtx};
 use crate::runtime::flow::Flow;
 use crate::runtime::format::Format;
 use crate::runtime::pvar::Pv;
@@ -251,6 +252,31 @@ pub struct ModuleEnv {
     explicit: HashSet<&'static str>,
     /// State created by `init` (in main, before fork), read by handlers.
     pub state: Arc<OnceLock<Box<dyn Any + Send + Sync>>>,
+    /// The engine, for modules that run script routes themselves (tm's
+    /// failure/onreply/branch routes); set once by [`crate::registry::Modules::set_route_runner`].
+    pub routes: Arc<OnceLock<Weak<dyn RouteRunner>>>,
+}
+
+/// How a route run through [`RouteRunner`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteEnd {
+    /// The route ended normally (end of block, `return`, `break`).
+    Done,
+    /// `exit` (or a function returned 0).
+    Exit,
+    /// `drop`.
+    Drop,
+    /// No route of that kind and name.
+    Missing,
+}
+
+/// Lets a module run a named script route outside the request route: tm runs
+/// `failure_route`, `onreply_route` and `branch_route` on a context it builds
+/// (in whatever process handles the reply or the timeout).  Implemented by the
+/// routing engine.
+pub trait RouteRunner: Send + Sync {
+    /// Run route `name` of type `kind` (one bit) at top level on `ctx`.
+    fn run_route(&self, kind: RouteMask, name: &str, ctx: &mut MsgCtx<'_>) -> RouteEnd;
 }
 
 impl ModuleEnv {
@@ -264,7 +290,13 @@ impl ModuleEnv {
             };
             params.insert(p.name, vec![v]);
         }
-        ModuleEnv { name: m.name(), params, explicit: HashSet::new(), state: Arc::new(OnceLock::new()) }
+        ModuleEnv {
+            name: m.name(),
+            params,
+            explicit: HashSet::new(),
+            state: Arc::new(OnceLock::new()),
+            routes: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Apply `modparam(mod, name, value)`, converting to the declared type.
@@ -356,6 +388,15 @@ pub trait Module: Sync {
     fn on_request(&self, _env: &ModuleEnv, _ctx: &mut MsgCtx<'_>) -> bool {
         true
     }
+    /// Runs on every received reply after the main `onreply_route`, before
+    /// stateless forwarding (SER `response_f`); `false` means the module took
+    /// the reply (tm relayed or absorbed it) and it must not be forwarded.
+    fn on_reply(&self, _env: &ModuleEnv, _ctx: &mut MsgCtx<'_>) -> bool {
+        true
+    }
+    /// Runs in the timer process on every timer tick (100 ms); `proc_env` is
+    /// that process's environment (transport for sending).
+    fn on_tick(&self, _env: &ModuleEnv, _proc_env: &Env, _now: Instant) {}
     /// Called once at shutdown in main.
     fn destroy(&self, _env: &ModuleEnv) {}
 }

@@ -196,6 +196,27 @@ impl Modules {
         }
     }
 
+    /// Give every loaded module the engine, so tm can run failure/onreply/branch
+    /// routes (call once, in main after loading, with the script in an `Arc`).
+    pub fn set_route_runner(&self, runner: std::sync::Weak<dyn crate::iface::RouteRunner>) {
+        for l in &self.loaded {
+            let _ = l.env.routes.set(runner.clone());
+        }
+    }
+
+    /// Every module's reply hook, in load order; `false` as soon as one took
+    /// the reply (then the engine must not forward it statelessly).
+    pub fn on_reply_all(&self, ctx: &mut crate::runtime::ctx::MsgCtx<'_>) -> bool {
+        self.loaded.iter().all(|l| l.module.on_reply(&l.env, ctx))
+    }
+
+    /// Every module's timer hook (the timer process calls this on each tick).
+    pub fn tick_all(&self, proc_env: &crate::runtime::ctx::Env, now: std::time::Instant) {
+        for l in &self.loaded {
+            l.module.on_tick(&l.env, proc_env, now);
+        }
+    }
+
     /// Run every module's destroy (reverse load order).
     pub fn destroy_all(&self) {
         for l in self.loaded.iter().rev() {
