@@ -397,6 +397,12 @@ pub trait Module: Sync {
     /// Runs in the timer process on every timer tick (100 ms); `proc_env` is
     /// that process's environment (transport for sending).
     fn on_tick(&self, _env: &ModuleEnv, _proc_env: &Env, _now: Instant) {}
+    /// How often the timer process calls [`Module::on_timer`] (None: never).
+    fn timer_interval(&self, _env: &ModuleEnv) -> Option<std::time::Duration> {
+        None
+    }
+    /// Periodic work in the timer process (usrloc expiry and write-back).
+    fn on_timer(&self, _env: &ModuleEnv) {}
     /// Called once at shutdown in main.
     fn destroy(&self, _env: &ModuleEnv) {}
 }
