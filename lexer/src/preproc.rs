@@ -7,6 +7,7 @@
 //!   `#!endif` are recognised, everything else (even unbalanced quotes or SQL) is ignored.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -278,6 +279,14 @@ impl<'o> Pre<'o> {
                         i = end;
                     }
                     Err(e) => {
+                        // A stand-in token keeps the parser from reporting a second error.
+                        let is_ip = t[e.start..e.end].contains(&b'.');
+                        let tok = if is_ip {
+                            Tok::Ip(Ipv4Addr::UNSPECIFIED.into())
+                        } else {
+                            Tok::Int(0)
+                        };
+                        self.emit(src, e.start, tok, e.end);
                         i = e.end.max(i + 1);
                         self.cut_error(src, e);
                     }
@@ -292,6 +301,7 @@ impl<'o> Pre<'o> {
                         i = end;
                     }
                     Err(e) => {
+                        self.emit(src, e.start, Tok::Dollar("$".into()), e.end);
                         i = e.end.max(i + 1);
                         self.cut_error(src, e);
                     }
@@ -302,6 +312,7 @@ impl<'o> Pre<'o> {
                         i = end;
                     }
                     Err(e) => {
+                        self.emit(src, e.start, Tok::Select("@".into()), e.end);
                         i = e.end.max(i + 1);
                         self.cut_error(src, e);
                     }

@@ -83,15 +83,13 @@ pub fn assignment(
             span,
         });
     }
-    if toks.iter().any(|t| t.1 == Tok::Kw(Kw::Desc)) {
-        let sp = toks
-            .iter()
-            .find(|t| t.1 == Tok::Kw(Kw::Desc))
-            .map(|t| Span::new(t.0, t.2));
+    let mut toks = toks;
+    if let Some(i) = toks.iter().position(|t| t.1 == Tok::Kw(Kw::Desc)) {
         sink.error(
-            sp.unwrap_or(name_span),
+            Span::new(toks[i].0, toks[i].2),
             "`desc` is only allowed after custom `group.name = value` parameters",
         );
+        toks.truncate(i);
     }
     match core_params::kind(&name) {
         ParamKind::Core => {}

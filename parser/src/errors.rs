@@ -2,13 +2,14 @@
 //!
 //! After an error the parser resynchronises at the next statement or top-level item. Like
 //! bison's `yyerrok` rule, an error is only reported if at least [`QUIET_TOKENS`] tokens
-//! were parsed since the previous one resumed; an error right after a lexer error (on the
-//! bad character's spot) is a consequence and is dropped too.
+//! were parsed since the previous one resumed. Errors that are consequences of something
+//! already reported are dropped: right after a lexer error, at braces the brace pass added
+//! at the end of the file, at the end of a file cut short by an unterminated string.
 
 use std::collections::HashMap;
 
 use lalrpop_util::{ErrorRecovery, ParseError};
-use ser_lexer::{Diagnostic, FileId, Pos, Span, Spanned, Tok};
+use ser_lexer::{Diagnostic, Kw, Pos, SourceMap, Span, Spanned, Tok};
 
 type PErr = ParseError<Pos, Tok, String>;
 
@@ -33,7 +34,12 @@ fn expected_name(e: &str) -> String {
     }
 }
 
+/// `a, b or c` for short lists; "an expression" when any value may start there.
 fn expected_list(expected: &[String]) -> Option<String> {
+    let has = |t: &str| expected.iter().any(|e| e == t);
+    if has("int") && has("string") && has("dollar") && !has("\"if\"") {
+        return Some("an expression".into());
+    }
     if expected.is_empty() || expected.len() > 5 {
         return None;
     }
@@ -44,30 +50,40 @@ fn expected_list(expected: &[String]) -> Option<String> {
     })
 }
 
-/// Context for translating errors: the token stream (to find the token before an error).
+/// Context for translating errors.
 pub struct Translator<'a> {
     toks: &'a [Spanned],
+    sources: &'a SourceMap,
     index: HashMap<Pos, usize>,
     lex_errors: Vec<Span>,
-    truncated: Vec<FileId>,
+    /// A file was cut short by an unterminated string/comment.
+    truncated: bool,
+    /// Index of the first `}` the brace pass appended at the end.
+    synthetic_from: usize,
 }
 
 impl<'a> Translator<'a> {
-    /// `toks` is the stream that was parsed; `lex_errors` the spans of lexer errors.
+    /// `toks` is the stream that was parsed, whose last `synthetic_eof_braces` tokens were
+    /// added by [`crate::tokens::repair_braces`]; `lex_errors` are the lexer errors' spans.
     pub fn new(
         toks: &'a [Spanned],
+        sources: &'a SourceMap,
         lex_errors: Vec<Span>,
-        truncated: Vec<FileId>,
+        truncated: bool,
+        synthetic_eof_braces: usize,
     ) -> Translator<'a> {
         let mut index = HashMap::new();
         for (i, t) in toks.iter().enumerate() {
             index.entry(t.0).or_insert(i);
         }
+        let synthetic_from = toks.len() - synthetic_eof_braces.min(toks.len());
         Translator {
             toks,
+            sources,
             index,
             lex_errors,
             truncated,
+            synthetic_from,
         }
     }
 
@@ -99,6 +115,9 @@ impl<'a> Translator<'a> {
             }
             if let Some(i) = idx {
                 resume_at = Some(i + dropped);
+                if i >= self.synthetic_from {
+                    continue;
+                }
             }
             if let Some(d) = self.diagnostic(err, idx) {
                 out.push(d);
@@ -110,7 +129,13 @@ impl<'a> Translator<'a> {
     fn token_index(&self, e: &PErr) -> Option<usize> {
         match e {
             ParseError::UnrecognizedToken { token, .. } | ParseError::ExtraToken { token } => {
-                self.index.get(&token.0).copied()
+                // Several tokens may share a start (a define's expansion): pick the one
+                // that is exactly this token.
+                let first = *self.index.get(&token.0)?;
+                (first..self.toks.len())
+                    .take_while(|&i| self.toks[i].0 == token.0)
+                    .find(|&i| self.toks[i].1 == token.1)
+                    .or(Some(first))
             }
             ParseError::UnrecognizedEof { .. } => Some(self.toks.len()),
             _ => None,
@@ -133,6 +158,12 @@ impl<'a> Translator<'a> {
         })
     }
 
+    fn line_of(&self, p: Pos) -> u32 {
+        self.sources
+            .get(p.file)
+            .map_or(0, |f| f.line_col(p.offset).0)
+    }
+
     fn diagnostic(&self, err: PErr, idx: Option<usize>) -> Option<Diagnostic> {
         match err {
             ParseError::UnrecognizedToken {
@@ -142,23 +173,49 @@ impl<'a> Translator<'a> {
                 if idx.is_some_and(|i| self.after_lex_error(i)) {
                     return None;
                 }
-                let semi = expected.iter().any(|e| e == "\";\"");
-                if semi && tok != Tok::Semi {
-                    // Point where the `;` belongs: the end of the previous token.
-                    let prev = idx
-                        .and_then(|i| i.checked_sub(1))
-                        .and_then(|p| self.toks.get(p));
-                    let span = prev.map_or(Span::new(lo, hi), |p| Span::new(p.2, p.2));
-                    return Some(Diagnostic::error(span, format!("missing `;` before {tok}")));
+                let here = Span::new(lo, hi);
+                if tok == Tok::Kw(Kw::Else) {
+                    return Some(Diagnostic::error(here, "`else` without a matching `if`"));
+                }
+                let prev = idx
+                    .and_then(|i| i.checked_sub(1))
+                    .and_then(|p| self.toks.get(p));
+                let has = |t: &str| expected.iter().any(|e| e == t);
+                if let Some(p) = prev {
+                    // `;` missing: the previous statement ends on an earlier line, or right
+                    // before the next one on the same line (`f() g();`).
+                    let ends_stmt = matches!(p.1, Tok::RParen)
+                        || matches!(p.1, Tok::Kw(Kw::Break | Kw::Exit | Kw::Drop | Kw::Return));
+                    let can_end = ends_stmt
+                        || matches!(
+                            p.1,
+                            Tok::Ident(_)
+                                | Tok::Int(_)
+                                | Tok::Str(_)
+                                | Tok::Dollar(_)
+                                | Tok::Select(_)
+                                | Tok::KwValue(_)
+                                | Tok::Ip(_)
+                                | Tok::IpNet(..)
+                        );
+                    let new_line =
+                        can_end && p.0.file == lo.file && self.line_of(p.2) < self.line_of(lo);
+                    if has("\";\"") && tok != Tok::Semi && (new_line || ends_stmt) {
+                        let at = Span::new(p.2, p.2);
+                        return Some(Diagnostic::error(at, format!("missing `;` before {tok}")));
+                    }
+                    if has("\")\"") && matches!(tok, Tok::LBrace | Tok::Semi) {
+                        return Some(Diagnostic::error(here, format!("missing `)` before {tok}")));
+                    }
                 }
                 let mut msg = format!("unexpected {tok}");
                 if let Some(list) = expected_list(&expected) {
                     msg.push_str(&format!("; expected {list}"));
                 }
-                Some(Diagnostic::error(Span::new(lo, hi), msg))
+                Some(Diagnostic::error(here, msg))
             }
             ParseError::UnrecognizedEof { expected, .. } => {
-                if !self.truncated.is_empty() {
+                if self.truncated {
                     return None;
                 }
                 let mut msg = "unexpected end of file".to_string();

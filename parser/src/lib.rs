@@ -176,7 +176,8 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
     let mut errors = lexed.errors;
     let mut warnings = lexed.warnings;
     let lex_error_spans: Vec<Span> = errors.iter().map(|d| d.span).collect();
-    let toks = tokens::repair_braces(lexed.tokens, &mut errors);
+    let truncated = !lexed.truncated.is_empty();
+    let (toks, synthetic) = tokens::repair_braces(lexed.tokens, &mut errors, truncated);
     let toks = tokens::mark_value_ends(toks);
 
     let mut sink = actions::Sink {
@@ -189,7 +190,7 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
         Ok(items) => (items, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let tr = errors::Translator::new(&toks, lex_error_spans, lexed.truncated);
+    let tr = errors::Translator::new(&toks, &lexed.sources, lex_error_spans, truncated, synthetic);
     errors.extend(tr.translate(std::mem::take(&mut sink.recovered), fatal));
     for d in sink.diags {
         match d.severity {

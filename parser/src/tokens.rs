@@ -35,8 +35,14 @@ fn starts_route_block(toks: &[Spanned], i: usize) -> bool {
         )
 }
 
-/// Balances `{`/`}`; see the module docs.
-pub fn repair_braces(toks: Vec<Spanned>, errors: &mut Vec<Diagnostic>) -> Vec<Spanned> {
+/// Balances `{`/`}`; see the module docs. Returns the tokens and how many `}` were
+/// appended at the end of the input (parse errors there are consequences).
+/// `quiet_eof` skips the end-of-file error (when a lexer error already cut the file short).
+pub fn repair_braces(
+    toks: Vec<Spanned>,
+    errors: &mut Vec<Diagnostic>,
+    quiet_eof: bool,
+) -> (Vec<Spanned>, usize) {
     let mut out = Vec::with_capacity(toks.len() + 4);
     let mut open: Vec<Span> = Vec::new();
     for i in 0..toks.len() {
@@ -65,17 +71,21 @@ pub fn repair_braces(toks: Vec<Spanned>, errors: &mut Vec<Diagnostic>) -> Vec<Sp
         }
         out.push(toks[i].clone());
     }
+    let mut synthetic = 0;
     if let Some(&sp) = open.last() {
-        errors.push(Diagnostic::error(
-            sp,
-            "missing `}`: this block is still open at the end of the file",
-        ));
+        if !quiet_eof {
+            errors.push(Diagnostic::error(
+                sp,
+                "missing `}`: this block is still open at the end of the file",
+            ));
+        }
         let end = out.last().map_or(sp.hi(), |t| t.2);
+        synthetic = open.len();
         for _ in open.drain(..) {
             out.push((end, Tok::RBrace, end));
         }
     }
-    out
+    (out, synthetic)
 }
 
 /// Index just past `name(.name)*` starting at `i`, if `toks[i]` is an identifier.
