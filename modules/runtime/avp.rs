@@ -215,6 +215,17 @@ impl AvpStore {
         self.avps.iter().rev().find(|a| Self::matches(a, r, class)).map(|a| a.flags)
     }
 
+    /// Every stored AVP, oldest first, as `(track, class, name, value, flags)`:
+    /// tm copies them into a transaction to restore in failure/onreply routes.
+    pub fn export(&self) -> Vec<(Track, Class, AvpName, Value, u32)> {
+        self.avps.iter().map(|a| (a.track, a.class, a.name.clone(), a.value.clone(), a.flags)).collect()
+    }
+
+    /// Append one AVP as [`AvpStore::export`] gave it (newest last).
+    pub fn import(&mut self, track: Track, class: Class, name: AvpName, value: Value, flags: u32) {
+        self.avps.push(Avp { track, class, name, value, flags });
+    }
+
     /// Number of stored values.
     pub fn len(&self) -> usize {
         self.avps.len()
