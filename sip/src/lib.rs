@@ -52,7 +52,7 @@ pub use hdr::via::Via;
 pub use hdr::HeaderValue;
 pub use hname::HeaderName;
 pub use limits::Limits;
-pub use lump::{apply, LumpError, Lumps};
+pub use lump::{apply, via_value, LumpError, Lumps};
 pub use method::Method;
 pub use msg::{FirstLine, Header, SipMsg};
 pub use param::Param;
