@@ -34,11 +34,10 @@ impl Module for Maxfwd {
 /// Process Max-Forwards: missing → add `Max-Forwards: limit` (true); 0 → false;
 /// else decrement (values above `max_limit` are lowered first).
 pub fn process(ctx: &mut MsgCtx<'_>, limit: u32, max_limit: u32) -> Flow {
-    let Some(h) = ctx.msg.find(HeaderName::MaxForwards) else {
+    let Some(h) = ctx.msg.find(HeaderName::MaxForwards).cloned() else {
         ctx.append_header(&format!("Max-Forwards: {limit}\r\n"));
         return Flow::Code(2);
     };
-    let body = h.body_span;
     let val = match ctx.msg.max_forwards() {
         Ok(Some(v)) => u32::from(v),
         _ => {
@@ -50,7 +49,7 @@ pub fn process(ctx: &mut MsgCtx<'_>, limit: u32, max_limit: u32) -> Flow {
         return Flow::False;
     }
     let new = val.min(max_limit.max(1)) - 1;
-    ctx.add_edit(body.begin(), body.end(), new.to_string());
+    ctx.lumps.replace_header_body(&ctx.msg, &h, new.to_string().as_bytes());
     Flow::True
 }
 

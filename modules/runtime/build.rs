@@ -1,13 +1,12 @@
-//! Building outgoing buffers from the received message: stateless replies
-//! (SER `build_res_buf_from_sip_req`) and forwarded requests/replies
-//! (`build_req_buf_from_sip_req`, `build_res_buf_from_sip_res`).  The edits
-//! queued in [`MsgCtx::edits`] are applied here, once.
+//! Building outgoing buffers from the received message with ser-sip's lumps
+//! and reply builder: stateless replies, forwarded requests (our Via on top,
+//! branch as SER: `z9hG4bK` + hash) and stateless reply forwarding.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use ser_sip::HeaderName;
 
-use crate::runtime::ctx::{Edit, MsgCtx};
+use crate::runtime::ctx::MsgCtx;
 use crate::runtime::transport::{Dest, Proto};
 
 /// FNV-1a 64 over several parts (separated, so `("ab","c") != ("a","bc")`).
@@ -22,25 +21,6 @@ pub fn hash_parts(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// Apply non-overlapping edits (sorted by position, later overlapping ones dropped).
-pub fn apply_edits(buf: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut sorted: Vec<&Edit> = edits.iter().filter(|e| e.start <= e.end && e.end <= buf.len()).collect();
-    sorted.sort_by_key(|e| (e.start, e.end));
-    let mut out = Vec::with_capacity(buf.len() + 256);
-    let mut pos = 0;
-    for e in sorted {
-        if e.start < pos {
-            log::warn!("overlapping message edits at offset {}; later one ignored", e.start);
-            continue;
-        }
-        out.extend_from_slice(&buf[pos..e.start]);
-        out.extend_from_slice(&e.text);
-        pos = e.end;
-    }
-    out.extend_from_slice(&buf[pos..]);
-    out
-}
-
 fn ip_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(a) => a.to_string(),
@@ -48,9 +28,18 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{host}` has no address"))
+}
+
 impl MsgCtx<'_> {
     /// The address a stateless reply goes to: the source IP, the source port when
-    /// the top Via asks for `rport` (or `force_rport`), else the Via port.
+    /// the top Via asks for `rport` (or `force_rport`) or over TCP, else the Via port.
     pub fn reply_dest(&self) -> Dest {
         let mut port = self.src.port();
         if let Ok(v) = self.msg.via1() {
@@ -61,79 +50,33 @@ impl MsgCtx<'_> {
         Dest { proto: self.proto, addr: SocketAddr::new(self.src.ip(), port), send_sock: Some(self.local) }
     }
 
-    /// Build a stateless reply to the request: Vias (top one with `received`/`rport`),
-    /// Record-Route for 18x/2xx, From, Call-ID, CSeq, To (with `to_tag` if it has none).
-    pub fn build_reply(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Vec<u8> {
-        let m = &self.msg;
-        let mut out = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
-        let mut first_via = true;
-        for h in m.headers() {
-            let copy = match h.name {
-                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => true,
-                HeaderName::RecordRoute => (180..300).contains(&code),
-                HeaderName::To => {
-                    out.extend_from_slice(b"To: ");
-                    out.extend_from_slice(m.header_body(h));
-                    let has_tag = m.to().is_ok_and(|t| t.tag.is_some());
-                    if let (false, Some(tag), true) = (has_tag, to_tag, code > 100) {
-                        out.extend_from_slice(format!(";tag={tag}").as_bytes());
-                    }
-                    out.extend_from_slice(b"\r\n");
-                    false
-                }
-                _ => false,
-            };
-            if !copy {
-                continue;
-            }
-            if h.name == HeaderName::Via && first_via {
-                first_via = false;
-                out.extend_from_slice(m.header_name(h));
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(&self.via_with_received(h));
-                out.extend_from_slice(b"\r\n");
-                continue;
-            }
-            out.extend_from_slice(m.s(h.span));
-            if !m.s(h.span).ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
+    /// Build a stateless reply (ser-sip `build_reply`) with `append_to_reply`
+    /// headers and our Server header.
+    pub fn build_reply(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Result<Vec<u8>, String> {
+        let mut extra = String::new();
+        for h in &self.reply_headers {
+            extra.push_str(h);
+            if !h.ends_with("\r\n") {
+                extra.push_str("\r\n");
             }
         }
-        for extra in &self.reply_headers {
-            out.extend_from_slice(extra.as_bytes());
-            if !extra.ends_with('\n') {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        out.extend_from_slice(self.env.server_header.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
-        out
+        extra.push_str(&self.env.server_header);
+        extra.push_str("\r\n");
+        ser_sip::build_reply(
+            &self.msg,
+            code,
+            reason.as_bytes(),
+            extra.as_bytes(),
+            b"",
+            to_tag.map(str::as_bytes),
+            Some(self.src),
+        )
+        .map_err(|e| e.to_string())
     }
 
-    /// The top Via's body with `received=` (if the source IP differs from
-    /// sent-by) and `rport=` (if requested) added, as SER does on receipt.
-    fn via_with_received(&self, h: &ser_sip::Header) -> Vec<u8> {
-        let m = &self.msg;
-        let body = m.header_body(h).to_vec();
-        let Ok(v) = m.via1() else { return body };
-        let base = h.body_span.begin();
-        let src_ip = self.src.ip().to_string();
-        let host = String::from_utf8_lossy(m.s(v.host)).trim_matches(['[', ']']).to_owned();
-        let mut edits = Vec::new();
-        let end = (v.params_end as usize).saturating_sub(base).min(body.len());
-        if v.received.is_none() && host != src_ip {
-            edits.push(Edit { start: end, end, text: format!(";received={src_ip}").into_bytes() });
-        }
-        if let (Some(None), Some(sp)) = (v.rport, v.rport_span) {
-            let (s, e) = (sp.begin() - base, sp.end() - base);
-            edits.push(Edit { start: s, end: e, text: format!("rport={}", self.src.port()).into_bytes() });
-        }
-        apply_edits(&body, &edits)
-    }
-
-    /// Our Via header line for a forwarded request (branch as SER: `z9hG4bK` + hash).
-    pub fn our_via(&self, proto: Proto, branch_no: u32) -> String {
-        let (host, port) = self.advertised_addr();
+    /// The branch of our Via for a forwarded request (SER stateless: `z9hG4bK` +
+    /// hash of the transaction keys, so retransmissions get the same branch).
+    pub fn forward_branch(&self, branch_no: u32) -> String {
         let m = &self.msg;
         let callid = m.call_id().unwrap_or_default();
         let cseq = m.cseq().map(|c| c.number.to_string()).unwrap_or_default();
@@ -142,8 +85,7 @@ impl MsgCtx<'_> {
         let vbranch = m.via1().ok().and_then(|v| v.branch).map(|b| m.s(b).to_vec()).unwrap_or_default();
         let ruri = self.ruri().unwrap_or_default();
         let h = hash_parts(&[callid, cseq.as_bytes(), &ftag, &ttag, &vbranch, ruri.as_bytes()]);
-        let rport = if self.local_rport { ";rport" } else { "" };
-        format!("Via: SIP/2.0/{} {host}:{port};branch=z9hG4bK{h:016x}.{branch_no}{rport}\r\n", proto.as_str())
+        format!("z9hG4bK{h:016x}.{branch_no}")
     }
 
     /// Host and port we advertise (set_advertised_*, listen advertise, or the socket).
@@ -160,90 +102,80 @@ impl MsgCtx<'_> {
         (host, port)
     }
 
-    /// The request as it will be forwarded: edits applied, R-URI replaced, our Via on top.
-    pub fn build_forward(&self, proto: Proto) -> Vec<u8> {
+    /// The request as it will be forwarded: lumps applied, R-URI replaced,
+    /// `received`/`rport` recorded in the sender's Via, our Via on top.
+    pub fn build_forward(&self, proto: Proto) -> Result<Vec<u8>, String> {
         let m = &self.msg;
-        let mut edits = self.edits.clone();
+        let mut lumps = self.lumps.clone();
         if let (Some(new), Some(sp)) = (&self.new_uri, m.ruri_span()) {
-            edits.push(Edit { start: sp.begin(), end: sp.end(), text: new.clone().into_bytes() });
+            lumps.replace(m, sp, new.as_bytes());
         }
-        let at = m.first_line_span().end();
-        edits.push(Edit { start: at, end: at, text: self.our_via(proto, 0).into_bytes() });
-        apply_edits(m.buf(), &edits)
+        lumps.add_received(m, self.src).map_err(|e| e.to_string())?;
+        let (host, port) = self.advertised_addr();
+        let via = ser_sip::lump::via_value(proto.as_str(), &host, Some(port), &self.forward_branch(0), self.local_rport);
+        lumps.insert_via(m, &via);
+        ser_sip::apply(m, &lumps).map_err(|e| e.to_string())
     }
 
-    /// Where a request goes: dst-uri, else the (new) R-URI; `host` resolved with
-    /// the system resolver (DNS SRV later).
-    pub fn forward_dest(&self, host_override: Option<(&str, Option<u16>)>, proto: Option<Proto>) -> Result<Dest, String> {
-        let (host, port, uproto) = match host_override {
-            Some((h, p)) => (h.to_owned(), p, None),
+    /// Where a request goes: `host_port` if given, else dst-uri, else the (new)
+    /// R-URI (maddr, port, transport honoured); resolved with the system resolver.
+    pub fn forward_dest(&self, host_port: Option<(&str, Option<u16>)>, proto: Option<Proto>) -> Result<Dest, String> {
+        let (host, port, uproto) = match host_port {
+            Some((h, p)) => (h.to_owned(), p.unwrap_or(5060), None),
             None => {
                 let uri = self.dst_uri.clone().or_else(|| self.ruri()).ok_or("no destination URI")?;
                 let u = ser_sip::parse_uri(uri.as_bytes()).map_err(|e| format!("bad destination URI `{uri}`: {e}"))?;
-                let host = String::from_utf8_lossy(u.maddr.unwrap_or(u.host).of(uri.as_bytes())).into_owned();
-                let tp = u.transport.and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(uri.as_bytes()))));
+                let b = uri.as_bytes();
+                let host = String::from_utf8_lossy(u.maddr.unwrap_or(u.host).of(b)).into_owned();
+                let tp = u.transport.and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
                 let default_port = if u.scheme == ser_sip::Scheme::Sips { 5061 } else { 5060 };
-                (host, Some(u.port.unwrap_or(default_port)), tp)
+                (host, u.port.unwrap_or(default_port), tp)
             }
         };
+        if host.is_empty() {
+            return Err("destination has no host".into());
+        }
         let proto = proto.or(uproto).unwrap_or(Proto::Udp);
-        let port = port.unwrap_or(5060);
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = (bare, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` has no address"))?;
-        Ok(Dest { proto, addr, send_sock: self.send_socket })
+        Ok(Dest { proto, addr: resolve(&host, port)?, send_sock: self.send_socket })
     }
 
     /// Stateless forwarding of a reply: drop our top Via, send to the next Via's
     /// received / rport / sent-by.
     pub fn build_reply_forward(&self) -> Result<(Vec<u8>, Dest), String> {
         let m = &self.msg;
-        let first = m.find(HeaderName::Via).ok_or("reply has no Via")?;
-        let vias = m.vias_of(first).map_err(|e| e.to_string())?;
-        let mut edits = self.edits.clone();
-        if vias.len() > 1 {
-            // several via-parms in one header: cut the first one and its comma
-            let v0 = &vias[0];
-            let next = vias[1].span.begin();
-            edits.push(Edit { start: v0.span.begin(), end: next, text: Vec::new() });
-        } else {
-            edits.push(Edit { start: first.span.begin(), end: first.span.end(), text: Vec::new() });
-        }
-        let next = m.via2().map_err(|e| e.to_string())?.ok_or("reply has only our Via")?;
-        let host = match next.received {
-            Some(r) => String::from_utf8_lossy(m.s(r)).into_owned(),
-            None => String::from_utf8_lossy(m.s(next.host)).into_owned(),
-        };
+        let next = m.via2().map_err(|e| e.to_string())?.ok_or("reply has only one Via")?;
+        let host = String::from_utf8_lossy(m.s(next.received.unwrap_or(next.host))).into_owned();
         let port = match next.rport {
             Some(Some(p)) => p,
             _ => next.port.unwrap_or(5060),
         };
         let proto = Proto::from_name(&String::from_utf8_lossy(m.s(next.transport))).unwrap_or(Proto::Udp);
-        let bare = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-        let addr = (bare.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` has no address"))?;
-        Ok((apply_edits(m.buf(), &edits), Dest { proto, addr, send_sock: None }))
+        let mut lumps = self.lumps.clone();
+        lumps.remove_first_via(m).map_err(|e| e.to_string())?;
+        let buf = ser_sip::apply(m, &lumps).map_err(|e| e.to_string())?;
+        Ok((buf, Dest { proto, addr: resolve(&host, port)?, send_sock: None }))
+    }
+
+    /// Whether the top Via of a reply is ours (sent-by is one of our addresses).
+    pub fn top_via_is_ours(&self) -> bool {
+        match self.msg.via1() {
+            Ok(v) => {
+                let host = String::from_utf8_lossy(self.msg.s(v.host)).into_owned();
+                self.env.myself.matches(&host, v.port)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A header of the message, by type, for callers that need its spans.
+    pub fn has_header(&self, name: HeaderName) -> bool {
+        self.msg.find(name).is_some()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn edits_apply_in_order() {
-        let e = |s, en, t: &str| Edit { start: s, end: en, text: t.as_bytes().to_vec() };
-        let out = apply_edits(b"hello world", &[e(6, 11, "there"), e(0, 0, ">"), e(5, 5, ",")]);
-        assert_eq!(out, b">hello, there");
-        // overlapping later edit ignored
-        assert_eq!(apply_edits(b"abc", &[e(0, 2, "X"), e(1, 3, "Y")]), b"Xc");
-    }
 
     #[test]
     fn hash_separates_parts() {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ser_sip::{HeaderName, SipMsg};
+use ser_sip::{HeaderName, Lumps, SipMsg};
 
 use crate::runtime::avp::AvpStore;
 use crate::runtime::cfg::{CfgStore, StaticCfg};
@@ -39,18 +39,6 @@ impl Env {
             server_header: "Server: ser (3.0.0-rs)".to_owned(),
         }
     }
-}
-
-/// An edit to the received buffer (a SER lump): replace `start..end` with `text`.
-/// Inserts have `start == end`; deletes have empty text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edit {
-    /// First byte replaced.
-    pub start: usize,
-    /// One past the last byte replaced.
-    pub end: usize,
-    /// New bytes.
-    pub text: Vec<u8>,
 }
 
 /// An additional branch (`append_branch`).
@@ -101,8 +89,8 @@ pub struct MsgCtx<'e> {
     pub vars: HashMap<String, Value>,
     /// `$?` / `$rc` / `retcode`.
     pub retcode: i32,
-    /// Pending edits to the message (lumps).
-    pub edits: Vec<Edit>,
+    /// Pending edits to the message (lumps), applied when it is forwarded.
+    pub lumps: Lumps,
     /// Headers to add to a locally generated reply (`append_to_reply`).
     pub reply_headers: Vec<String>,
     /// `force_send_socket`.
@@ -136,7 +124,7 @@ impl<'e> MsgCtx<'e> {
             avps: AvpStore::default(),
             vars: HashMap::new(),
             retcode: 1,
-            edits: Vec::new(),
+            lumps: Lumps::new(),
             reply_headers: Vec::new(),
             send_socket: None,
             force_rport: false,
@@ -212,14 +200,8 @@ impl<'e> MsgCtx<'e> {
         self.msg.find(name).map(|h| String::from_utf8_lossy(self.msg.header_body(h)).into_owned())
     }
 
-    /// Queue an edit.
-    pub fn add_edit(&mut self, start: usize, end: usize, text: impl Into<Vec<u8>>) {
-        self.edits.push(Edit { start, end, text: text.into() });
-    }
-
-    /// Queue a header line (with its CRLF) appended after the last header.
-    pub fn append_header(&mut self, line: &str) {
-        let at = self.msg.headers_end();
-        self.add_edit(at, at, line.as_bytes());
+    /// Queue header line(s) appended after the last header (CRLF added if missing).
+    pub fn append_header(&mut self, lines: &str) {
+        self.lumps.add_header_lines(&self.msg, lines.as_bytes());
     }
 }

@@ -75,7 +75,13 @@ pub fn send_reply(ctx: &mut MsgCtx<'_>, code: u16, reason: &str) -> Flow {
         return Flow::False;
     }
     let tag = to_tag(ctx);
-    let buf = ctx.build_reply(code, reason, Some(&tag));
+    let buf = match ctx.build_reply(code, reason, Some(&tag)) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("sl: cannot build {code} reply: {e}");
+            return Flow::False;
+        }
+    };
     let dst = ctx.reply_dest();
     match ctx.env.transport.send(&buf, &dst) {
         Ok(()) => {

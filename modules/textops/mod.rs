@@ -34,14 +34,13 @@ fn fixup_append_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
     let after = if args.len() == 2 { Some(fx.str_arg(args, 1)?) } else { None };
     Ok(Box::new(move |ctx| {
         let text = ctx.render(&f);
-        let at = match &after {
-            Some(name) => match ctx.msg.find_by_name(name.as_bytes()).next() {
-                Some(h) => h.span.end(),
+        match &after {
+            Some(name) => match ctx.msg.find_by_name(name.as_bytes()).next().map(|h| h.span.end()) {
+                Some(at) => ctx.lumps.insert(&ctx.msg, at, text.as_bytes()),
                 None => return Flow::False,
             },
-            None => ctx.msg.headers_end(),
-        };
-        ctx.add_edit(at, at, text.into_bytes());
+            None => ctx.append_header(&text),
+        }
         Flow::True
     }))
 }
@@ -51,7 +50,7 @@ fn fixup_remove_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
     Ok(Box::new(move |ctx| {
         let spans: Vec<_> = ctx.msg.find_by_name(name.as_bytes()).map(|h| h.span).collect();
         for s in &spans {
-            ctx.add_edit(s.begin(), s.end(), Vec::new());
+            ctx.lumps.delete(&ctx.msg, *s);
         }
         // SER returns the number of removed headers, -1 when none
         if spans.is_empty() {
