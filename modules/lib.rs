@@ -30,14 +30,17 @@ pub mod runtime {
     pub mod value;
 }
 
+pub mod db;
 pub mod kex;
 pub mod maxfwd;
 pub mod print;
+pub mod registrar;
 pub mod pv;
 pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
+pub mod usrloc;
 pub mod xlog;
 
 pub use iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, RouteMask};
