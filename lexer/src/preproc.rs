@@ -195,7 +195,10 @@ impl<'o> Pre<'o> {
     }
 
     fn active(&self) -> bool {
-        self.conds.last().map_or(true, |c| c.taking)
+        match self.conds.last() {
+            Some(c) => c.taking,
+            None => true,
+        }
     }
 
     fn error(&mut self, span: Span, msg: impl Into<String>) {

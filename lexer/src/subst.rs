@@ -25,23 +25,26 @@ impl SubstRule {
         let Some(delim) = chars.next() else {
             return Err("empty subst expression".into());
         };
-        let mut parts: Vec<String> = vec![String::new()];
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur = String::new();
         let mut esc = false;
         for c in chars {
             if esc {
+                // `\/` is a literal delimiter; other escapes stay for the regex engine.
                 if c != delim {
-                    parts.last_mut().map(|p| p.push('\\'));
+                    cur.push('\\');
                 }
-                parts.last_mut().map(|p| p.push(c));
+                cur.push(c);
                 esc = false;
             } else if c == '\\' {
                 esc = true;
             } else if c == delim {
-                parts.push(String::new());
+                parts.push(std::mem::take(&mut cur));
             } else {
-                parts.last_mut().map(|p| p.push(c));
+                cur.push(c);
             }
         }
+        parts.push(cur);
         if parts.len() != 3 {
             return Err(format!(
                 "bad subst expression `{spec}`: expected {delim}match{delim}replacement{delim}flags"
