@@ -3,37 +3,30 @@
 
 use std::path::Path;
 
-use ser_parser::ast::{Config, Item, RouteKind};
+use ser_parser::ast::{Item, RouteKind};
 use ser_parser::{render, Diagnostic, ParseOptions, Parsed, SourceMap};
 
 /// Parses `path` with the `-A` defines. `Err` holds the rendered
-/// diagnostics, ready to print.
+/// diagnostics (errors, then warnings), ready to print. Warnings of a good
+/// parse are logged.
 pub fn parse(path: &Path, defines: &[(String, Option<String>)]) -> Result<Parsed, String> {
     if let Err(e) = std::fs::metadata(path) {
-        return Err(format!("cannot open config file {}: {e}", path.display()));
+        return Err(format!("cannot open config file {}: {e}\n", path.display()));
     }
     let opts = ParseOptions {
         defines: defines.to_vec(),
         ..ParseOptions::default()
     };
-    match ser_parser::parse_file(path, &opts) {
-        Ok(p) => Ok(p),
-        // Transitional: the parser's entry point is a stub that fails with
-        // no diagnostic; run without a script until it lands.
-        Err(diags) if diags.is_empty() => {
-            log::warn!(
-                "config parser not available yet, {} not read",
-                path.display()
-            );
-            Ok(Parsed {
-                config: Config::Script { items: Vec::new() },
-                sources: SourceMap::new(),
-                warnings: Vec::new(),
-            })
+    let report = ser_parser::parse_file_report(path, &opts);
+    let rendered = report.render();
+    match report.into_result() {
+        Ok(parsed) => {
+            for w in &parsed.warnings {
+                log::warn!("{}", w.headline(&parsed.sources));
+            }
+            Ok(parsed)
         }
-        // The parser's error carries no source map; positions show as `?`
-        // until it does.
-        Err(diags) => Err(render_all(&SourceMap::new(), &diags)),
+        Err(_) => Err(rendered),
     }
 }
 

@@ -91,6 +91,14 @@ pub fn run(args: Vec<String>) -> i32 {
 /// Everything after the checks: becomes a daemon, maps shm, binds, forks,
 /// supervises, cleans up.
 fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::ChildInit) -> i32 {
+    // Names are resolved before chroot hides /etc/passwd.
+    let (uid, gid) = match daemon::resolve_ids(g.user.as_deref(), g.group.as_deref()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!("ser: {e}");
+            return EXIT_ERROR;
+        }
+    };
     let dopts = g.daemon_options();
     let notice = match daemon::detach(&dopts) {
         Ok(n) => n,
@@ -122,9 +130,14 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
             Err(e) => return fail(&e),
         }
     }
-    if let Err(e) = daemon::resolve_ids(g.user.as_deref(), g.group.as_deref())
-        .and_then(|(u, gid)| daemon::drop_privileges(u, gid))
-    {
+    let sockets = match ser_children::socket::install(sockets) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = init.init_main(sockets) {
+        return fail(&format!("module init: {e}"));
+    }
+    if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);
     }
     let plan = SpawnPlan::new(&PlanInput {
@@ -156,12 +169,13 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
     };
     let result = supervisor::run(Setup {
         plan: &plan,
-        sockets: &sockets,
+        sockets,
         init,
         grace: SHUTDOWN_GRACE,
         on_usr1: &usr1,
         notice,
     });
+    init.destroy();
     daemon::remove_pid_files(&dopts);
     match result {
         Ok(exit) => {

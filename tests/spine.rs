@@ -630,3 +630,51 @@ fn user_and_group_are_dropped_after_binding() {
     assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
     assert!(!pidfile.exists());
 }
+
+#[test]
+fn config_globals_apply_and_the_command_line_wins() {
+    let dir = TmpDir::new("globals");
+    let port = free_port();
+    let cfg = dir.path("globals.cfg");
+    fs::write(
+        &cfg,
+        format!("children=2\nlisten=udp:127.0.0.1:{port}\ndisable_tcp=yes\nroute {{ drop; }}\n"),
+    )
+    .unwrap();
+    let receivers = |extra: &[&str]| {
+        let mut args = vec!["-f", cfg.to_str().unwrap(), "-E", "-DD", "-ddd"];
+        args.extend_from_slice(extra);
+        let ser = Ser::start(&dir, &args);
+        let table = ser.table();
+        assert!(
+            table.iter().all(|(_, d)| !d.starts_with("tcp")),
+            "{table:?}"
+        );
+        let sock = format!("sock=127.0.0.1:{port}");
+        table
+            .iter()
+            .filter(|(_, d)| d.starts_with("udp receiver") && d.ends_with(&sock))
+            .count()
+    };
+    assert_eq!(receivers(&[]), 2, "children=2 from the config");
+    assert_eq!(receivers(&["-n", "1"]), 1, "-n overrides children=");
+}
+
+#[test]
+fn bad_config_is_reported_with_position() {
+    let dir = TmpDir::new("badcfg");
+    let cfg = dir.path("bad.cfg");
+    fs::write(&cfg, "debug=3\nchildren=\"x\"\nroute { drop; }\n").unwrap();
+    let out = run(&["-f", cfg.to_str().unwrap(), "-c"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.cfg:2:10: children: number expected"),
+        "{err}"
+    );
+    let out = run(&["-f", cfg.to_str().unwrap(), "-E", "-DD"]);
+    assert!(
+        !out.status.success(),
+        "the server must not start on a bad config"
+    );
+}

@@ -54,6 +54,18 @@ pub trait TimerCallback {
 /// init (`init_child(rank)`), and the objects each kind of process runs.
 /// Implemented by the routing engine; [`NullInit`] stands in until then.
 pub trait ChildInit {
+    /// Modules' init in main (SER's `mod_init`): runs once after the shm
+    /// segment is mapped and the sockets are bound, before privileges are
+    /// dropped and before the first fork. Allocate shared tables here.
+    fn init_main(&self, sockets: &'static [ListenSocket]) -> Result<(), String> {
+        let _ = sockets;
+        Ok(())
+    }
+
+    /// Modules' destroy (SER's `destroy_modules`): runs in main after every
+    /// child has stopped.
+    fn destroy(&self) {}
+
     /// Per-child init of every module (open DB connections here). Runs in
     /// each child right after fork, before it starts its loop; an error
     /// stops that child (and so the server).

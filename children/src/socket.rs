@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
+use std::sync::OnceLock;
 
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
@@ -146,6 +147,30 @@ impl fmt::Display for ListenSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.proto, self.name)
     }
+}
+
+static SOCKETS: OnceLock<&'static [ListenSocket]> = OnceLock::new();
+
+/// Makes the bound sockets the server's socket list for the rest of its
+/// life, in every process (children inherit it): replies, forwards and
+/// timers send through [`all`]. Called once in main, before forking.
+pub fn install(sockets: Vec<ListenSocket>) -> Result<&'static [ListenSocket], Error> {
+    let list: &'static [ListenSocket] = Vec::leak(sockets);
+    SOCKETS.set(list).map_err(|_| Error::Unsupported {
+        what: "installing sockets twice".into(),
+    })?;
+    Ok(list)
+}
+
+/// The installed sockets (empty before [`install`]).
+pub fn all() -> &'static [ListenSocket] {
+    SOCKETS.get().copied().unwrap_or(&[])
+}
+
+/// The installed socket `addr` on `proto`, e.g. to send from a given
+/// address.
+pub fn find(proto: Proto, addr: SocketAddr) -> Option<&'static ListenSocket> {
+    all().iter().find(|s| s.proto == proto && s.addr == addr)
 }
 
 /// `127.0.0.1:5060` / `[::1]:5060`.
