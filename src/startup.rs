@@ -66,18 +66,18 @@ pub fn run(args: Vec<String>) -> i32 {
         eprintln!("ser: {e}");
         return EXIT_ERROR;
     }
-    let init = match engine::load(&parsed, &g) {
-        Ok(init) => init,
-        Err(diags) => {
-            eprint!("{}", config::render_all(&parsed.sources, &diags));
-            eprintln!("ser: bad config file ({})", g.cfg_file.display());
-            return EXIT_ERROR;
-        }
-    };
     let binds = match listen::resolve_all(&g.listen, g.port, g.disable_tcp) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("ser: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let init = match engine::load(&parsed, &g, &binds) {
+        Ok(init) => init,
+        Err(diags) => {
+            eprint!("{}", config::render_all(&parsed.sources, &diags));
+            eprintln!("ser: bad config file ({})", g.cfg_file.display());
             return EXIT_ERROR;
         }
     };
