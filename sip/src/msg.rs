@@ -314,15 +314,32 @@ impl SipMsg {
 
     /// The topmost via-parm.
     pub fn via1(&self) -> Result<&Via, ParseError> {
-        self.vias().next().unwrap_or(Err(ParseError::MissingHeader {
+        let h = self
+            .find(HeaderName::Via)
+            .ok_or(ParseError::MissingHeader {
+                name: HeaderName::Via,
+            })?;
+        // A parsed Via field holds at least one via-parm.
+        self.vias_of(h)?.first().ok_or(ParseError::MissingHeader {
             name: HeaderName::Via,
-        }))
+        })
     }
 
     /// The second via-parm (possibly in the same header field as the
     /// first); `Ok(None)` when there is only one.
     pub fn via2(&self) -> Result<Option<&Via>, ParseError> {
-        self.vias().nth(1).transpose()
+        let mut fields = self.find_all(HeaderName::Via);
+        let Some(h) = fields.next() else {
+            return Ok(None);
+        };
+        let first = self.vias_of(h)?;
+        if let Some(v) = first.get(1) {
+            return Ok(Some(v));
+        }
+        match fields.next() {
+            Some(h) => Ok(self.vias_of(h)?.first()),
+            None => Ok(None),
+        }
     }
 
     fn name_addr(&self, name: HeaderName) -> Result<&NameAddr, ParseError> {
@@ -799,5 +816,8 @@ mod tests {
         assert_eq!(v.rport, Some(Some(9)));
         assert_eq!(m.s(v.received.unwrap()), b"1.2.3.4");
         assert!(m.via2().unwrap().is_none());
+        let m =
+            parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a, SIP/2.0/UDP b\r\n\r\n").unwrap();
+        assert_eq!(m.s(m.via2().unwrap().unwrap().host), b"b");
     }
 }

@@ -102,6 +102,8 @@ fn torture_details() {
     assert_eq!(m.max_forwards().unwrap(), Some(68));
     assert_eq!(m.cseq().unwrap().number, 9);
     assert_eq!(m.vias().count(), 3);
+    assert_eq!(m.s(m.via2().unwrap().unwrap().host), b"spindle.example.com");
+    assert_eq!(m.s(m.via1().unwrap().host), b"192.0.2.2");
     assert_eq!(m.s(m.to().unwrap().tag.unwrap()), b"1918181833n");
     assert_eq!(
         m.from().unwrap().display_name(m.buf()).unwrap(),
