@@ -10,5 +10,6 @@ pub mod flags;
 pub mod globals;
 pub mod listen;
 pub mod logging;
+pub mod route;
 pub mod startup;
 pub mod version;

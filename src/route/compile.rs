@@ -16,7 +16,7 @@ use ser_parser::{Diagnostic, Keyword, Span};
 use super::core_fns::Core;
 use super::exec::{Action, CallSite, Switch};
 use super::expr::{Kw, Op, Rv};
-use super::{legacy, LoadOptions, RouteBody, Script};
+use super::{legacy, mask_kind, LoadOptions, RouteBody, Script};
 
 struct Names {
     flags: HashMap<String, u32>,
@@ -24,18 +24,6 @@ struct Names {
     routes: HashSet<(RouteKind, String)>,
 }
 
-fn mask_kind(mask: RouteMask) -> Option<RouteKind> {
-    Some(match mask {
-        RouteMask::REQUEST => RouteKind::Request,
-        RouteMask::FAILURE => RouteKind::Failure,
-        RouteMask::ONREPLY => RouteKind::OnReply,
-        RouteMask::BRANCH => RouteKind::Branch,
-        RouteMask::ONSEND => RouteKind::OnSend,
-        RouteMask::EVENT => RouteKind::Event,
-        RouteMask::ERROR => RouteKind::Error,
-        _ => return None,
-    })
-}
 
 fn kind_mask(kind: RouteKind) -> RouteMask {
     match kind {

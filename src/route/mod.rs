@@ -19,6 +19,7 @@ pub mod serve;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ser_modules::iface::{RouteEnd, RouteMask, RouteRunner};
 use ser_modules::registry::Modules;
 use ser_modules::runtime::cfg::StaticCfg;
 use ser_parser::ast::RouteKind;
@@ -155,6 +156,10 @@ impl Script {
         if out == Outcome::Drop {
             return out;
         }
+        // tm (and other modules) may take the reply
+        if !self.modules.on_reply_all(ctx) {
+            return out;
+        }
         if !ctx.top_via_is_ours() {
             log::debug!("reply whose top Via is not ours dropped");
             return Outcome::Drop;
@@ -190,8 +195,43 @@ impl Script {
         self.modules.child_init_all(rank)
     }
 
+    /// Put the script behind an `Arc` and hand it to the modules as their
+    /// [`RouteRunner`] (tm runs failure/onreply/branch routes through it).
+    pub fn into_shared(self) -> Arc<Script> {
+        let shared = Arc::new(self);
+        let weak: std::sync::Weak<dyn RouteRunner> = Arc::downgrade(&(shared.clone() as Arc<dyn RouteRunner>));
+        shared.modules.set_route_runner(weak);
+        shared
+    }
+
     /// Number of routes (all types).
     pub fn route_count(&self) -> usize {
         self.routes.len()
+    }
+}
+
+fn mask_kind(mask: RouteMask) -> Option<RouteKind> {
+    Some(match mask {
+        RouteMask::REQUEST => RouteKind::Request,
+        RouteMask::FAILURE => RouteKind::Failure,
+        RouteMask::ONREPLY => RouteKind::OnReply,
+        RouteMask::BRANCH => RouteKind::Branch,
+        RouteMask::ONSEND => RouteKind::OnSend,
+        RouteMask::EVENT => RouteKind::Event,
+        RouteMask::ERROR => RouteKind::Error,
+        _ => return None,
+    })
+}
+
+impl RouteRunner for Script {
+    fn run_route(&self, kind: RouteMask, name: &str, ctx: &mut MsgCtx<'_>) -> RouteEnd {
+        let Some(kind) = mask_kind(kind) else { return RouteEnd::Missing };
+        let name = if name.is_empty() { None } else { Some(name) };
+        match Script::run_route(self, kind, name, ctx) {
+            Outcome::Done => RouteEnd::Done,
+            Outcome::Exit => RouteEnd::Exit,
+            Outcome::Drop => RouteEnd::Drop,
+            Outcome::NoRoute => RouteEnd::Missing,
+        }
     }
 }

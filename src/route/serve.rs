@@ -26,7 +26,7 @@ impl ScriptInit {
     /// `myself` holds our listen addresses and aliases; `listen` the sockets
     /// (with advertised names).
     pub fn new(script: Script, myself: Myself, listen: Vec<Listen>) -> ScriptInit {
-        ScriptInit { script: Arc::new(script), myself, listen }
+        ScriptInit { script: script.into_shared(), myself, listen }
     }
 
     /// The script.
