@@ -22,6 +22,44 @@
 //!
 //! Every entry point is bounded by [`Limits`] and returns a typed
 //! [`ParseError`]; no input makes it panic.
+//!
+//! A [`SipMsg`] caches parsed header values in `OnceCell`s, so it is
+//! `Send` but not `Sync`: one process (or thread) works on a message at a
+//! time, as in SER. The index itself (header names and [`Span`]s) is plain
+//! data.
+//!
+//! ```
+//! use ser_sip::{apply, build_reply, via_value, Lumps, SipMsg};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let raw = b"INVITE sip:bob@example.com SIP/2.0\r\n\
+//! Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport\r\n\
+//! Max-Forwards: 70\r\n\
+//! To: Bob <sip:bob@example.com>\r\n\
+//! From: Alice <sip:alice@example.com>;tag=1928301774\r\n\
+//! Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+//! CSeq: 314159 INVITE\r\n\
+//! Content-Length: 0\r\n\r\n";
+//! let src = "192.0.2.1:6000".parse()?;
+//! let msg = SipMsg::parse(raw.to_vec())?;
+//! msg.validate()?;
+//! assert_eq!(msg.s(msg.via1()?.host), b"192.0.2.1");
+//! assert_eq!(msg.cseq()?.number, 314159);
+//!
+//! // Forward: record the source in the top Via, add our own Via.
+//! let mut lumps = Lumps::new();
+//! lumps.add_received(&msg, src)?;
+//! lumps.insert_via(&msg, &via_value("UDP", "10.0.0.1", Some(5060), "z9hG4bKproxy1", false));
+//! let out = apply(&msg, &lumps)?;
+//! let fwd = SipMsg::parse(out)?;
+//! assert_eq!(fwd.s(fwd.via2()?.unwrap().rport_span.unwrap()), b"rport=6000");
+//!
+//! // Or answer it statelessly.
+//! let reply = build_reply(&msg, 486, b"Busy Here", b"", b"", Some(b"t1"), Some(src))?;
+//! assert!(reply.starts_with(b"SIP/2.0 486 Busy Here\r\n"));
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
