@@ -16,6 +16,12 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::pv::Pv,
         &crate::sanity::Sanity,
         &crate::kex::Kex,
+        &crate::usrloc::Usrloc,
+        &crate::registrar::Registrar,
+        &crate::auth::AuthModule,
+        &crate::auth_db::AuthDb,
+        &crate::domain::DomainModule,
+        &crate::uri_db::UriDb,
     ];
     ALL
 }
