@@ -30,7 +30,10 @@ pub mod runtime {
     pub mod value;
 }
 
+pub mod auth;
+pub mod auth_db;
 pub mod db;
+pub mod domain;
 pub mod kex;
 pub mod maxfwd;
 pub mod print;
@@ -40,6 +43,7 @@ pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
+pub mod uri_db;
 pub mod usrloc;
 pub mod xlog;
 
