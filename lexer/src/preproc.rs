@@ -114,6 +114,8 @@ pub fn lex_str(name: &str, text: &str, opts: &LexOptions) -> Lexed {
 const MAX_INCLUDE_DEPTH: usize = 10;
 /// Maximum nesting of define expansions (catches `#!define A B` + `#!define B A`).
 const MAX_DEFINE_DEPTH: usize = 16;
+/// Maximum number of define expansions in one config.
+const MAX_EXPANSIONS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 struct Define {
@@ -139,6 +141,8 @@ struct Pre<'o> {
     substs: Vec<SubstRule>,
     conds: Vec<Cond>,
     include_stack: Vec<PathBuf>,
+    /// Define expansions so far (bounded: `#!define A B B` chains grow exponentially).
+    expansions: usize,
 }
 
 /// The text being scanned and how to place its tokens.
@@ -191,6 +195,7 @@ impl<'o> Pre<'o> {
             substs: Vec::new(),
             conds: Vec::new(),
             include_stack: Vec::new(),
+            expansions: 0,
         }
     }
 
@@ -552,6 +557,13 @@ impl<'o> Pre<'o> {
                 span,
                 format!("define `{name}` expands into itself (recursion too deep)"),
             );
+            return;
+        }
+        self.expansions += 1;
+        if self.expansions > MAX_EXPANSIONS {
+            if self.expansions == MAX_EXPANSIONS + 1 {
+                self.error(span, format!("too many define expansions (more than {MAX_EXPANSIONS})"));
+            }
             return;
         }
         let sub = Src {

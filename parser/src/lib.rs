@@ -179,6 +179,17 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
     let truncated = !lexed.truncated.is_empty();
     let (toks, synthetic) = tokens::repair_braces(lexed.tokens, &mut errors, truncated);
     let toks = tokens::mark_value_ends(toks);
+    if let Some(d) = tokens::check_complexity(&toks) {
+        errors.push(d);
+        errors.sort_by_key(|d| (d.span.file, d.span.start, d.span.end));
+        return Report {
+            config: None,
+            sources: lexed.sources,
+            errors,
+            warnings,
+            dialect: lexed.dialect,
+        };
+    }
 
     let mut sink = actions::Sink {
         dialect: lexed.dialect,

@@ -88,6 +88,50 @@ pub fn repair_braces(
     (out, synthetic)
 }
 
+/// Deepest `(`/`[`/`{` nesting accepted.
+pub const MAX_NESTING: usize = 128;
+/// Most operators accepted in one statement, and `else` branches in one route.
+pub const MAX_CHAIN: usize = 1000;
+
+/// Rejects inputs whose syntax tree would be absurdly deep (the tree, and whatever walks
+/// it, uses recursion): deep bracket nesting, huge operator chains, endless `else if`s.
+pub fn check_complexity(toks: &[Spanned]) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    let mut ops = 0usize;
+    let mut elses = 0usize;
+    for (lo, t, hi) in toks {
+        let here = Span::new(*lo, *hi);
+        match t {
+            Tok::LParen | Tok::LBracket | Tok::LBrace => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(Diagnostic::error(
+                        here,
+                        format!("nesting too deep (more than {MAX_NESTING} levels)"),
+                    ));
+                }
+            }
+            Tok::RParen | Tok::RBracket | Tok::RBrace => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        match t {
+            Tok::Semi | Tok::LBrace | Tok::RBrace => ops = 0,
+            Tok::Kw(Kw::Else) => elses += 1,
+            t if is_route_kw(t) => elses = 0,
+            Tok::Ident(_) | Tok::Int(_) | Tok::Str(_) | Tok::Dollar(_) | Tok::Select(_) => {}
+            Tok::Ip(_) | Tok::IpNet(..) | Tok::Kw(_) | Tok::Subject(_) | Tok::KwValue(_) => {}
+            _ => ops += 1,
+        }
+        if ops > MAX_CHAIN || elses > MAX_CHAIN {
+            return Some(Diagnostic::error(
+                here,
+                format!("expression or `else if` chain too long (more than {MAX_CHAIN} parts)"),
+            ));
+        }
+    }
+    None
+}
+
 /// Index just past `name(.name)*` starting at `i`, if `toks[i]` is an identifier.
 fn dotted_name_end(toks: &[Spanned], i: usize) -> Option<usize> {
     if !matches!(toks.get(i)?.1, Tok::Ident(_)) {
