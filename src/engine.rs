@@ -2,31 +2,94 @@
 //!
 //! Start-up calls [`load`] once in main, after the config is parsed and the
 //! globals are final, and before anything is forked (`-c` stops right after
-//! it). What it returns is a [`ChildInit`]: every forked process calls its
-//! `init(rank, desc)` (the modules' child init), SIP workers get their
-//! message handler from `handler(rank)`, the timer process runs its
-//! `timers()`. The routing engine plugs in by making this function build its
-//! script (fixups included) and return it, e.g.
-//! `crate::route::load(parsed, &opts).map(|s| Box::new(ScriptInit::new(s, ..)) as _)`.
+//! it): it compiles the script with `route::load` (every fixup runs here) and
+//! wraps it as the [`ChildInit`] the process model drives:
 //!
-//! Until then a received message is logged at debug level and dropped
-//! ([`NullInit`]).
+//! * `init_main(sockets)`: in main, after shm is mapped and the sockets are
+//!   bound, before the first fork: the modules' `mod_init`;
+//! * `init(rank, desc)`: in each child right after fork: the modules' child
+//!   init;
+//! * `handler(rank)`: the message handler of a SIP worker (parse, run the
+//!   request or reply route);
+//! * `timers()`: what the timer process runs;
+//! * `destroy()`: in main after every child stopped.
 
-use ser_children::{ChildInit, NullInit};
+use std::sync::atomic::AtomicBool;
+
+use ser_children::{ChildInit, ListenSocket, Proto, Rank, SipHandler, TimerCallback};
 use ser_parser::{Diagnostic, Parsed};
 
 use crate::globals::Globals;
 use crate::listen::BindAddr;
+use crate::route::serve::ScriptInit;
+use crate::route::{self, Listen, LoadOptions, Myself};
 
-/// Builds the per-process behaviour from the parsed config.
-/// `binds` are the resolved listen addresses (what `myself` matches); the
-/// bound sockets themselves reach the engine later, through
-/// [`ChildInit::init_main`] and `ser_children::socket::all()`.
+/// Builds the per-process behaviour from the parsed config. `binds` are the
+/// resolved listen addresses: with the `alias=` values they make up what
+/// `myself` matches.
 pub fn load(
     parsed: &Parsed,
     globals: &Globals,
     binds: &[BindAddr],
 ) -> Result<Box<dyn ChildInit>, Vec<Diagnostic>> {
-    let _ = (parsed, globals, binds);
-    Ok(Box::new(NullInit))
+    let script = route::load(parsed, &LoadOptions::default())?;
+    for w in &script.warnings {
+        log::warn!("{}", w.headline(&parsed.sources));
+    }
+    let mut myself = Myself::default();
+    for b in binds {
+        myself.add(&b.addr.ip().to_string(), Some(b.addr.port()));
+    }
+    for alias in &globals.aliases {
+        for host in &alias.hosts {
+            myself.add(host, alias.port);
+        }
+    }
+    let listen = binds
+        .iter()
+        .map(|b| Listen {
+            proto: engine_proto(b.proto),
+            addr: b.addr,
+            advertise: None,
+        })
+        .collect();
+    Ok(Box::new(Engine(ScriptInit::new(script, myself, listen))))
+}
+
+fn engine_proto(p: Proto) -> route::Proto {
+    match p {
+        Proto::Udp => route::Proto::Udp,
+        Proto::Tcp => route::Proto::Tcp,
+        Proto::Tls => route::Proto::Tls,
+        Proto::Sctp => route::Proto::Sctp,
+    }
+}
+
+/// The loaded script, with the main-process hooks the spine calls.
+struct Engine(ScriptInit);
+
+impl ChildInit for Engine {
+    fn init_main(&self, _sockets: &'static [ListenSocket]) -> Result<(), String> {
+        self.0.script().init_modules()
+    }
+
+    fn destroy(&self) {
+        self.0.destroy();
+    }
+
+    fn init(&self, rank: Rank, desc: &str) -> Result<(), String> {
+        self.0.init(rank, desc)
+    }
+
+    fn handler(&self, rank: Rank) -> Box<dyn SipHandler> {
+        self.0.handler(rank)
+    }
+
+    fn timers(&self) -> Vec<Box<dyn TimerCallback>> {
+        self.0.timers()
+    }
+
+    fn run_ctl(&self, stop: &AtomicBool) {
+        self.0.run_ctl(stop)
+    }
 }

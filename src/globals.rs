@@ -32,6 +32,8 @@ pub struct Globals {
     pub log_facility: String,
     /// `-l`, `listen=`.
     pub listen: Vec<ListenSpec>,
+    /// `alias=`: other names of this server (same syntax as `listen`).
+    pub aliases: Vec<ListenSpec>,
     /// `port=`: the port of listen addresses that give none.
     pub port: u16,
     /// `-n`, `children=`: UDP receivers per socket.
@@ -84,6 +86,7 @@ impl Default for Globals {
             log_stderr: false,
             log_facility: "LOG_DAEMON".into(),
             listen: Vec::new(),
+            aliases: Vec::new(),
             port: 5060,
             children: 8,
             tcp_children: None,
@@ -190,6 +193,7 @@ impl Globals {
                     "log_stderror" => self.log_stderr = boolean(value)?,
                     "log_facility" => self.log_facility = text(value)?,
                     "listen" => listen_specs(value, &mut cfg_listen)?,
+                    "alias" => listen_specs(value, &mut self.aliases)?,
                     "port" => self.port = ranged(value)?,
                     "children" => self.children = ranged(value)?,
                     "tcp_children" => self.tcp_children = Some(ranged(value)?),

@@ -351,7 +351,7 @@ fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
         client.send_to(j, ("127.0.0.1", port)).unwrap();
     }
     let all_seen = wait_until(Duration::from_secs(2), || {
-        ser.log_text().matches("udp datagram of").count() == junk.len()
+        ser.log_text().matches("udp: ").count() == junk.len()
     });
     assert!(all_seen, "{}", ser.log_text());
     assert!(alive(main));
@@ -436,7 +436,7 @@ fn tcp_socket_adds_tcp_main_and_workers() {
     sleep(Duration::from_millis(300));
     drop(a);
     let both = wait_until(Duration::from_secs(2), || {
-        ser.log_text().matches("tcp message of").count() == 2
+        ser.log_text().matches("tcp: message of").count() == 2
     });
     assert!(both, "{}", ser.log_text());
     assert_eq!(
@@ -498,7 +498,7 @@ fn dont_fork_runs_main_as_the_receiver() {
     client.send_to(b"junk", ("127.0.0.1", port)).unwrap();
     assert!(wait_until(Duration::from_secs(2), || ser
         .log_text()
-        .contains("udp datagram of 4 bytes")));
+        .contains("udp: 4 bytes from")));
     signal(main, Signal::SIGTERM);
     assert_eq!(ser.wait_exit(Duration::from_secs(2)), Some(0));
 }
@@ -677,4 +677,54 @@ fn bad_config_is_reported_with_position() {
         !out.status.success(),
         "the server must not start on a bad config"
     );
+}
+
+#[test]
+fn a_request_reaches_the_script_and_is_answered() {
+    let dir = TmpDir::new("sl");
+    let cfg = dir.path("sl.cfg");
+    fs::write(
+        &cfg,
+        "loadmodule \"sl\"\nroute {\n  sl_send_reply(\"200\", \"OK from ser\");\n}\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("udp:127.0.0.1:{port}");
+    let args = [
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        &listen,
+        "-n",
+        "2",
+        "-E",
+        "-DD",
+        "-dd",
+    ];
+    let ser = Ser::start(&dir, &args);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let me = client.local_addr().unwrap().port();
+    let req = format!(
+        "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-1\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: spine-1\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    // Garbage first: the worker that gets it must still answer afterwards.
+    for _ in 0..4 {
+        client
+            .send_to(b"\x00garbage\xff", ("127.0.0.1", port))
+            .unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    for i in 0..4 {
+        client.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!("no reply to request {i}: {e}\n{}", ser.log_text());
+        });
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("SIP/2.0 200 OK from ser\r\n"), "{reply}");
+    }
 }

@@ -255,6 +255,7 @@ fn read_conn(
             Framing::Complete(n) => {
                 let msg: Vec<u8> = c.buf.drain(..n).collect();
                 let sock = &sockets[c.sock];
+                log::trace!("tcp: message of {n} bytes from {} on {sock}", c.peer);
                 let peer = c.peer;
                 let mut reply = Reply(&mut c.stream);
                 let r = catch_unwind(AssertUnwindSafe(|| {

@@ -34,6 +34,7 @@ pub fn receive_loop(sock: &ListenSocket, handler: &mut dyn SipHandler, stop: &At
         match udp.recv_from(&mut buf) {
             Ok((n, src)) => {
                 let data = &buf[..n];
+                log::trace!("udp: {n} bytes from {src} on {sock}");
                 if catch_unwind(AssertUnwindSafe(|| handler.on_datagram(data, src, sock))).is_err()
                 {
                     log::error!("handler panicked on a {n} byte datagram from {src}; dropped");
