@@ -515,6 +515,17 @@ impl<'o> Pre<'o> {
             self.emit(src, i, Tok::Subject(Keyword::MsgLen), end + 4);
             return end + 4;
         }
+        // SER 0.8's `forward(uri:host, uri:port)`: one name, resolved by the function.
+        for part in [&b":host"[..], b":port"] {
+            if w == "uri"
+                && t[end..].starts_with(part)
+                && !t.get(end + 5).is_some_and(|&c| is_ident_char(c))
+            {
+                let name = format!("uri{}", String::from_utf8_lossy(part));
+                self.emit(src, i, Tok::Ident(name), end + 5);
+                return end + 5;
+            }
+        }
         if (w == "include_file" || w == "import_file") && src.remap.is_none() {
             return self.include_directive(src, i, end, w == "import_file");
         }
@@ -562,7 +573,10 @@ impl<'o> Pre<'o> {
         self.expansions += 1;
         if self.expansions > MAX_EXPANSIONS {
             if self.expansions == MAX_EXPANSIONS + 1 {
-                self.error(span, format!("too many define expansions (more than {MAX_EXPANSIONS})"));
+                self.error(
+                    span,
+                    format!("too many define expansions (more than {MAX_EXPANSIONS})"),
+                );
             }
             return;
         }

@@ -237,7 +237,7 @@ pub struct Block {
 /// A statement.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
-    /// A function call used as a statement: `t_relay();`, `sl_reply_error;`,
+    /// A function call used as a statement: `t_relay();`, `sl_reply_error();`
     /// `route(NAME);` (a call named `route` whose argument is an `Expr::Ident`, `Str` or `Int`).
     Call(Call),
     /// `if (cond) then [else otherwise]`.
@@ -326,7 +326,8 @@ pub struct Case {
     pub span: Span,
 }
 
-/// A function call `name(args)` (also `name` without parentheses in statement position).
+/// A function call `name(args)`. (`name;` without parentheses is an error, as in Kamailio.)
+/// `uri:host` / `uri:port` arguments (SER 0.8 `forward`) are `Expr::Ident`s with those names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
     /// Function name as written (`t_relay`, `route`, `sl_send_reply`).

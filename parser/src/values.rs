@@ -2,7 +2,7 @@
 //! numbers, strings, booleans, names, addresses, `[proto:]host[:port] [advertise h[:p]]`
 //! and space/comma separated lists of those.
 
-use ser_lexer::{Diagnostic, Pos, Span, Tok};
+use ser_lexer::{Diagnostic, Kw, Pos, Span, Tok};
 
 use crate::ast::{SocketSpec, Value, ValueKind};
 
@@ -178,6 +178,11 @@ fn parse_host(c: &mut Cursor) -> Result<(String, HostKind), Diagnostic> {
                 c.i += 1;
             }
             Ok((s, HostKind::Name))
+        }
+        // `default` is reserved in scripts but a plain word in values (`tls_method=default`).
+        Some(Tok::Kw(Kw::Default)) => {
+            c.i += 1;
+            Ok(("default".into(), HostKind::Name))
         }
         Some(t) => Err(Diagnostic::error(
             c.here(),

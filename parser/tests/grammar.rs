@@ -120,6 +120,10 @@ fn operands() {
         sx(&cond("t_check_status(\"486|600\")")),
         "t_check_status(\"486|600\")"
     );
+    assert_eq!(
+        sx(&cond("forward(uri:host, uri:port)")),
+        "forward(uri:host,uri:port)"
+    );
 }
 
 #[test]
@@ -272,6 +276,10 @@ fn value_of(text: &str) -> ValueKind {
 #[test]
 fn global_values() {
     assert_eq!(value_of("debug=-1"), ValueKind::Int(-1));
+    assert_eq!(
+        value_of("tls_method=default"),
+        ValueKind::Ident("default".into())
+    );
     assert_eq!(value_of("fork=off"), ValueKind::Bool(false));
     assert_eq!(
         value_of("log_facility=LOG_LOCAL0"),

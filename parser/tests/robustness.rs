@@ -8,14 +8,19 @@ use ser_parser::{parse_str_report, ParseOptions};
 
 fn configs() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/configs");
-    ["ser-0.8.8.cfg", "ser-oob-3.0.cfg", "kamailio-3.1.cfg", "sip_router-2001.cfg"]
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(dir.join(f))
-                .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
-            (f.to_string(), text)
-        })
-        .collect()
+    [
+        "ser-0.8.8.cfg",
+        "ser-oob-3.0.cfg",
+        "kamailio-3.1.cfg",
+        "sip_router-2001.cfg",
+    ]
+    .iter()
+    .map(|f| {
+        let text = std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
+        (f.to_string(), text)
+    })
+    .collect()
 }
 
 fn check(name: &str, text: &str) {
@@ -45,7 +50,9 @@ fn mutations_do_not_panic() {
     const BYTES: &[u8] = b"{}()[];\"'#!/*$@:=.,-\\\n x0";
     let mut seed: u64 = 0x5e7_c0f1;
     let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
     };
     for (name, text) in configs() {
@@ -68,10 +75,17 @@ fn mutations_do_not_panic() {
 
 #[test]
 fn absurd_depth_is_an_error_not_a_stack_overflow() {
-    let deep = format!("route {{ if ({}1{}) drop; }}", "(".repeat(100_000), ")".repeat(100_000));
+    let deep = format!(
+        "route {{ if ({}1{}) drop; }}",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
     let chain = format!("route {{ $x = 1{}; }}", " + 1".repeat(100_000));
     let nots = format!("route {{ if ({}f()) drop; }}", "!".repeat(100_000));
-    let elses = format!("route {{ if (a()) b();{} }}", " else if (a()) b();".repeat(5_000));
+    let elses = format!(
+        "route {{ if (a()) b();{} }}",
+        " else if (a()) b();".repeat(5_000)
+    );
     let defs = "#!define A B B B B B B B B\n#!define B C C C C C C C C\n#!define C D D D D D D D D\n\
                 #!define D E E E E E E E E\n#!define E F F F F F F F F\n#!define F 1 1 1 1 1 1 1 1\nA\n";
     for text in [deep, chain, nots, elses, defs.to_string()] {
