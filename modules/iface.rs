@@ -83,17 +83,29 @@ pub struct ParamExport {
 impl ParamExport {
     /// An int parameter.
     pub const fn int(name: &'static str, default: i64) -> ParamExport {
-        ParamExport { name, default: ParamDefault::Int(default), multi: false }
+        ParamExport {
+            name,
+            default: ParamDefault::Int(default),
+            multi: false,
+        }
     }
 
     /// A string parameter.
     pub const fn str(name: &'static str, default: &'static str) -> ParamExport {
-        ParamExport { name, default: ParamDefault::Str(default), multi: false }
+        ParamExport {
+            name,
+            default: ParamDefault::Str(default),
+            multi: false,
+        }
     }
 
     /// A string parameter that may repeat.
     pub const fn str_multi(name: &'static str, default: &'static str) -> ParamExport {
-        ParamExport { name, default: ParamDefault::Str(default), multi: true }
+        ParamExport {
+            name,
+            default: ParamDefault::Str(default),
+            multi: true,
+        }
     }
 }
 
@@ -133,12 +145,18 @@ pub struct FixupError {
 impl FixupError {
     /// An error about argument `i`.
     pub fn arg(i: usize, message: impl Into<String>) -> FixupError {
-        FixupError { arg: Some(i), message: message.into() }
+        FixupError {
+            arg: Some(i),
+            message: message.into(),
+        }
     }
 
     /// An error about the whole call.
     pub fn call(message: impl Into<String>) -> FixupError {
-        FixupError { arg: None, message: message.into() }
+        FixupError {
+            arg: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -193,7 +211,12 @@ impl FixupCtx<'_> {
             Ok(n) => n,
             Err(_) => match self.names.flag(&text) {
                 Some(b) => i64::from(b),
-                None => return Err(FixupError::arg(i, format!("unknown flag `{text}` (not declared with `flags`)"))),
+                None => {
+                    return Err(FixupError::arg(
+                        i,
+                        format!("unknown flag `{text}` (not declared with `flags`)"),
+                    ))
+                }
             },
         };
         if !(0..=i64::from(crate::runtime::flags::MAX_FLAG)).contains(&bit) {
@@ -206,8 +229,14 @@ impl FixupCtx<'_> {
     pub fn int_arg(&self, args: &[Arg], i: usize) -> Result<i64, FixupError> {
         match &args[i] {
             Arg::Int(n) => Ok(*n),
-            Arg::Str(s) => s.trim().parse().map_err(|_| FixupError::arg(i, format!("`{s}` is not a number"))),
-            other => Err(FixupError::arg(i, format!("expected a number, found {other:?}"))),
+            Arg::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| FixupError::arg(i, format!("`{s}` is not a number"))),
+            other => Err(FixupError::arg(
+                i,
+                format!("expected a number, found {other:?}"),
+            )),
         }
     }
 
@@ -218,13 +247,17 @@ impl FixupCtx<'_> {
             Arg::Str(s) => Format::parse(s).map_err(|e| FixupError::arg(i, e)),
             Arg::Int(n) => Ok(Format::parse(&n.to_string()).map_err(|e| FixupError::arg(i, e))?),
             Arg::Ident(s) => Format::parse(s).map_err(|e| FixupError::arg(i, e)),
-            Arg::Pv(pv) => Ok(Format { pieces: vec![crate::runtime::format::Piece::Pv(pv.clone())] }),
+            Arg::Pv(pv) => Ok(Format {
+                pieces: vec![crate::runtime::format::Piece::Pv(pv.clone())],
+            }),
         }
     }
 
     /// A plain string argument (no variables).
     pub fn str_arg(&self, args: &[Arg], i: usize) -> Result<String, FixupError> {
-        args[i].text().ok_or_else(|| FixupError::arg(i, "expected a constant string"))
+        args[i]
+            .text()
+            .ok_or_else(|| FixupError::arg(i, "expected a constant string"))
     }
 
     /// A regex argument (POSIX extended, case-insensitive as SER compiles them).
@@ -313,7 +346,11 @@ impl ModuleEnv {
             return Err(format!(
                 "module `{}` has no parameter `{name}` (known: {})",
                 m.name(),
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         };
         let v = match (p.default, value) {
@@ -321,7 +358,12 @@ impl ModuleEnv {
                 Ok(i) => ParamValue::Int(i),
                 Err(_) => match flag(s.trim()) {
                     Some(b) => ParamValue::Int(i64::from(b)),
-                    None => return Err(format!("parameter `{name}` of `{}` wants an int, got \"{s}\"", m.name())),
+                    None => {
+                        return Err(format!(
+                            "parameter `{name}` of `{}` wants an int, got \"{s}\"",
+                            m.name()
+                        ))
+                    }
                 },
             },
             (ParamDefault::Str(_), ParamValue::Int(i)) => ParamValue::Str(i.to_string()),

@@ -35,16 +35,76 @@ pub fn find_builtin(name: &str) -> Option<&'static dyn Module> {
 /// functions configs commonly call.  Lets `-c` say "t_relay is in module tm,
 /// which is not available" instead of "unknown function".
 pub const NOT_YET: &[(&str, &[&str])] = &[
-    ("tm", &["t_relay", "t_relay_cancel", "t_on_failure", "t_on_reply", "t_on_branch", "t_check_status", "t_set_fr", "t_check_trans", "t_newtran", "t_reply", "t_release", "t_is_canceled", "t_forward_nonack", "t_lookup_request"]),
+    (
+        "tm",
+        &[
+            "t_relay",
+            "t_relay_cancel",
+            "t_on_failure",
+            "t_on_reply",
+            "t_on_branch",
+            "t_check_status",
+            "t_set_fr",
+            "t_check_trans",
+            "t_newtran",
+            "t_reply",
+            "t_release",
+            "t_is_canceled",
+            "t_forward_nonack",
+            "t_lookup_request",
+        ],
+    ),
     ("tmx", &["t_reply_callid", "t_flush_flags"]),
-    ("rr", &["loose_route", "record_route", "add_rr_param", "check_route_param", "rewriteFromRoute", "record_route_preset"]),
+    (
+        "rr",
+        &[
+            "loose_route",
+            "record_route",
+            "add_rr_param",
+            "check_route_param",
+            "rewriteFromRoute",
+            "record_route_preset",
+        ],
+    ),
     ("usrloc", &[]),
-    ("registrar", &["save", "lookup", "save_contacts", "lookup_contacts", "registered"]),
-    ("auth", &["www_challenge", "proxy_challenge", "consume_credentials"]),
-    ("auth_db", &["www_authorize", "proxy_authorize", "www_authenticate", "proxy_authenticate"]),
-    ("domain", &["lookup_domain", "is_uri_host_local", "is_from_local"]),
+    (
+        "registrar",
+        &[
+            "save",
+            "lookup",
+            "save_contacts",
+            "lookup_contacts",
+            "registered",
+        ],
+    ),
+    (
+        "auth",
+        &["www_challenge", "proxy_challenge", "consume_credentials"],
+    ),
+    (
+        "auth_db",
+        &[
+            "www_authorize",
+            "proxy_authorize",
+            "www_authenticate",
+            "proxy_authenticate",
+        ],
+    ),
+    (
+        "domain",
+        &["lookup_domain", "is_uri_host_local", "is_from_local"],
+    ),
     ("uri_db", &["lookup_user", "check_to", "check_from"]),
-    ("avp", &["attr2uri", "del_attr", "xlset_attr", "replace_attr_hf", "set_attr"]),
+    (
+        "avp",
+        &[
+            "attr2uri",
+            "del_attr",
+            "xlset_attr",
+            "replace_attr_hf",
+            "set_attr",
+        ],
+    ),
     ("avp_db", &["load_attrs"]),
     ("acc", &["acc_log_request", "acc_db_request"]),
     ("acc_db", &["acc_db_log"]),
@@ -52,7 +112,10 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
     ("permissions", &["allow_source_address", "allow_routing"]),
     ("presence", &["handle_publish", "handle_subscribe"]),
     ("presence_xml", &[]),
-    ("nathelper", &["nat_uac_test", "fix_nated_register", "fix_nated_contact"]),
+    (
+        "nathelper",
+        &["nat_uac_test", "fix_nated_register", "fix_nated_contact"],
+    ),
     ("rtpproxy", &["force_rtp_proxy", "unforce_rtp_proxy"]),
     ("alias_db", &["alias_db_lookup"]),
     ("gflags", &["is_gflag", "set_gflag"]),
@@ -67,7 +130,10 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
 
 /// The module that provides `func` among the not-yet-built-in ones.
 pub fn not_yet_module_of(func: &str) -> Option<&'static str> {
-    NOT_YET.iter().find(|(_, fns)| fns.contains(&func)).map(|(m, _)| *m)
+    NOT_YET
+        .iter()
+        .find(|(_, fns)| fns.contains(&func))
+        .map(|(m, _)| *m)
 }
 
 /// A module a config loaded: the code and its environment.
@@ -96,7 +162,10 @@ pub enum LoadError {
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::NotYet(m) => write!(f, "module `{m}` is not available in this build (not implemented yet)"),
+            LoadError::NotYet(m) => write!(
+                f,
+                "module `{m}` is not available in this build (not implemented yet)"
+            ),
             LoadError::Unknown(m) => write!(f, "unknown module `{m}`"),
             LoadError::NoModuleMatches(m) => write!(f, "modparam: no loaded module matches `{m}`"),
             LoadError::BadModuleRegex(e) => write!(f, "modparam: bad module name regex: {e}"),
@@ -132,7 +201,10 @@ impl Modules {
                 if path != name {
                     log::info!("loadmodule \"{path}\": using built-in module `{name}`");
                 }
-                self.loaded.push(Loaded { module: m, env: ModuleEnv::new(m) });
+                self.loaded.push(Loaded {
+                    module: m,
+                    env: ModuleEnv::new(m),
+                });
                 Ok(m)
             }
             None => {
@@ -155,11 +227,18 @@ impl Modules {
         value: &ParamValue,
         flag: &dyn Fn(&str) -> Option<u32>,
     ) -> Result<(), LoadError> {
-        let re = regex::Regex::new(&format!("^(?:{modules})$")).map_err(|e| LoadError::BadModuleRegex(e.to_string()))?;
+        let re = regex::Regex::new(&format!("^(?:{modules})$"))
+            .map_err(|e| LoadError::BadModuleRegex(e.to_string()))?;
         let mut matched = false;
-        for l in self.loaded.iter_mut().filter(|l| re.is_match(l.module.name())) {
+        for l in self
+            .loaded
+            .iter_mut()
+            .filter(|l| re.is_match(l.module.name()))
+        {
             matched = true;
-            l.env.set_param(l.module, param, value.clone(), flag).map_err(LoadError::Param)?;
+            l.env
+                .set_param(l.module, param, value.clone(), flag)
+                .map_err(LoadError::Param)?;
         }
         if !matched && !self.missing.iter().any(|m| re.is_match(m)) {
             return Err(LoadError::NoModuleMatches(modules.to_owned()));
@@ -169,7 +248,13 @@ impl Modules {
 
     /// Find a script function among loaded modules.
     pub fn function(&self, name: &str) -> Option<(&Loaded, &'static FunctionExport)> {
-        self.loaded.iter().find_map(|l| l.module.functions().iter().find(|f| f.name == name).map(|f| (l, f)))
+        self.loaded.iter().find_map(|l| {
+            l.module
+                .functions()
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| (l, f))
+        })
     }
 
     /// The loaded modules.
@@ -180,7 +265,9 @@ impl Modules {
     /// Run every module's `init` (main process, before fork).
     pub fn init_all(&self) -> Result<(), String> {
         for l in &self.loaded {
-            l.module.init(&l.env).map_err(|e| format!("module `{}` init failed: {e}", l.module.name()))?;
+            l.module
+                .init(&l.env)
+                .map_err(|e| format!("module `{}` init failed: {e}", l.module.name()))?;
         }
         Ok(())
     }
@@ -273,25 +360,43 @@ mod tests {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
         assert_eq!(m.load("tm").err(), Some(LoadError::NotYet("tm".into())));
-        assert_eq!(m.load("bogus").err(), Some(LoadError::Unknown("bogus".into())));
+        assert_eq!(
+            m.load("bogus").err(),
+            Some(LoadError::Unknown("bogus".into()))
+        );
         let no_flags = |_: &str| None;
-        m.modparam("maxfwd", "max_limit", &ParamValue::Int(20), &no_flags).unwrap();
+        m.modparam("maxfwd", "max_limit", &ParamValue::Int(20), &no_flags)
+            .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
-        m.modparam("tm|maxfwd", "max_limit", &ParamValue::Str("30".into()), &no_flags).unwrap();
+        m.modparam(
+            "tm|maxfwd",
+            "max_limit",
+            &ParamValue::Str("30".into()),
+            &no_flags,
+        )
+        .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
-        assert!(m.modparam("tm", "fr_timer", &ParamValue::Int(1), &no_flags).is_ok());
+        assert!(m
+            .modparam("tm", "fr_timer", &ParamValue::Int(1), &no_flags)
+            .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),
             Err(LoadError::NoModuleMatches("nothere".into()))
         );
-        assert!(matches!(m.modparam("maxfwd", "nope", &ParamValue::Int(1), &no_flags), Err(LoadError::Param(_))));
+        assert!(matches!(
+            m.modparam("maxfwd", "nope", &ParamValue::Int(1), &no_flags),
+            Err(LoadError::Param(_))
+        ));
     }
 
     #[test]
     fn suggestions() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(closest("sl_send_replay", ["sl_send_reply", "t_reply"]), Some("sl_send_reply"));
+        assert_eq!(
+            closest("sl_send_replay", ["sl_send_reply", "t_reply"]),
+            Some("sl_send_reply")
+        );
         assert_eq!(closest("zzz", ["sl_send_reply"]), None);
     }
 }

@@ -2,7 +2,9 @@
 
 use ser_sip::HeaderName;
 
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask,
+};
 use crate::runtime::ctx::{MsgCtx, ProcessingError};
 use crate::runtime::flow::Flow;
 
@@ -13,11 +15,16 @@ static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
     name: "mf_process_maxfwd_header",
     min_args: 1,
     max_args: 1,
-    routes: RouteMask::REQUEST.or(RouteMask::FAILURE).or(RouteMask::BRANCH),
+    routes: RouteMask::REQUEST
+        .or(RouteMask::FAILURE)
+        .or(RouteMask::BRANCH),
     fixup: fixup_process,
 }];
 
-static PARAMS: &[ParamExport] = &[ParamExport::int("max_limit", 256), ParamExport::int("maxfwd_limit", 256)];
+static PARAMS: &[ParamExport] = &[
+    ParamExport::int("max_limit", 256),
+    ParamExport::int("maxfwd_limit", 256),
+];
 
 impl Module for Maxfwd {
     fn name(&self) -> &'static str {
@@ -41,7 +48,10 @@ pub fn process(ctx: &mut MsgCtx<'_>, limit: u32, max_limit: u32) -> Flow {
     let val = match ctx.msg.max_forwards() {
         Ok(Some(v)) => u32::from(v),
         _ => {
-            ctx.last_error = Some(ProcessingError { code: 400, reason: "Bad Max-Forwards header".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 400,
+                reason: "Bad Max-Forwards header".into(),
+            });
             return Flow::Code(-2);
         }
     };
@@ -49,15 +59,23 @@ pub fn process(ctx: &mut MsgCtx<'_>, limit: u32, max_limit: u32) -> Flow {
         return Flow::False;
     }
     let new = val.min(max_limit.max(1)) - 1;
-    ctx.lumps.replace_header_body(&ctx.msg, &h, new.to_string().as_bytes());
+    ctx.lumps
+        .replace_header_body(&ctx.msg, &h, new.to_string().as_bytes());
     Flow::True
 }
 
 fn fixup_process(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let limit = fx.int_arg(args, 0)?;
     if !(1..=255).contains(&limit) {
-        return Err(FixupError::arg(0, format!("max-forwards limit {limit} out of range 1..255")));
+        return Err(FixupError::arg(
+            0,
+            format!("max-forwards limit {limit} out of range 1..255"),
+        ));
     }
-    let max_limit = fx.module.int("max_limit").min(fx.module.int("maxfwd_limit")).clamp(1, 256) as u32;
+    let max_limit = fx
+        .module
+        .int("max_limit")
+        .min(fx.module.int("maxfwd_limit"))
+        .clamp(1, 256) as u32;
     Ok(Box::new(move |ctx| process(ctx, limit as u32, max_limit)))
 }

@@ -6,8 +6,13 @@ use crate::runtime::flow::Flow;
 /// The `print` module.
 pub struct Print;
 
-static FUNCTIONS: &[FunctionExport] =
-    &[FunctionExport { name: "print", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_print }];
+static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
+    name: "print",
+    min_args: 1,
+    max_args: 1,
+    routes: RouteMask::ANY,
+    fixup: fixup_print,
+}];
 
 impl Module for Print {
     fn name(&self) -> &'static str {

@@ -14,7 +14,9 @@ pub fn uri_part(uri: &str, part: UriPart) -> Value {
     if part == UriPart::Whole {
         return Value::Str(uri.to_owned());
     }
-    let Ok(u) = ser_sip::parse_uri(uri.as_bytes()) else { return Value::Null };
+    let Ok(u) = ser_sip::parse_uri(uri.as_bytes()) else {
+        return Value::Null;
+    };
     let b = uri.as_bytes();
     let s = |sp: ser_sip::Span| String::from_utf8_lossy(sp.of(b)).into_owned();
     match part {
@@ -32,7 +34,9 @@ pub fn uri_part(uri: &str, part: UriPart) -> Value {
 /// (user / port).
 pub fn set_uri_part(uri: &str, part: UriPart, value: Option<&str>) -> Result<String, String> {
     if part == UriPart::Whole {
-        return value.map(str::to_owned).ok_or_else(|| "cannot unset the whole URI".to_owned());
+        return value
+            .map(str::to_owned)
+            .ok_or_else(|| "cannot unset the whole URI".to_owned());
     }
     let u = ser_sip::parse_uri(uri.as_bytes()).map_err(|e| format!("bad URI `{uri}`: {e}"))?;
     let (start, end, text) = match part {
@@ -47,11 +51,17 @@ pub fn set_uri_part(uri: &str, part: UriPart, value: Option<&str>) -> Result<Str
         UriPart::Port => {
             let after_host = u.host.end();
             let port_end = if u.port.is_some() {
-                after_host + uri[after_host..].find(|c: char| !(c == ':' || c.is_ascii_digit())).unwrap_or(uri.len() - after_host)
+                after_host
+                    + uri[after_host..]
+                        .find(|c: char| !(c == ':' || c.is_ascii_digit()))
+                        .unwrap_or(uri.len() - after_host)
             } else {
                 after_host
             };
-            let text = value.filter(|v| !v.is_empty()).map(|v| format!(":{v}")).unwrap_or_default();
+            let text = value
+                .filter(|v| !v.is_empty())
+                .map(|v| format!(":{v}"))
+                .unwrap_or_default();
             (after_host, port_end, text)
         }
         UriPart::Whole => unreachable!("handled above"),
@@ -69,18 +79,25 @@ impl MsgCtx<'_> {
         match part {
             HdrPart::Body => Value::Str(self.text(na.span)),
             HdrPart::Tag => na.tag.map_or(Value::Null, |t| Value::Str(self.text(t))),
-            HdrPart::Name => na.display.map_or(Value::Null, |d| Value::Str(self.text(d).trim_matches('"').to_owned())),
+            HdrPart::Name => na.display.map_or(Value::Null, |d| {
+                Value::Str(self.text(d).trim_matches('"').to_owned())
+            }),
             HdrPart::Uri(p) => uri_part(&self.text(na.uri.span), p),
         }
     }
 
     fn auth_value(&self, realm: bool) -> Value {
-        let h = self.msg.find(HeaderName::ProxyAuthorization).or_else(|| self.msg.find(HeaderName::Authorization));
+        let h = self
+            .msg
+            .find(HeaderName::ProxyAuthorization)
+            .or_else(|| self.msg.find(HeaderName::Authorization));
         let Some(h) = h else { return Value::Null };
         match self.msg.parsed(h) {
             Ok(ser_sip::HeaderValue::Auth(a)) => {
                 let sp = if realm { a.realm } else { a.username };
-                sp.map_or(Value::Null, |s| Value::Str(self.text(s).trim_matches('"').to_owned()))
+                sp.map_or(Value::Null, |s| {
+                    Value::Str(self.text(s).trim_matches('"').to_owned())
+                })
             }
             _ => Value::Null,
         }
@@ -91,8 +108,12 @@ impl MsgCtx<'_> {
         match sel {
             Select::Ruri(p) => self.ruri().map_or(Value::Null, |u| uri_part(&u, *p)),
             Select::NameAddr(w, p) => self.name_addr_value(*w, *p),
-            Select::CallId => self.msg.call_id().map_or(Value::Null, |c| Value::Str(String::from_utf8_lossy(c).into_owned())),
-            Select::CSeq => self.header_of(HeaderName::CSeq).map_or(Value::Null, Value::Str),
+            Select::CallId => self.msg.call_id().map_or(Value::Null, |c| {
+                Value::Str(String::from_utf8_lossy(c).into_owned())
+            }),
+            Select::CSeq => self
+                .header_of(HeaderName::CSeq)
+                .map_or(Value::Null, Value::Str),
             Select::Method => Value::Str(self.method().to_owned()),
             Select::SrcIp => Value::Str(self.src.ip().to_string()),
             Select::SrcPort => Value::Int(i64::from(self.src.port())),
@@ -112,10 +133,17 @@ impl MsgCtx<'_> {
             Pv::DisplayName(w) => self.name_addr_value(*w, HdrPart::Name),
             Pv::Tag(w) => self.name_addr_value(*w, HdrPart::Tag),
             Pv::CallId => self.get_select(&Select::CallId),
-            Pv::CSeqNum => self.msg.cseq().map_or(Value::Null, |c| Value::Int(i64::from(c.number))),
+            Pv::CSeqNum => self
+                .msg
+                .cseq()
+                .map_or(Value::Null, |c| Value::Int(i64::from(c.number))),
             Pv::Method => Value::Str(self.method().to_owned()),
-            Pv::Status => self.status().map_or(Value::Null, |s| Value::Int(i64::from(s))),
-            Pv::Reason => self.msg.reason().map_or(Value::Null, |r| Value::Str(String::from_utf8_lossy(r).into_owned())),
+            Pv::Status => self
+                .status()
+                .map_or(Value::Null, |s| Value::Int(i64::from(s))),
+            Pv::Reason => self.msg.reason().map_or(Value::Null, |r| {
+                Value::Str(String::from_utf8_lossy(r).into_owned())
+            }),
             Pv::SrcIp => Value::Str(self.src.ip().to_string()),
             Pv::SrcPort => Value::Int(i64::from(self.src.port())),
             Pv::RcvIp => Value::Str(self.local.ip().to_string()),
@@ -136,7 +164,10 @@ impl MsgCtx<'_> {
             Pv::MsgFlags => Value::Int(i64::from(self.flags.0)),
             Pv::BranchFlags => Value::Int(i64::from(self.bflags.0)),
             Pv::BranchUri => opt_str(self.branches.last().map(|b| b.uri.clone())),
-            Pv::ContentLength => self.msg.content_length().map_or(Value::Null, |n| Value::Int(i64::from(n))),
+            Pv::ContentLength => self
+                .msg
+                .content_length()
+                .map_or(Value::Null, |n| Value::Int(i64::from(n))),
             Pv::Contact => opt_str(self.header_of(HeaderName::Contact)),
             Pv::Body => Value::Str(String::from_utf8_lossy(self.msg.body()).into_owned()),
             Pv::Pid => Value::Int(i64::from(std::process::id())),
@@ -153,10 +184,20 @@ impl MsgCtx<'_> {
         match pv {
             Pv::Ruri(p) => {
                 let cur = self.ruri().ok_or("message has no R-URI")?;
-                let value = if v.is_null() { None } else { Some(v.as_str().into_owned()) };
+                let value = if v.is_null() {
+                    None
+                } else {
+                    Some(v.as_str().into_owned())
+                };
                 self.new_uri = Some(set_uri_part(&cur, *p, value.as_deref())?);
             }
-            Pv::DstUri => self.dst_uri = if v.is_empty() { None } else { Some(v.as_str().into_owned()) },
+            Pv::DstUri => {
+                self.dst_uri = if v.is_empty() {
+                    None
+                } else {
+                    Some(v.as_str().into_owned())
+                }
+            }
             Pv::Avp(a) => self.avps.assign(a, v),
             Pv::Var(name) => {
                 self.vars.insert(name.clone(), v);
@@ -203,12 +244,33 @@ mod tests {
     #[test]
     fn set_parts() {
         let u = "sip:alice@example.com:5070;transport=udp";
-        assert_eq!(set_uri_part(u, UriPart::User, Some("bob")).unwrap(), "sip:bob@example.com:5070;transport=udp");
-        assert_eq!(set_uri_part(u, UriPart::User, None).unwrap(), "sip:example.com:5070;transport=udp");
-        assert_eq!(set_uri_part(u, UriPart::Host, Some("h.org")).unwrap(), "sip:alice@h.org:5070;transport=udp");
-        assert_eq!(set_uri_part(u, UriPart::Port, Some("7")).unwrap(), "sip:alice@example.com:7;transport=udp");
-        assert_eq!(set_uri_part(u, UriPart::Port, None).unwrap(), "sip:alice@example.com;transport=udp");
-        assert_eq!(set_uri_part("sip:h.org", UriPart::User, Some("x")).unwrap(), "sip:x@h.org");
-        assert_eq!(set_uri_part("sip:h.org", UriPart::Port, Some("5080")).unwrap(), "sip:h.org:5080");
+        assert_eq!(
+            set_uri_part(u, UriPart::User, Some("bob")).unwrap(),
+            "sip:bob@example.com:5070;transport=udp"
+        );
+        assert_eq!(
+            set_uri_part(u, UriPart::User, None).unwrap(),
+            "sip:example.com:5070;transport=udp"
+        );
+        assert_eq!(
+            set_uri_part(u, UriPart::Host, Some("h.org")).unwrap(),
+            "sip:alice@h.org:5070;transport=udp"
+        );
+        assert_eq!(
+            set_uri_part(u, UriPart::Port, Some("7")).unwrap(),
+            "sip:alice@example.com:7;transport=udp"
+        );
+        assert_eq!(
+            set_uri_part(u, UriPart::Port, None).unwrap(),
+            "sip:alice@example.com;transport=udp"
+        );
+        assert_eq!(
+            set_uri_part("sip:h.org", UriPart::User, Some("x")).unwrap(),
+            "sip:x@h.org"
+        );
+        assert_eq!(
+            set_uri_part("sip:h.org", UriPart::Port, Some("5080")).unwrap(),
+            "sip:h.org:5080"
+        );
     }
 }

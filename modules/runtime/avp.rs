@@ -52,7 +52,11 @@ pub struct AvpRef {
 impl AvpRef {
     /// A class-less, track-less string-named AVP (`$gw_ip`, `$avp(s:x)`).
     pub fn named(name: &str) -> AvpRef {
-        AvpRef { track: None, class: None, name: AvpName::Str(name.to_owned()) }
+        AvpRef {
+            track: None,
+            class: None,
+            name: AvpName::Str(name.to_owned()),
+        }
     }
 
     /// Parse the inside of `$avp(...)`: `i:80`, `s:x`, `x`, or SER-style
@@ -60,8 +64,15 @@ impl AvpRef {
     pub fn parse_kamailio(inner: &str) -> Result<AvpRef, String> {
         let inner = inner.trim();
         if let Some(n) = inner.strip_prefix("i:") {
-            let id = n.trim().parse().map_err(|_| format!("bad AVP id `{n}` in $avp({inner})"))?;
-            return Ok(AvpRef { track: None, class: None, name: AvpName::Int(id) });
+            let id = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad AVP id `{n}` in $avp({inner})"))?;
+            return Ok(AvpRef {
+                track: None,
+                class: None,
+                name: AvpName::Int(id),
+            });
         }
         if let Some(s) = inner.strip_prefix("s:") {
             return valid_name(s).map(AvpRef::named);
@@ -69,7 +80,11 @@ impl AvpRef {
         if let Some((prefix, name)) = inner.split_once('.') {
             if let Some((track, class)) = parse_prefix(prefix) {
                 let name = valid_name(name)?;
-                return Ok(AvpRef { track, class, name: AvpName::Str(name.to_owned()) });
+                return Ok(AvpRef {
+                    track,
+                    class,
+                    name: AvpName::Str(name.to_owned()),
+                });
             }
         }
         valid_name(inner).map(AvpRef::named)
@@ -77,7 +92,10 @@ impl AvpRef {
 }
 
 fn valid_name(s: &str) -> Result<&str, String> {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         Ok(s)
     } else {
         Err(format!("bad AVP name `{s}`"))
@@ -155,7 +173,11 @@ impl AvpStore {
         let global_any = r.class.is_none();
         for &class in Self::classes(r) {
             let found = self.avps.iter().rev().find(|a| {
-                Self::matches(a, r, class) || (global_any && class == Class::Global && a.class == class && a.name == r.name)
+                Self::matches(a, r, class)
+                    || (global_any
+                        && class == Class::Global
+                        && a.class == class
+                        && a.name == r.name)
             });
             if let Some(a) = found {
                 return Some(&a.value);
@@ -167,7 +189,12 @@ impl AvpStore {
     /// All values of an AVP, newest first.
     pub fn get_all(&self, r: &AvpRef) -> Vec<&Value> {
         let class = r.class.unwrap_or(Class::User);
-        self.avps.iter().rev().filter(|a| Self::matches(a, r, class)).map(|a| &a.value).collect()
+        self.avps
+            .iter()
+            .rev()
+            .filter(|a| Self::matches(a, r, class))
+            .map(|a| &a.value)
+            .collect()
     }
 
     /// Add a value (SER `add_avp`; older values stay, reads see the newest).
@@ -194,13 +221,20 @@ impl AvpStore {
     pub fn delete(&mut self, r: &AvpRef) {
         let class = r.class.unwrap_or(Class::User);
         let track = r.track.unwrap_or(Track::From);
-        self.avps.retain(|a| !(a.name == r.name && a.track == track && (r.class.is_none() || a.class == class)));
+        self.avps.retain(|a| {
+            !(a.name == r.name && a.track == track && (r.class.is_none() || a.class == class))
+        });
     }
 
     /// Set an AVP flag bit (`setavpflag`), on the newest value.
     pub fn set_flag(&mut self, r: &AvpRef, bit: u32) -> bool {
         let class = r.class.unwrap_or(Class::User);
-        match self.avps.iter_mut().rev().find(|a| Self::matches(a, r, class)) {
+        match self
+            .avps
+            .iter_mut()
+            .rev()
+            .find(|a| Self::matches(a, r, class))
+        {
             Some(a) => {
                 a.flags |= 1 << bit.min(31);
                 true
@@ -212,18 +246,31 @@ impl AvpStore {
     /// Flags of the newest value.
     pub fn flags(&self, r: &AvpRef) -> Option<u32> {
         let class = r.class.unwrap_or(Class::User);
-        self.avps.iter().rev().find(|a| Self::matches(a, r, class)).map(|a| a.flags)
+        self.avps
+            .iter()
+            .rev()
+            .find(|a| Self::matches(a, r, class))
+            .map(|a| a.flags)
     }
 
     /// Every stored AVP, oldest first, as `(track, class, name, value, flags)`:
     /// tm copies them into a transaction to restore in failure/onreply routes.
     pub fn export(&self) -> Vec<(Track, Class, AvpName, Value, u32)> {
-        self.avps.iter().map(|a| (a.track, a.class, a.name.clone(), a.value.clone(), a.flags)).collect()
+        self.avps
+            .iter()
+            .map(|a| (a.track, a.class, a.name.clone(), a.value.clone(), a.flags))
+            .collect()
     }
 
     /// Append one AVP as [`AvpStore::export`] gave it (newest last).
     pub fn import(&mut self, track: Track, class: Class, name: AvpName, value: Value, flags: u32) {
-        self.avps.push(Avp { track, class, name, value, flags });
+        self.avps.push(Avp {
+            track,
+            class,
+            name,
+            value,
+            flags,
+        });
     }
 
     /// Number of stored values.
@@ -243,7 +290,10 @@ mod tests {
 
     #[test]
     fn kamailio_names() {
-        assert_eq!(AvpRef::parse_kamailio("i:80").unwrap().name, AvpName::Int(80));
+        assert_eq!(
+            AvpRef::parse_kamailio("i:80").unwrap().name,
+            AvpName::Int(80)
+        );
         assert_eq!(AvpRef::parse_kamailio("s:x").unwrap(), AvpRef::named("x"));
         assert_eq!(AvpRef::parse_kamailio("x").unwrap(), AvpRef::named("x"));
         let r = AvpRef::parse_kamailio("tu.uid").unwrap();
@@ -254,7 +304,10 @@ mod tests {
     #[test]
     fn prefixes() {
         assert_eq!(parse_prefix("f"), Some((Some(Track::From), None)));
-        assert_eq!(parse_prefix("fr"), Some((Some(Track::From), Some(Class::Uri))));
+        assert_eq!(
+            parse_prefix("fr"),
+            Some((Some(Track::From), Some(Class::Uri)))
+        );
         assert_eq!(parse_prefix("g"), Some((None, Some(Class::Global))));
         assert_eq!(parse_prefix("fx"), None);
         assert_eq!(parse_prefix("abc"), None);
@@ -263,16 +316,31 @@ mod tests {
     #[test]
     fn store_tracks_and_classes() {
         let mut s = AvpStore::default();
-        let tdid = AvpRef { track: Some(Track::To), class: None, name: AvpName::Str("did".into()) };
-        let fdid = AvpRef { track: Some(Track::From), class: None, name: AvpName::Str("did".into()) };
+        let tdid = AvpRef {
+            track: Some(Track::To),
+            class: None,
+            name: AvpName::Str("did".into()),
+        };
+        let fdid = AvpRef {
+            track: Some(Track::From),
+            class: None,
+            name: AvpName::Str("did".into()),
+        };
         assert!(s.get(&tdid).is_none());
         s.assign(&tdid, "d1".into());
         assert_eq!(s.get(&tdid), Some(&Value::from("d1")));
         assert!(s.get(&fdid).is_none());
         // a user-class write is seen by a class-less read of the same track
-        let tuid = AvpRef { track: Some(Track::To), class: Some(Class::User), name: AvpName::Str("uid".into()) };
+        let tuid = AvpRef {
+            track: Some(Track::To),
+            class: Some(Class::User),
+            name: AvpName::Str("uid".into()),
+        };
         s.assign(&tuid, "u".into());
-        let tuid_any = AvpRef { class: None, ..tuid.clone() };
+        let tuid_any = AvpRef {
+            class: None,
+            ..tuid.clone()
+        };
         assert_eq!(s.get(&tuid_any), Some(&Value::from("u")));
         // stack semantics
         let x = AvpRef::named("x");

@@ -47,12 +47,21 @@ impl MsgCtx<'_> {
                 port = v.port.unwrap_or(5060);
             }
         }
-        Dest { proto: self.proto, addr: SocketAddr::new(self.src.ip(), port), send_sock: Some(self.local) }
+        Dest {
+            proto: self.proto,
+            addr: SocketAddr::new(self.src.ip(), port),
+            send_sock: Some(self.local),
+        }
     }
 
     /// Build a stateless reply (ser-sip `build_reply`) with `append_to_reply`
     /// headers and our Server header.
-    pub fn build_reply(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Result<Vec<u8>, String> {
+    pub fn build_reply(
+        &self,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> Result<Vec<u8>, String> {
         let mut extra = String::new();
         for h in &self.reply_headers {
             extra.push_str(h);
@@ -80,25 +89,56 @@ impl MsgCtx<'_> {
         let m = &self.msg;
         let callid = m.call_id().unwrap_or_default();
         let cseq = m.cseq().map(|c| c.number.to_string()).unwrap_or_default();
-        let ftag = m.from().ok().and_then(|f| f.tag).map(|t| m.s(t).to_vec()).unwrap_or_default();
-        let ttag = m.to().ok().and_then(|t| t.tag).map(|t| m.s(t).to_vec()).unwrap_or_default();
-        let vbranch = m.via1().ok().and_then(|v| v.branch).map(|b| m.s(b).to_vec()).unwrap_or_default();
+        let ftag = m
+            .from()
+            .ok()
+            .and_then(|f| f.tag)
+            .map(|t| m.s(t).to_vec())
+            .unwrap_or_default();
+        let ttag = m
+            .to()
+            .ok()
+            .and_then(|t| t.tag)
+            .map(|t| m.s(t).to_vec())
+            .unwrap_or_default();
+        let vbranch = m
+            .via1()
+            .ok()
+            .and_then(|v| v.branch)
+            .map(|b| m.s(b).to_vec())
+            .unwrap_or_default();
         let ruri = self.ruri().unwrap_or_default();
-        let h = hash_parts(&[callid, cseq.as_bytes(), &ftag, &ttag, &vbranch, ruri.as_bytes()]);
+        let h = hash_parts(&[
+            callid,
+            cseq.as_bytes(),
+            &ftag,
+            &ttag,
+            &vbranch,
+            ruri.as_bytes(),
+        ]);
         format!("z9hG4bK{h:016x}.{branch_no}")
     }
 
     /// Host and port we advertise (set_advertised_*, listen advertise, or the socket).
     pub fn advertised_addr(&self) -> (String, u16) {
         let sock = self.send_socket.unwrap_or(self.local);
-        let listen_adv = self.env.listen.iter().find(|l| l.addr == sock).and_then(|l| l.advertise.clone());
+        let listen_adv = self
+            .env
+            .listen
+            .iter()
+            .find(|l| l.addr == sock)
+            .and_then(|l| l.advertise.clone());
         let host = self
             .advertised
             .0
             .clone()
             .or_else(|| listen_adv.as_ref().map(|a| a.0.clone()))
             .unwrap_or_else(|| ip_text(sock.ip()));
-        let port = self.advertised.1.or(listen_adv.map(|a| a.1)).unwrap_or(sock.port());
+        let port = self
+            .advertised
+            .1
+            .or(listen_adv.map(|a| a.1))
+            .unwrap_or(sock.port());
         (host, port)
     }
 
@@ -112,23 +152,44 @@ impl MsgCtx<'_> {
         }
         lumps.add_received(m, self.src).map_err(|e| e.to_string())?;
         let (host, port) = self.advertised_addr();
-        let via = ser_sip::lump::via_value(proto.as_str(), &host, Some(port), &self.forward_branch(0), self.local_rport);
+        let via = ser_sip::lump::via_value(
+            proto.as_str(),
+            &host,
+            Some(port),
+            &self.forward_branch(0),
+            self.local_rport,
+        );
         lumps.insert_via(m, &via);
         ser_sip::apply(m, &lumps).map_err(|e| e.to_string())
     }
 
     /// Where a request goes: `host_port` if given, else dst-uri, else the (new)
     /// R-URI (maddr, port, transport honoured); resolved with the system resolver.
-    pub fn forward_dest(&self, host_port: Option<(&str, Option<u16>)>, proto: Option<Proto>) -> Result<Dest, String> {
+    pub fn forward_dest(
+        &self,
+        host_port: Option<(&str, Option<u16>)>,
+        proto: Option<Proto>,
+    ) -> Result<Dest, String> {
         let (host, port, uproto) = match host_port {
             Some((h, p)) => (h.to_owned(), p.unwrap_or(5060), None),
             None => {
-                let uri = self.dst_uri.clone().or_else(|| self.ruri()).ok_or("no destination URI")?;
-                let u = ser_sip::parse_uri(uri.as_bytes()).map_err(|e| format!("bad destination URI `{uri}`: {e}"))?;
+                let uri = self
+                    .dst_uri
+                    .clone()
+                    .or_else(|| self.ruri())
+                    .ok_or("no destination URI")?;
+                let u = ser_sip::parse_uri(uri.as_bytes())
+                    .map_err(|e| format!("bad destination URI `{uri}`: {e}"))?;
                 let b = uri.as_bytes();
                 let host = String::from_utf8_lossy(u.maddr.unwrap_or(u.host).of(b)).into_owned();
-                let tp = u.transport.and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
-                let default_port = if u.scheme == ser_sip::Scheme::Sips { 5061 } else { 5060 };
+                let tp = u
+                    .transport
+                    .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
+                let default_port = if u.scheme == ser_sip::Scheme::Sips {
+                    5061
+                } else {
+                    5060
+                };
                 (host, u.port.unwrap_or(default_port), tp)
             }
         };
@@ -136,24 +197,39 @@ impl MsgCtx<'_> {
             return Err("destination has no host".into());
         }
         let proto = proto.or(uproto).unwrap_or(Proto::Udp);
-        Ok(Dest { proto, addr: resolve(&host, port)?, send_sock: self.send_socket })
+        Ok(Dest {
+            proto,
+            addr: resolve(&host, port)?,
+            send_sock: self.send_socket,
+        })
     }
 
     /// Stateless forwarding of a reply: drop our top Via, send to the next Via's
     /// received / rport / sent-by.
     pub fn build_reply_forward(&self) -> Result<(Vec<u8>, Dest), String> {
         let m = &self.msg;
-        let next = m.via2().map_err(|e| e.to_string())?.ok_or("reply has only one Via")?;
+        let next = m
+            .via2()
+            .map_err(|e| e.to_string())?
+            .ok_or("reply has only one Via")?;
         let host = String::from_utf8_lossy(m.s(next.received.unwrap_or(next.host))).into_owned();
         let port = match next.rport {
             Some(Some(p)) => p,
             _ => next.port.unwrap_or(5060),
         };
-        let proto = Proto::from_name(&String::from_utf8_lossy(m.s(next.transport))).unwrap_or(Proto::Udp);
+        let proto =
+            Proto::from_name(&String::from_utf8_lossy(m.s(next.transport))).unwrap_or(Proto::Udp);
         let mut lumps = self.lumps.clone();
         lumps.remove_first_via(m).map_err(|e| e.to_string())?;
         let buf = ser_sip::apply(m, &lumps).map_err(|e| e.to_string())?;
-        Ok((buf, Dest { proto, addr: resolve(&host, port)?, send_sock: None }))
+        Ok((
+            buf,
+            Dest {
+                proto,
+                addr: resolve(&host, port)?,
+                send_sock: None,
+            },
+        ))
     }
 
     /// Whether the top Via of a reply is ours (sent-by is one of our addresses).

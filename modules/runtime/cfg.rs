@@ -30,17 +30,26 @@ pub struct StaticCfg {
 impl StaticCfg {
     /// Declare (or redeclare) `group.name`.
     pub fn declare(&mut self, group: &str, name: &str, value: Value, desc: &str) {
-        self.params.insert((group.to_owned(), name.to_owned()), CfgParam { value, desc: desc.to_owned() });
+        self.params.insert(
+            (group.to_owned(), name.to_owned()),
+            CfgParam {
+                value,
+                desc: desc.to_owned(),
+            },
+        );
     }
 
     /// Whether `group.name` is declared.
     pub fn has(&self, group: &str, name: &str) -> bool {
-        self.params.contains_key(&(group.to_owned(), name.to_owned()))
+        self.params
+            .contains_key(&(group.to_owned(), name.to_owned()))
     }
 }
 
 impl CfgStore for StaticCfg {
     fn get(&self, group: &str, name: &str) -> Option<Value> {
-        self.params.get(&(group.to_owned(), name.to_owned())).map(|p| p.value.clone())
+        self.params
+            .get(&(group.to_owned(), name.to_owned()))
+            .map(|p| p.value.clone())
     }
 }

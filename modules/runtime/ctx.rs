@@ -109,7 +109,13 @@ pub struct MsgCtx<'e> {
 
 impl<'e> MsgCtx<'e> {
     /// A context for a received message.
-    pub fn new(msg: SipMsg, env: &'e Env, src: SocketAddr, local: SocketAddr, proto: Proto) -> MsgCtx<'e> {
+    pub fn new(
+        msg: SipMsg,
+        env: &'e Env,
+        src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+    ) -> MsgCtx<'e> {
         MsgCtx {
             msg,
             env,
@@ -161,13 +167,18 @@ impl<'e> MsgCtx<'e> {
     pub fn ruri(&self) -> Option<String> {
         match &self.new_uri {
             Some(u) => Some(u.clone()),
-            None => self.msg.ruri().map(|b| String::from_utf8_lossy(b).into_owned()),
+            None => self
+                .msg
+                .ruri()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
         }
     }
 
     /// The original R-URI.
     pub fn orig_ruri(&self) -> Option<String> {
-        self.msg.ruri().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.msg
+            .ruri()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// URI of the From header.
@@ -192,12 +203,17 @@ impl<'e> MsgCtx<'e> {
 
     /// Body of the first header with this name (case-insensitive, compact forms known to ser-sip).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.msg.find_by_name(name.as_bytes()).next().map(|h| String::from_utf8_lossy(self.msg.header_body(h)).into_owned())
+        self.msg
+            .find_by_name(name.as_bytes())
+            .next()
+            .map(|h| String::from_utf8_lossy(self.msg.header_body(h)).into_owned())
     }
 
     /// Body of the first header of a well-known type.
     pub fn header_of(&self, name: HeaderName) -> Option<String> {
-        self.msg.find(name).map(|h| String::from_utf8_lossy(self.msg.header_body(h)).into_owned())
+        self.msg
+            .find(name)
+            .map(|h| String::from_utf8_lossy(self.msg.header_body(h)).into_owned())
     }
 
     /// Queue header line(s) appended after the last header (CRLF added if missing).

@@ -54,7 +54,10 @@ impl Format {
                 i += 2;
             } else {
                 // push the whole UTF-8 char
-                let ch = s[i..].chars().next().expect("i is on a char boundary below len");
+                let ch = s[i..]
+                    .chars()
+                    .next()
+                    .expect("i is on a char boundary below len");
                 text.push(ch);
                 i += ch.len_utf8();
             }
@@ -91,7 +94,10 @@ mod tests {
         assert_eq!(f.pieces.len(), 5);
         assert_eq!(f.pieces[1], Piece::Pv(Pv::SrcIp));
         assert_eq!(f.pieces[2], Piece::Text(":".into()));
-        assert_eq!(Format::parse("100% sure $").unwrap().as_constant(), Some("100% sure $"));
+        assert_eq!(
+            Format::parse("100% sure $").unwrap().as_constant(),
+            Some("100% sure $")
+        );
     }
 
     #[test]

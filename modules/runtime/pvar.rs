@@ -110,7 +110,13 @@ impl Pv {
     pub fn is_writable(&self) -> bool {
         matches!(
             self,
-            Pv::Ruri(_) | Pv::DstUri | Pv::Avp(_) | Pv::Var(_) | Pv::MsgFlags | Pv::BranchFlags | Pv::Null
+            Pv::Ruri(_)
+                | Pv::DstUri
+                | Pv::Avp(_)
+                | Pv::Var(_)
+                | Pv::MsgFlags
+                | Pv::BranchFlags
+                | Pv::Null
         )
     }
 }
@@ -126,7 +132,9 @@ pub fn parse_pv_prefix(s: &str) -> Result<(Pv, usize), String> {
     if b.get(1) == Some(&b'?') {
         return Ok((Pv::RetCode, 2));
     }
-    let name_end = 1 + s[1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(s.len() - 1);
+    let name_end = 1 + s[1..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len() - 1);
     let name = &s[1..name_end];
     if name.is_empty() {
         return Err(format!("empty pseudo-variable name in `{s}`"));
@@ -141,9 +149,15 @@ pub fn parse_pv_prefix(s: &str) -> Result<(Pv, usize), String> {
     if b.get(name_end) == Some(&b'.') {
         if let Some((track, class)) = parse_prefix(name) {
             let rest = &s[name_end + 1..];
-            let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
             if len > 0 {
-                let avp = AvpRef { track, class, name: AvpName::Str(rest[..len].to_owned()) };
+                let avp = AvpRef {
+                    track,
+                    class,
+                    name: AvpName::Str(rest[..len].to_owned()),
+                };
                 return Ok((Pv::Avp(avp), name_end + 1 + len));
             }
         }
@@ -156,7 +170,10 @@ pub fn parse_pv(s: &str) -> Result<Pv, String> {
     let s = s.trim();
     let (pv, used) = parse_pv_prefix(s)?;
     if used != s.len() {
-        return Err(format!("unexpected `{}` after pseudo-variable in `{s}`", &s[used..]));
+        return Err(format!(
+            "unexpected `{}` after pseudo-variable in `{s}`",
+            &s[used..]
+        ));
     }
     Ok(pv)
 }
@@ -258,19 +275,38 @@ mod tests {
     #[test]
     fn core_names() {
         assert_eq!(parse_pv("$rU").unwrap(), Pv::Ruri(UriPart::User));
-        assert_eq!(parse_pv("$fd").unwrap(), Pv::HdrUri(NameAddr::From, UriPart::Host));
+        assert_eq!(
+            parse_pv("$fd").unwrap(),
+            Pv::HdrUri(NameAddr::From, UriPart::Host)
+        );
         assert_eq!(parse_pv("$?").unwrap(), Pv::RetCode);
         assert_eq!(parse_pv("$retcode").unwrap(), Pv::RetCode);
         assert_eq!(parse_pv("$null").unwrap(), Pv::Null);
-        assert_eq!(parse_pv("$T_reply_code").unwrap(), Pv::Tm("T_reply_code".into()));
+        assert_eq!(
+            parse_pv("$T_reply_code").unwrap(),
+            Pv::Tm("T_reply_code".into())
+        );
     }
 
     #[test]
     fn with_args() {
-        assert_eq!(parse_pv("$hdr(User-Agent)").unwrap(), Pv::Hdr("User-Agent".into()));
-        assert_eq!(parse_pv("$avp(i:80)").unwrap(), Pv::Avp(AvpRef { track: None, class: None, name: AvpName::Int(80) }));
+        assert_eq!(
+            parse_pv("$hdr(User-Agent)").unwrap(),
+            Pv::Hdr("User-Agent".into())
+        );
+        assert_eq!(
+            parse_pv("$avp(i:80)").unwrap(),
+            Pv::Avp(AvpRef {
+                track: None,
+                class: None,
+                name: AvpName::Int(80)
+            })
+        );
         assert_eq!(parse_pv("$var(x)").unwrap(), Pv::Var("x".into()));
-        assert!(matches!(parse_pv("$sel(cfg_get.pstn.gw_ip)").unwrap(), Pv::Sel(_)));
+        assert!(matches!(
+            parse_pv("$sel(cfg_get.pstn.gw_ip)").unwrap(),
+            Pv::Sel(_)
+        ));
         assert!(parse_pv("$hdr()").is_err());
         assert!(parse_pv("$foo(x)").is_err());
         assert!(parse_pv("$avp(i:80").is_err());
@@ -278,9 +314,16 @@ mod tests {
 
     #[test]
     fn ser3_avps() {
-        let Pv::Avp(a) = parse_pv("$t.did").unwrap() else { panic!() };
-        assert_eq!((a.track, a.class, a.name), (Some(Track::To), None, AvpName::Str("did".into())));
-        let Pv::Avp(a) = parse_pv("$fr.authuid").unwrap() else { panic!() };
+        let Pv::Avp(a) = parse_pv("$t.did").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (a.track, a.class, a.name),
+            (Some(Track::To), None, AvpName::Str("did".into()))
+        );
+        let Pv::Avp(a) = parse_pv("$fr.authuid").unwrap() else {
+            panic!()
+        };
         assert_eq!((a.track, a.class), (Some(Track::From), Some(Class::Uri)));
         assert_eq!(parse_pv("$gw_ip").unwrap(), Pv::Avp(AvpRef::named("gw_ip")));
         // `$fd` alone stays the From domain; `$fd.x` is an AVP

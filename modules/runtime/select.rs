@@ -87,7 +87,10 @@ impl Select {
             ["src", "ip"] => Select::SrcIp,
             ["src", "port"] => Select::SrcPort,
             ["msg", name] | ["hf_value", name] => Select::Header(name.replace('_', "-")),
-            ["cfg_get", group, name] => Select::CfgGet { group: (*group).to_owned(), name: (*name).to_owned() },
+            ["cfg_get", group, name] => Select::CfgGet {
+                group: (*group).to_owned(),
+                name: (*name).to_owned(),
+            },
             _ => return Err(format!("unknown select `@{full}`")),
         })
     }
@@ -96,7 +99,9 @@ impl Select {
     pub fn prefix_len(s: &str) -> usize {
         let body = s.strip_prefix('@').map_or(s, |b| b);
         let off = s.len() - body.len();
-        let mut end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(body.len());
+        let mut end = body
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(body.len());
         while end > 0 && body.as_bytes()[end - 1] == b'.' {
             end -= 1;
         }
@@ -110,17 +115,32 @@ mod tests {
 
     #[test]
     fn config_selects() {
-        assert_eq!(Select::parse("@to.tag").unwrap(), Select::NameAddr(NameAddr::To, HdrPart::Tag));
+        assert_eq!(
+            Select::parse("@to.tag").unwrap(),
+            Select::NameAddr(NameAddr::To, HdrPart::Tag)
+        );
         assert_eq!(
             Select::parse("@from.uri.host").unwrap(),
             Select::NameAddr(NameAddr::From, HdrPart::Uri(UriPart::Host))
         );
-        assert_eq!(Select::parse("@ruri").unwrap(), Select::Ruri(UriPart::Whole));
-        assert_eq!(Select::parse("ruri.host").unwrap(), Select::Ruri(UriPart::Host));
-        assert_eq!(Select::parse("@to.uri").unwrap(), Select::NameAddr(NameAddr::To, HdrPart::Uri(UriPart::Whole)));
+        assert_eq!(
+            Select::parse("@ruri").unwrap(),
+            Select::Ruri(UriPart::Whole)
+        );
+        assert_eq!(
+            Select::parse("ruri.host").unwrap(),
+            Select::Ruri(UriPart::Host)
+        );
+        assert_eq!(
+            Select::parse("@to.uri").unwrap(),
+            Select::NameAddr(NameAddr::To, HdrPart::Uri(UriPart::Whole))
+        );
         assert_eq!(
             Select::parse("cfg_get.pstn.gw_ip").unwrap(),
-            Select::CfgGet { group: "pstn".into(), name: "gw_ip".into() }
+            Select::CfgGet {
+                group: "pstn".into(),
+                name: "gw_ip".into()
+            }
         );
         assert!(Select::parse("@nope.x").is_err());
         assert!(Select::parse("@to.").is_err());

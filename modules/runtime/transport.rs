@@ -75,7 +75,10 @@ impl Recorder {
 
 impl Transport for Recorder {
     fn send(&self, buf: &[u8], dst: &Dest) -> io::Result<()> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).push((*dst, buf.to_vec()));
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((*dst, buf.to_vec()));
         Ok(())
     }
 }
@@ -101,7 +104,10 @@ pub struct Myself {
 impl Myself {
     /// Add an address or alias (`alias=`, listen addresses, advertised names).
     pub fn add(&mut self, host: &str, port: Option<u16>) {
-        let h = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let h = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         if !self.entries.contains(&(h.clone(), port)) {
             self.entries.push((h, port));
         }
@@ -111,7 +117,9 @@ impl Myself {
     pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
         let h = host.trim_start_matches('[').trim_end_matches(']');
         let p = port.unwrap_or(5060);
-        self.entries.iter().any(|(eh, ep)| eh.eq_ignore_ascii_case(h) && ep.is_none_or(|ep| ep == p))
+        self.entries
+            .iter()
+            .any(|(eh, ep)| eh.eq_ignore_ascii_case(h) && ep.is_none_or(|ep| ep == p))
     }
 
     /// Whether a URI's host:port is ours.
@@ -119,7 +127,11 @@ impl Myself {
         match ser_sip::parse_uri(uri.as_bytes()) {
             Ok(u) => {
                 let host = String::from_utf8_lossy(u.host.of(uri.as_bytes())).into_owned();
-                let port = u.port.or(if u.scheme == ser_sip::Scheme::Sips { Some(5061) } else { None });
+                let port = u.port.or(if u.scheme == ser_sip::Scheme::Sips {
+                    Some(5061)
+                } else {
+                    None
+                });
                 !host.is_empty() && self.matches(&host, port)
             }
             Err(_) => false,

@@ -3,7 +3,9 @@
 
 use ser_sip::HeaderName;
 
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask,
+};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
 
@@ -19,7 +21,10 @@ static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
 }];
 
 /// Kamailio's default `default_checks` (999) and `uri_checks` (7).
-static PARAMS: &[ParamExport] = &[ParamExport::int("default_checks", 999), ParamExport::int("uri_checks", 7)];
+static PARAMS: &[ParamExport] = &[
+    ParamExport::int("default_checks", 999),
+    ParamExport::int("uri_checks", 7),
+];
 
 impl Module for Sanity {
     fn name(&self) -> &'static str {
@@ -58,16 +63,28 @@ pub fn check(ctx: &mut MsgCtx<'_>, checks: u32, uri_checks: u32) -> Flow {
     if !m.is_request() {
         return Flow::True;
     }
-    if checks & RURI_SIP_VERSION != 0 && !m.buf().split(|&b| b == b'\n').next().is_some_and(|l| l.trim_ascii_end().ends_with(b"SIP/2.0")) {
+    if checks & RURI_SIP_VERSION != 0
+        && !m
+            .buf()
+            .split(|&b| b == b'\n')
+            .next()
+            .is_some_and(|l| l.trim_ascii_end().ends_with(b"SIP/2.0"))
+    {
         return fail(ctx, "Version Not Supported");
     }
     if checks & RURI_SCHEME != 0 && m.parsed_ruri().is_err() {
         return fail(ctx, "Bad Request URI");
     }
     if checks & REQUIRED_HEADERS != 0
-        && [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
-            .iter()
-            .any(|h| m.find(*h).is_none())
+        && [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ]
+        .iter()
+        .any(|h| m.find(*h).is_none())
     {
         return fail(ctx, "Missing Required Header in Request");
     }
@@ -76,7 +93,9 @@ pub fn check(ctx: &mut MsgCtx<'_>, checks: u32, uri_checks: u32) -> Flow {
     }
     if checks & (CSEQ_METHOD | CSEQ_VALUE) != 0 {
         match m.cseq() {
-            Ok(c) if checks & CSEQ_METHOD == 0 || m.s(c.method_span).eq_ignore_ascii_case(m.method_bytes()) => {}
+            Ok(c)
+                if checks & CSEQ_METHOD == 0
+                    || m.s(c.method_span).eq_ignore_ascii_case(m.method_bytes()) => {}
             _ => return fail(ctx, "Bad CSeq"),
         }
     }
@@ -98,8 +117,16 @@ pub fn check(ctx: &mut MsgCtx<'_>, checks: u32, uri_checks: u32) -> Flow {
 }
 
 fn fixup_check(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
-    let checks = if args.is_empty() { fx.module.int("default_checks") } else { fx.int_arg(args, 0)? };
-    let uri = if args.len() < 2 { fx.module.int("uri_checks") } else { fx.int_arg(args, 1)? };
+    let checks = if args.is_empty() {
+        fx.module.int("default_checks")
+    } else {
+        fx.int_arg(args, 0)?
+    };
+    let uri = if args.len() < 2 {
+        fx.module.int("uri_checks")
+    } else {
+        fx.int_arg(args, 1)?
+    };
     let (checks, uri) = (checks as u32, uri as u32);
     Ok(Box::new(move |ctx| check(ctx, checks, uri)))
 }

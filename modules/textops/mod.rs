@@ -8,16 +8,60 @@ use crate::runtime::flow::Flow;
 /// The `textops` module.
 pub struct Textops;
 
-const REQ: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE).or(RouteMask::BRANCH);
+const REQ: RouteMask = RouteMask::REQUEST
+    .or(RouteMask::FAILURE)
+    .or(RouteMask::BRANCH);
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "append_hf", min_args: 1, max_args: 2, routes: RouteMask::ANY, fixup: fixup_append_hf },
-    FunctionExport { name: "remove_hf", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_remove_hf },
-    FunctionExport { name: "is_present_hf", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_is_present_hf },
-    FunctionExport { name: "is_method", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_is_method },
-    FunctionExport { name: "search", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_search },
-    FunctionExport { name: "has_body", min_args: 0, max_args: 1, routes: RouteMask::ANY, fixup: fixup_has_body },
-    FunctionExport { name: "append_to_reply", min_args: 1, max_args: 1, routes: REQ, fixup: fixup_append_to_reply },
+    FunctionExport {
+        name: "append_hf",
+        min_args: 1,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_append_hf,
+    },
+    FunctionExport {
+        name: "remove_hf",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_remove_hf,
+    },
+    FunctionExport {
+        name: "is_present_hf",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_present_hf,
+    },
+    FunctionExport {
+        name: "is_method",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_method,
+    },
+    FunctionExport {
+        name: "search",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_search,
+    },
+    FunctionExport {
+        name: "has_body",
+        min_args: 0,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_has_body,
+    },
+    FunctionExport {
+        name: "append_to_reply",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_append_to_reply,
+    },
 ];
 
 impl Module for Textops {
@@ -31,11 +75,20 @@ impl Module for Textops {
 
 fn fixup_append_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let f = fx.format_arg(args, 0)?;
-    let after = if args.len() == 2 { Some(fx.str_arg(args, 1)?) } else { None };
+    let after = if args.len() == 2 {
+        Some(fx.str_arg(args, 1)?)
+    } else {
+        None
+    };
     Ok(Box::new(move |ctx| {
         let text = ctx.render(&f);
         match &after {
-            Some(name) => match ctx.msg.find_by_name(name.as_bytes()).next().map(|h| h.span.end()) {
+            Some(name) => match ctx
+                .msg
+                .find_by_name(name.as_bytes())
+                .next()
+                .map(|h| h.span.end())
+            {
                 Some(at) => ctx.lumps.insert(&ctx.msg, at, text.as_bytes()),
                 None => return Flow::False,
             },
@@ -48,7 +101,11 @@ fn fixup_append_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
 fn fixup_remove_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let name = fx.str_arg(args, 0)?;
     Ok(Box::new(move |ctx| {
-        let spans: Vec<_> = ctx.msg.find_by_name(name.as_bytes()).map(|h| h.span).collect();
+        let spans: Vec<_> = ctx
+            .msg
+            .find_by_name(name.as_bytes())
+            .map(|h| h.span)
+            .collect();
         for s in &spans {
             ctx.lumps.delete(&ctx.msg, *s);
         }
@@ -63,13 +120,23 @@ fn fixup_remove_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
 
 fn fixup_is_present_hf(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let name = fx.str_arg(args, 0)?;
-    Ok(Box::new(move |ctx| Flow::from_bool(ctx.msg.find_by_name(name.as_bytes()).next().is_some())))
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(ctx.msg.find_by_name(name.as_bytes()).next().is_some())
+    }))
 }
 
 fn fixup_is_method(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let list = fx.str_arg(args, 0)?;
-    let methods: Vec<String> = list.split('|').map(|m| m.trim().to_ascii_uppercase()).collect();
-    if methods.iter().any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')) {
+    let methods: Vec<String> = list
+        .split('|')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .collect();
+    if methods.iter().any(|m| {
+        m.is_empty()
+            || !m
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+    }) {
         return Err(FixupError::arg(0, format!("bad method list `{list}`")));
     }
     Ok(Box::new(move |ctx| {
@@ -80,11 +147,17 @@ fn fixup_is_method(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
 
 fn fixup_search(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let re = fx.regex_arg(args, 0)?;
-    Ok(Box::new(move |ctx| Flow::from_bool(re.is_match(&String::from_utf8_lossy(ctx.msg.buf())))))
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(re.is_match(&String::from_utf8_lossy(ctx.msg.buf())))
+    }))
 }
 
 fn fixup_has_body(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
-    let mime = if args.is_empty() { None } else { Some(fx.str_arg(args, 0)?.to_ascii_lowercase()) };
+    let mime = if args.is_empty() {
+        None
+    } else {
+        Some(fx.str_arg(args, 0)?.to_ascii_lowercase())
+    };
     Ok(Box::new(move |ctx| {
         if ctx.msg.body().is_empty() {
             return Flow::False;
@@ -92,7 +165,8 @@ fn fixup_has_body(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError
         match &mime {
             None => Flow::True,
             Some(m) => Flow::from_bool(
-                ctx.header_of(ser_sip::HeaderName::ContentType).is_some_and(|ct| ct.to_ascii_lowercase().starts_with(m.as_str())),
+                ctx.header_of(ser_sip::HeaderName::ContentType)
+                    .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(m.as_str())),
             ),
         }
     }))

@@ -7,8 +7,20 @@ use crate::runtime::flow::Flow;
 pub struct Xlog;
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "xlog", min_args: 1, max_args: 2, routes: RouteMask::ANY, fixup: fixup_xlog },
-    FunctionExport { name: "xdbg", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_xdbg },
+    FunctionExport {
+        name: "xlog",
+        min_args: 1,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_xlog,
+    },
+    FunctionExport {
+        name: "xdbg",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_xdbg,
+    },
 ];
 
 impl Module for Xlog {
@@ -23,7 +35,9 @@ impl Module for Xlog {
 /// SER level names (`L_ERR`...) → log levels.
 pub fn parse_level(s: &str) -> Option<log::Level> {
     Some(match s.trim() {
-        "L_ALERT" | "L_BUG" | "L_CRIT" | "L_CRIT2" | "L_ERR" | "-1" | "-2" | "-3" | "-4" | "-5" => log::Level::Error,
+        "L_ALERT" | "L_BUG" | "L_CRIT" | "L_CRIT2" | "L_ERR" | "-1" | "-2" | "-3" | "-4" | "-5" => {
+            log::Level::Error
+        }
         "L_WARN" | "0" => log::Level::Warn,
         "L_NOTICE" | "L_INFO" | "1" | "2" => log::Level::Info,
         "L_DBG" | "3" => log::Level::Debug,
@@ -34,7 +48,11 @@ pub fn parse_level(s: &str) -> Option<log::Level> {
 fn fixup_xlog(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let (level, fi) = if args.len() == 2 {
         let l = fx.str_arg(args, 0)?;
-        (parse_level(&l).ok_or_else(|| FixupError::arg(0, format!("unknown log level `{l}`")))?, 1)
+        (
+            parse_level(&l)
+                .ok_or_else(|| FixupError::arg(0, format!("unknown log level `{l}`")))?,
+            1,
+        )
     } else {
         (log::Level::Error, 0)
     };

@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ser_modules::iface::{Arg, FixupCtx, FunctionExport, Module, ModuleEnv, ParamValue, RouteMask, ScriptNames};
+use ser_modules::iface::{
+    Arg, FixupCtx, FunctionExport, Module, ModuleEnv, ParamValue, RouteMask, ScriptNames,
+};
 use ser_modules::registry::{self, LoadError, Modules};
 use ser_modules::runtime::avp::{parse_prefix, AvpName, AvpRef};
 use ser_modules::runtime::cfg::StaticCfg;
@@ -23,7 +25,6 @@ struct Names {
     avp_flags: HashMap<String, u32>,
     routes: HashSet<(RouteKind, String)>,
 }
-
 
 fn kind_mask(kind: RouteKind) -> RouteMask {
     match kind {
@@ -97,7 +98,11 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
         warnings: Vec::new(),
         modules: Modules::default(),
         core_env: ModuleEnv::new(&Core),
-        names: Names { flags: HashMap::new(), avp_flags: HashMap::new(), routes: HashSet::new() },
+        names: Names {
+            flags: HashMap::new(),
+            avp_flags: HashMap::new(),
+            routes: HashSet::new(),
+        },
         calls: Vec::new(),
         index: HashMap::new(),
         cur: (RouteKind::Request, false),
@@ -110,14 +115,21 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
         if let Item::Route(r) = item {
             let key = (r.kind, r.name.clone());
             if c.index.contains_key(&key) {
-                c.diags.push(Diagnostic::error(r.span, format!("{} is defined twice", label(r.kind, &r.name))));
+                c.diags.push(Diagnostic::error(
+                    r.span,
+                    format!("{} is defined twice", label(r.kind, &r.name)),
+                ));
                 continue;
             }
             c.index.insert(key, routes.len());
             if let Some(n) = &r.name {
                 c.names.routes.insert((r.kind, n.clone()));
             }
-            routes.push(RouteBody { kind: r.kind, name: r.name.clone(), actions: Vec::new() });
+            routes.push(RouteBody {
+                kind: r.kind,
+                name: r.name.clone(),
+                actions: Vec::new(),
+            });
         }
     }
     for item in items {
@@ -127,7 +139,12 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
                     c.diags.push(Diagnostic::error(*span, e.to_string()));
                 }
             }
-            Item::ModParam { modules, param, value, span } => {
+            Item::ModParam {
+                modules,
+                param,
+                value,
+                span,
+            } => {
                 let v = match value {
                     ast::ParamValue::Str(s, _) => ParamValue::Str(s.clone()),
                     ast::ParamValue::Int(i, _) => ParamValue::Int(*i),
@@ -138,13 +155,22 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
                     Ok(()) => {}
                     // the missing `loadmodule` itself is the error to report
                     Err(LoadError::NoModuleMatches(m)) => c.diags.push(
-                        Diagnostic::error(*span, format!("modparam for module `{m}`, which is not loaded"))
-                            .with_note(format!("add loadmodule \"{m}\" before this line")),
+                        Diagnostic::error(
+                            *span,
+                            format!("modparam for module `{m}`, which is not loaded"),
+                        )
+                        .with_note(format!("add loadmodule \"{m}\" before this line")),
                     ),
                     Err(e) => c.diags.push(Diagnostic::error(*span, e.to_string())),
                 }
             }
-            Item::CustomParam { group, name, value, desc, .. } => {
+            Item::CustomParam {
+                group,
+                name,
+                value,
+                desc,
+                ..
+            } => {
                 let v = match &value.kind {
                     ast::ValueKind::Int(i) => Value::Int(*i),
                     ast::ValueKind::Bool(b) => Value::Int(i64::from(*b)),
@@ -156,10 +182,16 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
             _ => {}
         }
     }
-    c.names.routes.extend(c.index.keys().filter_map(|(k, n)| n.clone().map(|n| (*k, n))));
+    c.names.routes.extend(
+        c.index
+            .keys()
+            .filter_map(|(k, n)| n.clone().map(|n| (*k, n))),
+    );
     for item in items {
         if let Item::Route(r) = item {
-            let Some(&idx) = c.index.get(&(r.kind, r.name.clone())) else { continue };
+            let Some(&idx) = c.index.get(&(r.kind, r.name.clone())) else {
+                continue;
+            };
             if routes[idx].actions.is_empty() {
                 c.cur = (r.kind, r.kind == RouteKind::Request && r.name.is_some());
                 routes[idx].actions = c.block(&r.body);
@@ -197,19 +229,28 @@ impl Compiler {
                         let bit = match f.bit {
                             Some(b) if b <= 31 => b,
                             Some(b) => {
-                                self.diags.push(Diagnostic::error(f.span, format!("flag `{}`: bit {b} out of range 0..31", f.name)));
+                                self.diags.push(Diagnostic::error(
+                                    f.span,
+                                    format!("flag `{}`: bit {b} out of range 0..31", f.name),
+                                ));
                                 continue;
                             }
-                            None => match (0..=31).find(|b| !self.names.flags.values().any(|v| v == b)) {
+                            None => match (0..=31)
+                                .find(|b| !self.names.flags.values().any(|v| v == b))
+                            {
                                 Some(b) => b,
                                 None => {
-                                    self.diags.push(Diagnostic::error(f.span, "no free flag bit left"));
+                                    self.diags
+                                        .push(Diagnostic::error(f.span, "no free flag bit left"));
                                     continue;
                                 }
                             },
                         };
                         if self.names.flags.insert(f.name.clone(), bit).is_some() {
-                            self.diags.push(Diagnostic::error(f.span, format!("flag `{}` declared twice", f.name)));
+                            self.diags.push(Diagnostic::error(
+                                f.span,
+                                format!("flag `{}` declared twice", f.name),
+                            ));
                         }
                     }
                 }
@@ -217,7 +258,8 @@ impl Compiler {
                     for (n, span) in names {
                         let bit = self.names.avp_flags.len() as u32;
                         if bit > 7 {
-                            self.diags.push(Diagnostic::error(*span, "too many avpflags (at most 8)"));
+                            self.diags
+                                .push(Diagnostic::error(*span, "too many avpflags (at most 8)"));
                             continue;
                         }
                         self.names.avp_flags.entry(n.clone()).or_insert(bit);
@@ -244,27 +286,47 @@ impl Compiler {
                 }
                 Action::Call(self.function(call)?)
             }
-            Stmt::If { cond, then, otherwise, .. } => {
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+                ..
+            } => {
                 let c = self.expr(cond);
                 let t = self.block(then);
-                let o = otherwise.as_ref().map(|b| self.block(b)).unwrap_or_default();
+                let o = otherwise
+                    .as_ref()
+                    .map(|b| self.block(b))
+                    .unwrap_or_default();
                 Action::If(c?, t, o)
             }
             Stmt::Switch { expr, cases, .. } => {
                 let e = self.expr(expr);
-                let mut sw = Switch { cases: Vec::new(), default: None, body: Vec::new() };
+                let mut sw = Switch {
+                    cases: Vec::new(),
+                    default: None,
+                    body: Vec::new(),
+                };
                 for case in cases {
                     let start = sw.body.len();
                     match &case.label {
                         None => {
                             if sw.default.replace(start).is_some() {
-                                self.diags.push(Diagnostic::error(case.span, "switch has two `default` labels"));
+                                self.diags.push(Diagnostic::error(
+                                    case.span,
+                                    "switch has two `default` labels",
+                                ));
                             }
                         }
                         Some(l) => match l {
                             Expr::Int { value, .. } => sw.cases.push((Value::Int(*value), start)),
-                            Expr::Str { value, .. } => sw.cases.push((Value::Str(value.clone()), start)),
-                            other => self.diags.push(Diagnostic::error(other.span(), "case label must be an integer or string constant")),
+                            Expr::Str { value, .. } => {
+                                sw.cases.push((Value::Str(value.clone()), start))
+                            }
+                            other => self.diags.push(Diagnostic::error(
+                                other.span(),
+                                "case label must be an integer or string constant",
+                            )),
                         },
                     }
                     let body = self.stmts(&case.body);
@@ -284,7 +346,12 @@ impl Compiler {
             Stmt::Exit { .. } => Action::Exit,
             Stmt::Drop { .. } => Action::Drop,
             Stmt::Break { .. } => Action::Break,
-            Stmt::Assign { target, op, value, span } => {
+            Stmt::Assign {
+                target,
+                op,
+                value,
+                span,
+            } => {
                 let pv = self.lvalue(target, *span);
                 let v = self.expr(value);
                 Action::Assign(pv?, v?, *op == ast::AssignOp::ColonAssign)
@@ -296,14 +363,23 @@ impl Compiler {
     fn lvalue(&mut self, target: &Expr, span: Span) -> Option<Pv> {
         let pv = match target {
             Expr::Pvar(_) | Expr::Avp(_) | Expr::Select(_) => self.pv_of(target)?,
-            Expr::Keyword { kw: Keyword::Retcode, .. } => Pv::RetCode,
+            Expr::Keyword {
+                kw: Keyword::Retcode,
+                ..
+            } => Pv::RetCode,
             other => {
-                self.diags.push(Diagnostic::error(other.span(), "only variables can be assigned to"));
+                self.diags.push(Diagnostic::error(
+                    other.span(),
+                    "only variables can be assigned to",
+                ));
                 return None;
             }
         };
         if !pv.is_writable() {
-            self.diags.push(Diagnostic::error(span, format!("`{}` is read-only", target_text(target))));
+            self.diags.push(Diagnostic::error(
+                span,
+                format!("`{}` is read-only", target_text(target)),
+            ));
             return None;
         }
         Some(pv)
@@ -330,14 +406,22 @@ impl Compiler {
             [Expr::Ident { name, .. }] | [Expr::Str { value: name, .. }] => name.clone(),
             [Expr::Int { value, .. }] => value.to_string(),
             _ => {
-                self.diags.push(Diagnostic::error(call.span, "route() takes one route name or number"));
+                self.diags.push(Diagnostic::error(
+                    call.span,
+                    "route() takes one route name or number",
+                ));
                 return None;
             }
         };
         match self.index.get(&(RouteKind::Request, Some(name.clone()))) {
             Some(i) => Some(*i),
             None => {
-                let known: Vec<&str> = self.index.keys().filter(|(k, _)| *k == RouteKind::Request).filter_map(|(_, n)| n.as_deref()).collect();
+                let known: Vec<&str> = self
+                    .index
+                    .keys()
+                    .filter(|(k, _)| *k == RouteKind::Request)
+                    .filter_map(|(_, n)| n.as_deref())
+                    .collect();
                 let mut d = Diagnostic::error(call.span, format!("route `{name}` is not defined"));
                 if let Some(s) = registry::closest(&name, known) {
                     d = d.with_note(format!("did you mean `{s}`?"));
@@ -357,7 +441,10 @@ impl Compiler {
             Expr::Ip { addr, .. } => Arg::Str(addr.to_string()),
             Expr::Pvar(_) | Expr::Avp(_) | Expr::Select(_) => Arg::Pv(self.pv_of(e)?),
             other => {
-                self.diags.push(Diagnostic::error(other.span(), "function arguments must be constants or variables"));
+                self.diags.push(Diagnostic::error(
+                    other.span(),
+                    "function arguments must be constants or variables",
+                ));
                 return None;
             }
         })
@@ -365,15 +452,20 @@ impl Compiler {
 
     /// Resolve a function call, fix up its arguments, return its call-site index.
     fn function(&mut self, call: &ast::Call) -> Option<usize> {
-        let args: Vec<Arg> = call.args.iter().map(|a| self.arg_of(a)).collect::<Option<_>>()?;
-        let (export, env): (&'static FunctionExport, &ModuleEnv) = if let Some(f) = Core.functions().iter().find(|f| f.name == call.name) {
-            (f, &self.core_env)
-        } else if let Some((l, f)) = self.modules.function(&call.name) {
-            (f, &l.env)
-        } else {
-            self.diags.push(self.unknown_function(call));
-            return None;
-        };
+        let args: Vec<Arg> = call
+            .args
+            .iter()
+            .map(|a| self.arg_of(a))
+            .collect::<Option<_>>()?;
+        let (export, env): (&'static FunctionExport, &ModuleEnv) =
+            if let Some(f) = Core.functions().iter().find(|f| f.name == call.name) {
+                (f, &self.core_env)
+            } else if let Some((l, f)) = self.modules.function(&call.name) {
+                (f, &l.env)
+            } else {
+                self.diags.push(self.unknown_function(call));
+                return None;
+            };
         if args.len() < export.min_args || args.len() > export.max_args {
             let want = if export.min_args == export.max_args {
                 format!("{}", export.min_args)
@@ -382,24 +474,47 @@ impl Compiler {
             };
             self.diags.push(Diagnostic::error(
                 call.span,
-                format!("function `{}` takes {want} argument(s), {} given", call.name, args.len()),
+                format!(
+                    "function `{}` takes {want} argument(s), {} given",
+                    call.name,
+                    args.len()
+                ),
             ));
             return None;
         }
         let (kind, named_request) = self.cur;
         if !named_request && !export.routes.allows(kind_mask(kind)) {
-            self.diags.push(Diagnostic::error(call.span, format!("function `{}` cannot be used in {}", call.name, kind_name(kind))));
+            self.diags.push(Diagnostic::error(
+                call.span,
+                format!(
+                    "function `{}` cannot be used in {}",
+                    call.name,
+                    kind_name(kind)
+                ),
+            ));
             return None;
         }
-        let fx = FixupCtx { module: env, names: &self.names };
+        let fx = FixupCtx {
+            module: env,
+            names: &self.names,
+        };
         match (export.fixup)(&fx, &args) {
             Ok(handler) => {
-                self.calls.push(CallSite { name: call.name.clone(), handler });
+                self.calls.push(CallSite {
+                    name: call.name.clone(),
+                    handler,
+                });
                 Some(self.calls.len() - 1)
             }
             Err(e) => {
-                let span = e.arg.and_then(|i| call.args.get(i)).map_or(call.span, |a| a.span());
-                self.diags.push(Diagnostic::error(span, format!("{}: {}", call.name, e.message)));
+                let span = e
+                    .arg
+                    .and_then(|i| call.args.get(i))
+                    .map_or(call.span, |a| a.span());
+                self.diags.push(Diagnostic::error(
+                    span,
+                    format!("{}: {}", call.name, e.message),
+                ));
                 None
             }
         }
@@ -407,9 +522,18 @@ impl Compiler {
 
     fn unknown_function(&self, call: &ast::Call) -> Diagnostic {
         let name = call.name.as_str();
-        if let Some(m) = registry::builtin().iter().find(|m| m.functions().iter().any(|f| f.name == name)) {
-            return Diagnostic::error(call.span, format!("function `{name}` is in module `{}`, which is not loaded", m.name()))
-                .with_note(format!("add loadmodule \"{}\"", m.name()));
+        if let Some(m) = registry::builtin()
+            .iter()
+            .find(|m| m.functions().iter().any(|f| f.name == name))
+        {
+            return Diagnostic::error(
+                call.span,
+                format!(
+                    "function `{name}` is in module `{}`, which is not loaded",
+                    m.name()
+                ),
+            )
+            .with_note(format!("add loadmodule \"{}\"", m.name()));
         }
         if let Some(m) = registry::not_yet_module_of(name) {
             return Diagnostic::error(
@@ -459,7 +583,7 @@ impl Compiler {
                     UnOp::StrEmpty => Rv::StrEmpty(x),
                 }
             }
-            Expr::Binary { op, lhs, rhs, span } => return self.binary(*op, lhs, rhs, *span),
+            Expr::Binary { op, lhs, rhs, .. } => return self.binary(*op, lhs, rhs),
         })
     }
 
@@ -480,28 +604,47 @@ impl Compiler {
             Keyword::Retcode => Kw::Retcode,
             Keyword::MaxLen => Kw::MaxLen,
             Keyword::Myself => {
-                self.diags.push(Diagnostic::error(span, "`myself` can only be compared with `==` / `!=`"));
+                self.diags.push(Diagnostic::error(
+                    span,
+                    "`myself` can only be compared with `==` / `!=`",
+                ));
                 return None;
             }
             other => {
-                self.diags.push(Diagnostic::error(span, format!("keyword `{}` is not supported yet", other.as_str())));
+                self.diags.push(Diagnostic::error(
+                    span,
+                    format!("keyword `{}` is not supported yet", other.as_str()),
+                ));
                 return None;
             }
         })
     }
 
-    fn binary(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr, span: Span) -> Option<Rv> {
+    fn binary(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr) -> Option<Rv> {
         let eq_ne = matches!(op, BinOp::Eq | BinOp::Ne);
         let neg = op == BinOp::Ne;
         // `!method == "X"` parsed as `(!method) == "X"`: SER means `!(method == "X")`
-        if let Expr::Unary { op: UnOp::Not, expr, .. } = lhs {
+        if let Expr::Unary {
+            op: UnOp::Not,
+            expr,
+            ..
+        } = lhs
+        {
             if matches!(**expr, Expr::Keyword { kw, .. } if kw.is_subject()) && eq_ne {
-                let inner = self.binary(op, expr, rhs, span)?;
+                let inner = self.binary(op, expr, rhs)?;
                 return Some(Rv::Not(Box::new(inner)));
             }
         }
         // x == myself
-        let is_myself = |e: &Expr| matches!(e, Expr::Keyword { kw: Keyword::Myself, .. });
+        let is_myself = |e: &Expr| {
+            matches!(
+                e,
+                Expr::Keyword {
+                    kw: Keyword::Myself,
+                    ..
+                }
+            )
+        };
         if eq_ne && (is_myself(rhs) || is_myself(lhs)) {
             let subject = if is_myself(rhs) { lhs } else { rhs };
             let s = self.expr(subject)?;
@@ -520,17 +663,37 @@ impl Compiler {
             }
         }
         // method == "INVITE" / method == CANCEL: case-insensitive
-        if eq_ne && matches!(lhs, Expr::Keyword { kw: Keyword::Method, .. }) {
+        if eq_ne
+            && matches!(
+                lhs,
+                Expr::Keyword {
+                    kw: Keyword::Method,
+                    ..
+                }
+            )
+        {
             if let Expr::Str { value, .. } | Expr::Ident { name: value, .. } = rhs {
                 return Some(Rv::MethodIs(value.clone(), neg));
             }
         }
         // proto == udp, af == inet: names compare upper-case
-        if eq_ne && matches!(lhs, Expr::Keyword { kw: Keyword::Proto | Keyword::Af, .. }) {
+        if eq_ne
+            && matches!(
+                lhs,
+                Expr::Keyword {
+                    kw: Keyword::Proto | Keyword::Af,
+                    ..
+                }
+            )
+        {
             if let Expr::Ident { name, .. } | Expr::Str { value: name, .. } = rhs {
                 let l = self.expr(lhs)?;
                 let r = Rv::Const(Value::Str(name.to_ascii_uppercase()));
-                return Some(Rv::Bin(if neg { Op::Ne } else { Op::Eq }, Box::new(l), Box::new(r)));
+                return Some(Rv::Bin(
+                    if neg { Op::Ne } else { Op::Eq },
+                    Box::new(l),
+                    Box::new(r),
+                ));
             }
         }
         // x =~ "constant regex": compiled now
@@ -592,9 +755,13 @@ pub fn avp_ref(a: &ast::Avp) -> Result<AvpRef, String> {
     match &a.class {
         None => AvpRef::parse_kamailio(&a.name),
         Some(prefix) => {
-            let (track, class) = parse_prefix(prefix).ok_or_else(|| format!("unknown AVP class `{prefix}` in `{}`", a.raw))?;
+            let (track, class) = parse_prefix(prefix)
+                .ok_or_else(|| format!("unknown AVP class `{prefix}` in `{}`", a.raw))?;
             let name = match a.name.strip_prefix("i:") {
-                Some(n) => AvpName::Int(n.parse().map_err(|_| format!("bad AVP id in `{}`", a.raw))?),
+                Some(n) => AvpName::Int(
+                    n.parse()
+                        .map_err(|_| format!("bad AVP id in `{}`", a.raw))?,
+                ),
                 None => AvpName::Str(a.name.strip_prefix("s:").unwrap_or(&a.name).to_owned()),
             };
             Ok(AvpRef { track, class, name })
@@ -613,7 +780,10 @@ pub fn select_of(s: &ast::Select) -> Result<Select, String> {
         }
     }
     if let [first] = s.parts.as_slice() {
-        if let (true, Some(ast::SelectParam::Str(h))) = (first.name == "hf_value" || first.name == "msg", &first.param) {
+        if let (true, Some(ast::SelectParam::Str(h))) = (
+            first.name == "hf_value" || first.name == "msg",
+            &first.param,
+        ) {
             return Ok(Select::Header(h.clone()));
         }
     }

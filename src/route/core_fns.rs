@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 
-use ser_modules::iface::{Arg, FixupCtx, FixupError, FixupFn, FunctionExport, Handler, Module, RouteMask};
+use ser_modules::iface::{
+    Arg, FixupCtx, FixupError, FixupFn, FunctionExport, Handler, Module, RouteMask,
+};
 use ser_modules::runtime::access::{set_uri_part, uri_part};
 use ser_modules::runtime::avp::AvpRef;
 use ser_modules::runtime::ctx::{Branch, MsgCtx, ProcessingError};
@@ -29,9 +31,13 @@ impl Module for Core {
 }
 
 const ANY: RouteMask = RouteMask::ANY;
-const REQ: RouteMask =
-    RouteMask::REQUEST.or(RouteMask::FAILURE).or(RouteMask::BRANCH).or(RouteMask::ONSEND);
-const FWD: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE).or(RouteMask::BRANCH);
+const REQ: RouteMask = RouteMask::REQUEST
+    .or(RouteMask::FAILURE)
+    .or(RouteMask::BRANCH)
+    .or(RouteMask::ONSEND);
+const FWD: RouteMask = RouteMask::REQUEST
+    .or(RouteMask::FAILURE)
+    .or(RouteMask::BRANCH);
 
 const fn f(
     name: &'static str,
@@ -40,7 +46,13 @@ const fn f(
     routes: RouteMask,
     fixup: FixupFn,
 ) -> FunctionExport {
-    FunctionExport { name, min_args, max_args, routes, fixup }
+    FunctionExport {
+        name,
+        min_args,
+        max_args,
+        routes,
+        fixup,
+    }
 }
 
 static CORE: &[FunctionExport] = &[
@@ -123,8 +135,10 @@ pub fn forward(
         Ok(d) => d,
         Err(e) => {
             log::error!("forward: {e}");
-            ctx.last_error =
-                Some(ProcessingError { code: 478, reason: "Unresolvable destination".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 478,
+                reason: "Unresolvable destination".into(),
+            });
             return Flow::False;
         }
     };
@@ -137,8 +151,10 @@ pub fn forward(
         Ok(b) => b,
         Err(e) => {
             log::error!("forward: cannot build the request: {e}");
-            ctx.last_error =
-                Some(ProcessingError { code: 500, reason: "Server Internal Error".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 500,
+                reason: "Server Internal Error".into(),
+            });
             return Flow::False;
         }
     };
@@ -146,7 +162,10 @@ pub fn forward(
         Ok(()) => Flow::True,
         Err(e) => {
             log::error!("forward to {} failed: {e}", dst.addr);
-            ctx.last_error = Some(ProcessingError { code: 500, reason: "Send failed".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 500,
+                reason: "Send failed".into(),
+            });
             Flow::False
         }
     }
@@ -159,7 +178,9 @@ fn forward_fixup(
     via: bool,
 ) -> Result<Handler, FixupError> {
     let hp = host_port_args(fx, args)?;
-    Ok(Box::new(move |ctx| forward(ctx, hp.as_ref().map(|(h, p)| (h.as_str(), *p)), proto, via)))
+    Ok(Box::new(move |ctx| {
+        forward(ctx, hp.as_ref().map(|(h, p)| (h.as_str(), *p)), proto, via)
+    }))
 }
 
 fn fx_forward(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
@@ -233,8 +254,8 @@ fn fx_isflagset(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 fn bflag_args(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<(usize, u32), FixupError> {
     if a.len() == 2 {
         let br = fx.int_arg(a, 0)?;
-        let br =
-            usize::try_from(br).map_err(|_| FixupError::arg(0, format!("bad branch index {br}")))?;
+        let br = usize::try_from(br)
+            .map_err(|_| FixupError::arg(0, format!("bad branch index {br}")))?;
         Ok((br, fx.flag_arg(a, 1)?))
     } else {
         Ok((0, fx.flag_arg(a, 0)?))
@@ -271,13 +292,17 @@ fn fx_resetbflag(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 }
 fn fx_isbflagset(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let (br, bit) = bflag_args(fx, a)?;
-    Ok(Box::new(move |ctx| Flow::from_bool(bflags_of(ctx, br).is_some_and(|f| f.is_set(bit)))))
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(bflags_of(ctx, br).is_some_and(|f| f.is_set(bit)))
+    }))
 }
 
 // ---- R-URI rewriting ---------------------------------------------------
 
 fn rewrite(ctx: &mut MsgCtx<'_>, f: impl FnOnce(&str) -> Result<String, String>) -> Flow {
-    let Some(cur) = ctx.ruri() else { return Flow::False };
+    let Some(cur) = ctx.ruri() else {
+        return Flow::False;
+    };
     match f(&cur) {
         Ok(new) => {
             ctx.new_uri = Some(new);
@@ -295,7 +320,9 @@ fn fx_sethost(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@' || c == ';') {
         return Err(FixupError::arg(0, format!("bad host `{host}`")));
     }
-    Ok(Box::new(move |ctx| rewrite(ctx, |u| set_uri_part(u, UriPart::Host, Some(&host)))))
+    Ok(Box::new(move |ctx| {
+        rewrite(ctx, |u| set_uri_part(u, UriPart::Host, Some(&host)))
+    }))
 }
 
 fn split_host_port(hp: &str) -> Result<(String, Option<String>), String> {
@@ -315,7 +342,10 @@ fn split_host_port(hp: &str) -> Result<(String, Option<String>), String> {
         return Err("empty host".into());
     }
     match port {
-        Some(p) => p.parse::<u16>().map(|p| (host, Some(p.to_string()))).map_err(|_| format!("bad port in `{hp}`")),
+        Some(p) => p
+            .parse::<u16>()
+            .map(|p| (host, Some(p.to_string())))
+            .map_err(|_| format!("bad port in `{hp}`")),
         None => Ok((host, None)),
     }
 }
@@ -334,7 +364,11 @@ fn fx_sethostport(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 fn fx_setuser(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let user = fx.str_arg(a, 0)?;
     Ok(Box::new(move |ctx| {
-        let v = if user.is_empty() { None } else { Some(user.as_str()) };
+        let v = if user.is_empty() {
+            None
+        } else {
+            Some(user.as_str())
+        };
         rewrite(ctx, |u| set_uri_part(u, UriPart::User, v))
     }))
 }
@@ -345,7 +379,11 @@ fn fx_setuserpass(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
         rewrite(ctx, |u| {
             let user = uri_part(u, UriPart::User);
             let base = user.as_str().split(':').next().unwrap_or("").to_owned();
-            let new = if pass.is_empty() { base } else { format!("{base}:{pass}") };
+            let new = if pass.is_empty() {
+                base
+            } else {
+                format!("{base}:{pass}")
+            };
             set_uri_part(u, UriPart::User, Some(&new))
         })
     }))
@@ -356,7 +394,9 @@ fn fx_setport(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     if !p.is_empty() && p.parse::<u16>().is_err() {
         return Err(FixupError::arg(0, format!("bad port `{p}`")));
     }
-    Ok(Box::new(move |ctx| rewrite(ctx, |u| set_uri_part(u, UriPart::Port, Some(&p)))))
+    Ok(Box::new(move |ctx| {
+        rewrite(ctx, |u| set_uri_part(u, UriPart::Port, Some(&p)))
+    }))
 }
 
 fn fx_seturi(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
@@ -379,15 +419,25 @@ fn fx_revert_uri(_fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> 
 fn user_edit(ctx: &mut MsgCtx<'_>, f: impl FnOnce(&str) -> Option<String>) -> Flow {
     rewrite(ctx, |u| {
         let user = uri_part(u, UriPart::User);
-        let cur = if user.is_null() { String::new() } else { user.as_str().into_owned() };
+        let cur = if user.is_null() {
+            String::new()
+        } else {
+            user.as_str().into_owned()
+        };
         let new = f(&cur).ok_or("user part too short")?;
-        set_uri_part(u, UriPart::User, if new.is_empty() { None } else { Some(&new) })
+        set_uri_part(
+            u,
+            UriPart::User,
+            if new.is_empty() { None } else { Some(&new) },
+        )
     })
 }
 
 fn fx_prefix(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let p = fx.str_arg(a, 0)?;
-    Ok(Box::new(move |ctx| user_edit(ctx, |u| Some(format!("{p}{u}")))))
+    Ok(Box::new(move |ctx| {
+        user_edit(ctx, |u| Some(format!("{p}{u}")))
+    }))
 }
 
 fn count_arg(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<usize, FixupError> {
@@ -397,13 +447,20 @@ fn count_arg(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<usize, FixupError> {
 
 fn fx_strip(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let n = count_arg(fx, a)?;
-    Ok(Box::new(move |ctx| user_edit(ctx, |u| u.get(n..).map(str::to_owned))))
+    Ok(Box::new(move |ctx| {
+        user_edit(ctx, |u| u.get(n..).map(str::to_owned))
+    }))
 }
 
 fn fx_strip_tail(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let n = count_arg(fx, a)?;
     Ok(Box::new(move |ctx| {
-        user_edit(ctx, |u| u.len().checked_sub(n).and_then(|k| u.get(..k)).map(str::to_owned))
+        user_edit(ctx, |u| {
+            u.len()
+                .checked_sub(n)
+                .and_then(|k| u.get(..k))
+                .map(str::to_owned)
+        })
     }))
 }
 
@@ -411,7 +468,11 @@ fn fx_strip_tail(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 const MAX_BRANCHES: usize = 12;
 
 fn fx_append_branch(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
-    let uri = if a.is_empty() { None } else { Some(fx.format_arg(a, 0)?) };
+    let uri = if a.is_empty() {
+        None
+    } else {
+        Some(fx.format_arg(a, 0)?)
+    };
     Ok(Box::new(move |ctx| {
         let uri = match &uri {
             Some(f) => ctx.render(f),
@@ -427,7 +488,11 @@ fn fx_append_branch(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError>
         }
         let dst_uri = ctx.dst_uri.clone();
         let bflags = ctx.bflags;
-        ctx.branches.push(Branch { uri, dst_uri, bflags });
+        ctx.branches.push(Branch {
+            uri,
+            dst_uri,
+            bflags,
+        });
         Flow::True
     }))
 }
@@ -437,7 +502,9 @@ fn fx_len_gt(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
         Arg::Ident(s) if s == "max_len" => MAX_LEN,
         _ => fx.int_arg(a, 0)?,
     };
-    Ok(Box::new(move |ctx| Flow::from_bool(ctx.msg_len() as i64 > n)))
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(ctx.msg_len() as i64 > n)
+    }))
 }
 
 fn fx_force_rport(_fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> {
@@ -534,14 +601,19 @@ fn avpflag_args(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<(AvpRef, u32), FixupErro
     };
     let name = fx.str_arg(a, 1)?;
     let bit = fx.names.avp_flag(&name).ok_or_else(|| {
-        FixupError::arg(1, format!("unknown avpflag `{name}` (not declared with `avpflags`)"))
+        FixupError::arg(
+            1,
+            format!("unknown avpflag `{name}` (not declared with `avpflags`)"),
+        )
     })?;
     Ok((avp, bit))
 }
 
 fn fx_setavpflag(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let (avp, bit) = avpflag_args(fx, a)?;
-    Ok(Box::new(move |ctx| Flow::from_bool(ctx.avps.set_flag(&avp, bit))))
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(ctx.avps.set_flag(&avp, bit))
+    }))
 }
 
 fn fx_isavpflagset(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
@@ -557,9 +629,15 @@ mod tests {
 
     #[test]
     fn host_port_split() {
-        assert_eq!(split_host_port("h.org:5070").unwrap(), ("h.org".into(), Some("5070".into())));
+        assert_eq!(
+            split_host_port("h.org:5070").unwrap(),
+            ("h.org".into(), Some("5070".into()))
+        );
         assert_eq!(split_host_port("h.org").unwrap(), ("h.org".into(), None));
-        assert_eq!(split_host_port("[::1]:5060").unwrap(), ("[::1]".into(), Some("5060".into())));
+        assert_eq!(
+            split_host_port("[::1]:5060").unwrap(),
+            ("[::1]".into(), Some("5060".into()))
+        );
         assert!(split_host_port("h:x").is_err());
     }
 }

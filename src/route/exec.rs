@@ -82,7 +82,11 @@ pub struct Exec<'s> {
 impl<'s> Exec<'s> {
     /// A fresh interpreter.
     pub fn new(script: &'s Script) -> Exec<'s> {
-        Exec { script, depth: 0, stop: None }
+        Exec {
+            script,
+            depth: 0,
+            stop: None,
+        }
     }
 
     /// Run one route by index, as a sub-route call: `return`/`break`/end all
@@ -149,7 +153,12 @@ impl<'s> Exec<'s> {
                 if let Some(stop) = self.take_stop() {
                     return stop;
                 }
-                let start = sw.cases.iter().find(|(label, _)| values_eq(label, &v)).map(|(_, i)| *i).or(sw.default);
+                let start = sw
+                    .cases
+                    .iter()
+                    .find(|(label, _)| values_eq(label, &v))
+                    .map(|(_, i)| *i)
+                    .or(sw.default);
                 let Some(start) = start else { return Ctl::Next };
                 match self.block(ctx, &sw.body[start..]) {
                     Ctl::Break => Ctl::Next,
@@ -168,7 +177,9 @@ impl<'s> Exec<'s> {
                         return Ctl::Next;
                     }
                     if n >= max {
-                        log::error!("runaway while loop: stopped after max_while_loops={max} iterations");
+                        log::error!(
+                            "runaway while loop: stopped after max_while_loops={max} iterations"
+                        );
                         return Ctl::Next;
                     }
                     n += 1;

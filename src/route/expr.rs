@@ -165,7 +165,9 @@ impl Exec<'_> {
             Kw::Uri => ctx.ruri().map_or(Value::Null, Value::Str),
             Kw::FromUri => ctx.from_uri().map_or(Value::Null, Value::Str),
             Kw::ToUri => ctx.to_uri().map_or(Value::Null, Value::Str),
-            Kw::Status => ctx.status().map_or(Value::Null, |s| Value::Int(i64::from(s))),
+            Kw::Status => ctx
+                .status()
+                .map_or(Value::Null, |s| Value::Int(i64::from(s))),
             Kw::SrcIp => Value::Str(ctx.src.ip().to_string()),
             Kw::SrcPort => Value::Int(i64::from(ctx.src.port())),
             Kw::DstIp => Value::Str(ctx.local.ip().to_string()),
@@ -208,7 +210,8 @@ impl Exec<'_> {
             Rv::Myself(x, neg) => {
                 let v = self.eval(ctx, x);
                 let s = v.as_str();
-                let ours = if s.contains(':') && !s.starts_with('[') && s.parse::<IpAddr>().is_err() {
+                let ours = if s.contains(':') && !s.starts_with('[') && s.parse::<IpAddr>().is_err()
+                {
                     ctx.env.myself.matches_uri(&s)
                 } else {
                     ctx.env.myself.matches(&s, None)
@@ -217,7 +220,10 @@ impl Exec<'_> {
             }
             Rv::IpIn(x, net, prefix, neg) => {
                 let v = self.eval(ctx, x);
-                let inside = v.as_str().parse::<IpAddr>().is_ok_and(|ip| ip_in_net(ip, *net, *prefix));
+                let inside = v
+                    .as_str()
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip_in_net(ip, *net, *prefix));
                 b(inside != *neg)
             }
             Rv::MethodIs(m, neg) => b(ctx.method().eq_ignore_ascii_case(m) != *neg),

@@ -27,8 +27,15 @@ impl Table {
         let mut diags = Vec::new();
         let mut out = Vec::new();
         for r in rules {
-            match (compile_regex(&r.method_re, true), compile_regex(&r.uri_re, true)) {
-                (Ok(method), Ok(uri)) => out.push(Rule { method, uri, dest: r.dest.clone() }),
+            match (
+                compile_regex(&r.method_re, true),
+                compile_regex(&r.uri_re, true),
+            ) {
+                (Ok(method), Ok(uri)) => out.push(Rule {
+                    method,
+                    uri,
+                    dest: r.dest.clone(),
+                }),
                 (Err(e), _) | (_, Err(e)) => diags.push(Diagnostic::error(r.span, e)),
             }
         }
@@ -46,7 +53,11 @@ impl Table {
         }
         let method = ctx.method().to_owned();
         let uri = ctx.ruri().unwrap_or_default();
-        match self.rules.iter().find(|r| r.method.is_match(&method) && r.uri.is_match(&uri)) {
+        match self
+            .rules
+            .iter()
+            .find(|r| r.method.is_match(&method) && r.uri.is_match(&uri))
+        {
             Some(rule) => {
                 let flow = forward(ctx, Some((rule.dest.as_str(), None)), None, true);
                 ctx.retcode = flow.to_int();

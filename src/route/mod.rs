@@ -42,7 +42,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { max_while_loops: 100, max_recursion: 100 }
+        LoadOptions {
+            max_while_loops: 100,
+            max_recursion: 100,
+        }
     }
 }
 
@@ -125,7 +128,9 @@ impl Script {
     /// Run one route table entry at top level (tm uses this for failure,
     /// branch and onreply routes).
     pub fn run_route(&self, kind: RouteKind, name: Option<&str>, ctx: &mut MsgCtx<'_>) -> Outcome {
-        let Some(idx) = self.route_index(kind, name) else { return Outcome::NoRoute };
+        let Some(idx) = self.route_index(kind, name) else {
+            return Outcome::NoRoute;
+        };
         let mut ex = Exec::new(self);
         let ctl = ex.block(ctx, &self.routes[idx].actions);
         ctl_outcome(ctl)
@@ -199,7 +204,8 @@ impl Script {
     /// [`RouteRunner`] (tm runs failure/onreply/branch routes through it).
     pub fn into_shared(self) -> Arc<Script> {
         let shared = Arc::new(self);
-        let weak: std::sync::Weak<dyn RouteRunner> = Arc::downgrade(&(shared.clone() as Arc<dyn RouteRunner>));
+        let weak: std::sync::Weak<dyn RouteRunner> =
+            Arc::downgrade(&(shared.clone() as Arc<dyn RouteRunner>));
         shared.modules.set_route_runner(weak);
         shared
     }
@@ -225,7 +231,9 @@ fn mask_kind(mask: RouteMask) -> Option<RouteKind> {
 
 impl RouteRunner for Script {
     fn run_route(&self, kind: RouteMask, name: &str, ctx: &mut MsgCtx<'_>) -> RouteEnd {
-        let Some(kind) = mask_kind(kind) else { return RouteEnd::Missing };
+        let Some(kind) = mask_kind(kind) else {
+            return RouteEnd::Missing;
+        };
         let name = if name.is_empty() { None } else { Some(name) };
         match Script::run_route(self, kind, name, ctx) {
             Outcome::Done => RouteEnd::Done,
