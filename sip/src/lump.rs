@@ -438,6 +438,44 @@ bodyJUNK";
     }
 
     #[test]
+    fn header_edits_keep_order() {
+        let m = msg();
+        let mut l = Lumps::new();
+        let to = m.find(HeaderName::To).unwrap();
+        l.replace_header_body(&m, to, b"<sip:carol@example.com>");
+        l.remove_header(&m, m.find(HeaderName::CallId).unwrap());
+        l.add_header_lines(&m, b"X-A: 1\r\nX-B: 2");
+        l.add_header(&m, b"X-C", b"3");
+        let out = s(&apply(&m, &l).unwrap());
+        assert!(
+            out.contains("To: <sip:carol@example.com>\r\nCSeq: 1 INVITE\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Content-Length: 4\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\n\r\nbody"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unterminated_header_section() {
+        let m = SipMsg::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1".to_vec(),
+        )
+        .unwrap();
+        let mut l = Lumps::new();
+        l.add_received(&m, "192.0.2.1:5060".parse().unwrap())
+            .unwrap();
+        l.add_header(&m, b"X", b"1");
+        let out = s(&apply(&m, &l).unwrap());
+        assert_eq!(
+            out,
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;received=192.0.2.1\r\n\
+X: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn overlap_is_an_error() {
         let m = msg();
         let mut l = Lumps::new();

@@ -191,3 +191,38 @@ fn reactions_to_invalid_messages() {
     assert_eq!(code_of("scalarlg.dat"), None);
     assert!(replied.len() >= 12, "{replied:?}");
 }
+
+/// On a stream, every valid torture message with a Content-Length frames
+/// to exactly the message the datagram parser sees; without one it is a
+/// framing error.
+#[test]
+fn stream_framing_agrees_with_datagram_parse() {
+    use ser_sip::{frame_stream, Framing};
+    for rel in ["rfc4475", "rfc5118/wire"] {
+        for (file, expected) in manifest(rel) {
+            if expected != "valid" {
+                continue;
+            }
+            let raw = std::fs::read(dir(rel).join(&file)).unwrap();
+            let m = SipMsg::parse(raw.clone()).unwrap();
+            let framed = frame_stream(&raw);
+            match m.content_length() {
+                Some(_) => assert_eq!(framed, Framing::Complete(m.msg_len()), "{rel}/{file}"),
+                None => assert!(
+                    matches!(framed, Framing::Error(_)),
+                    "{rel}/{file}: {framed:?}"
+                ),
+            }
+            // Every strict prefix of the message needs more bytes.
+            for cut in [1, raw.len() / 2, m.msg_len().saturating_sub(1)] {
+                if m.content_length().is_some() && cut > 0 && cut < m.msg_len() {
+                    assert_eq!(
+                        frame_stream(&raw[..cut]),
+                        Framing::NeedMore,
+                        "{rel}/{file} cut {cut}"
+                    );
+                }
+            }
+        }
+    }
+}
