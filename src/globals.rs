@@ -42,6 +42,8 @@ pub struct Globals {
     pub tcp_children: Option<u32>,
     /// `-T`, `disable_tcp=yes`.
     pub disable_tcp: bool,
+    /// `tcp_connection_lifetime=`, seconds.
+    pub tcp_lifetime: u32,
     /// `-m`, MB.
     pub shm_mb: u32,
     /// `-b`: receive buffer probing ceiling.
@@ -91,6 +93,7 @@ impl Default for Globals {
             children: 8,
             tcp_children: None,
             disable_tcp: false,
+            tcp_lifetime: 120,
             shm_mb: DEFAULT_SHM_MB,
             rcvbuf_max: MAX_RECV_BUFFER_SIZE as u32,
             user: None,
@@ -198,6 +201,7 @@ impl Globals {
                     "children" => self.children = ranged(value)?,
                     "tcp_children" => self.tcp_children = Some(ranged(value)?),
                     "disable_tcp" => self.disable_tcp = boolean(value)?,
+                    "tcp_connection_lifetime" => self.tcp_lifetime = ranged(value)?,
                     "user" | "uid" => self.user = Some(text(value)?),
                     "group" | "gid" => self.group = Some(text(value)?),
                     "chroot" => self.chroot = Some(text(value)?.into()),

@@ -140,13 +140,17 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
     if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);
     }
+    let has_tcp = sockets.iter().any(|s| s.proto() == Proto::Tcp);
+    if has_tcp && g.tcp_workers() == 0 {
+        return fail(&"listening on tcp needs at least one tcp worker (-N, tcp_children)");
+    }
     let plan = SpawnPlan::new(&PlanInput {
         udp_sockets: sockets
             .iter()
             .filter(|s| s.proto() == Proto::Udp)
             .map(|s| s.name().to_string())
             .collect(),
-        tcp: sockets.iter().any(|s| s.proto() == Proto::Tcp),
+        tcp: has_tcp,
         children: g.children as usize,
         tcp_children: g.tcp_workers() as usize,
         dont_fork: g.fork_mode() == ForkMode::NoFork,
@@ -172,6 +176,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
         sockets,
         init,
         grace: SHUTDOWN_GRACE,
+        tcp_lifetime: Duration::from_secs(u64::from(g.tcp_lifetime.max(1))),
         on_usr1: &usr1,
         notice,
     });

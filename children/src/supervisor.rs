@@ -35,6 +35,8 @@ pub struct Setup<'a> {
     pub init: &'a dyn ChildInit,
     /// How long children get between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Idle TCP connections are closed after this long.
+    pub tcp_lifetime: Duration,
     /// Run on SIGUSR1 in main (SER logs memory statistics).
     pub on_usr1: &'a dyn Fn(),
     /// Lets a waiting daemon creator exit once everything is forked.
@@ -135,6 +137,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         grace,
         on_usr1,
         notice,
+        ..
     } = setup;
 
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
@@ -342,7 +345,13 @@ fn child_main(
             };
             let _ = workers;
             let mut handler = setup.init.handler(spec.rank);
-            tcp::worker_loop(setup.sockets, link, handler.as_mut(), &stop);
+            tcp::worker_loop(
+                setup.sockets,
+                link,
+                handler.as_mut(),
+                setup.tcp_lifetime,
+                &stop,
+            );
         }
     }
     0

@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
@@ -23,6 +23,13 @@ use ser_sip::{frame_stream, Framing};
 
 use crate::handler::{SipHandler, StreamReply};
 use crate::socket::{ListenSocket, Proto};
+
+/// SER's default `tcp_connection_lifetime`: an idle connection is closed
+/// after this long.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Most connections one worker holds; more are refused (closed at once).
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 2048;
 
 /// How often blocked loops look at their stop flag.
 const STOP_POLL_MS: u16 = 250;
@@ -141,6 +148,7 @@ struct Conn {
     peer: SocketAddr,
     sock: usize,
     buf: Vec<u8>,
+    last_read: Instant,
 }
 
 struct Reply<'a>(&'a mut TcpStream);
@@ -158,11 +166,12 @@ impl StreamReply for Reply<'_> {
 }
 
 /// A TCP worker: takes connections from tcp main and handles their messages
-/// until `stop` is set.
+/// until `stop` is set. A connection idle for `lifetime` is closed.
 pub fn worker_loop(
     sockets: &[ListenSocket],
     link: UnixStream,
     handler: &mut dyn SipHandler,
+    lifetime: Duration,
     stop: &AtomicBool,
 ) {
     let mut conns: Vec<Conn> = Vec::new();
@@ -176,7 +185,25 @@ pub fn worker_loop(
                 .iter()
                 .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
         );
-        match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
+        let polled = poll(&mut fds, PollTimeout::from(STOP_POLL_MS));
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let now = Instant::now();
+        let before = conns.len();
+        conns.retain(|c| now.duration_since(c.last_read) < lifetime);
+        if conns.len() != before {
+            // Indices moved; what is readable stays readable for the next
+            // (level-triggered) poll.
+            log::debug!(
+                "tcp worker: closed {} idle connections",
+                before - conns.len()
+            );
+            continue;
+        }
+        match polled {
             Ok(0) => continue,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -186,11 +213,6 @@ pub fn worker_loop(
                 continue;
             }
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
         let mut closed = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {
             if ready[i + 1] && !read_conn(c, sockets, handler, &mut chunk) {
@@ -205,11 +227,15 @@ pub fn worker_loop(
                 Ok(Some((sock, fd))) => {
                     let stream = TcpStream::from(fd);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
+                        (Ok(peer), _) if conns.len() >= MAX_CONNECTIONS_PER_WORKER => {
+                            log::warn!("tcp worker: too many connections, refusing {peer}")
+                        }
                         (Ok(peer), Ok(())) if sock < sockets.len() => conns.push(Conn {
                             stream,
                             peer,
                             sock,
                             buf: Vec::new(),
+                            last_read: Instant::now(),
                         }),
                         _ => log::warn!("tcp worker: dropping unusable connection"),
                     }
@@ -236,7 +262,10 @@ fn read_conn(
     loop {
         match c.stream.read(chunk) {
             Ok(0) => return false,
-            Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                c.buf.extend_from_slice(&chunk[..n]);
+                c.last_read = Instant::now();
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return false,
@@ -322,7 +351,7 @@ mod tests {
         };
         let worker = {
             let (s, st) = (sockets.clone(), stop.clone());
-            std::thread::spawn(move || worker_loop(&s, w, &mut Echo, &st))
+            std::thread::spawn(move || worker_loop(&s, w, &mut Echo, DEFAULT_LIFETIME, &st))
         };
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -336,6 +365,38 @@ mod tests {
         assert_eq!(&got, format!("got {}\n", msg.len()).as_bytes());
         stop.store(true, Ordering::Relaxed);
         main.join().unwrap();
+        worker.join().unwrap();
+    }
+
+    #[test]
+    fn idle_connections_are_closed_after_the_lifetime() {
+        use std::sync::Arc;
+        let sockets = Arc::new(vec![ListenSocket::bind(
+            Proto::Tcp,
+            "127.0.0.1:0".parse().unwrap(),
+            0,
+        )
+        .unwrap()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, w) = UnixStream::pair().unwrap();
+        let worker = {
+            let (s, st) = (sockets.clone(), stop.clone());
+            std::thread::spawn(move || {
+                worker_loop(&s, w, &mut Echo, Duration::from_millis(300), &st)
+            })
+        };
+        let l = sockets[0].tcp().unwrap();
+        let mut c = TcpStream::connect(sockets[0].addr()).unwrap();
+        let (srv, _) = l.accept().unwrap();
+        send_fd(&m, &0u32.to_ne_bytes(), srv.as_raw_fd()).unwrap();
+        drop(srv);
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut buf = [0u8; 8];
+        // EOF once the worker drops the idle connection.
+        assert_eq!(c.read(&mut buf).unwrap(), 0);
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        stop.store(true, Ordering::Relaxed);
         worker.join().unwrap();
     }
 }
