@@ -110,6 +110,11 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
     };
     let fail = |e: &dyn std::fmt::Display| {
         log::error!("{e}");
+        if !g.log_stderr {
+            // Still the terminal's stderr (a daemon releases it only when
+            // forking the children).
+            eprintln!("ser: {e}");
+        }
         daemon::remove_pid_files(&dopts);
         EXIT_ERROR
     };

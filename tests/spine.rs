@@ -510,21 +510,23 @@ fn daemon_writes_pid_file_and_stops_on_sigterm() {
     let pidfile = dir.path("ser.pid");
     let pgidfile = dir.path("ser.pgid");
     let listen = format!("udp:127.0.0.1:{}", free_port());
-    let out = Command::new(SER)
-        .args(["-f", cfg.to_str().unwrap(), "-l", &listen, "-n", "2", "-T"])
+    let mut out = Command::new(SER);
+    out.args(["-f", cfg.to_str().unwrap(), "-l", &listen, "-n", "2", "-T"])
         .args([
             "-P",
             pidfile.to_str().unwrap(),
             "-G",
             pgidfile.to_str().unwrap(),
         ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    // The creator returns once the daemon is up.
-    assert!(out.status.success());
+        .stdin(Stdio::null());
+    // The creator returns once the daemon is up, and nothing keeps its
+    // stdout/stderr pipes open (else this would wait for the daemon).
+    let out = output_within(&mut out, Duration::from_secs(5), &pidfile);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pid: i32 = fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -727,4 +729,59 @@ fn a_request_reaches_the_script_and_is_answered() {
         let reply = String::from_utf8_lossy(&buf[..n]);
         assert!(reply.starts_with("SIP/2.0 200 OK from ser\r\n"), "{reply}");
     }
+}
+
+/// Runs `cmd` to completion with piped output, at most `limit`; on timeout
+/// kills the daemon named in `pidfile` (and its children) and fails.
+fn output_within(cmd: &mut Command, limit: Duration, pidfile: &Path) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            if let Some(pid) = fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                let _guard = Ser {
+                    child: None,
+                    log: PathBuf::new(),
+                    daemon_pid: Some(pid),
+                };
+            }
+            panic!("the daemon's creator did not return in {limit:?}");
+        }
+    }
+}
+
+#[test]
+fn daemon_start_failure_reaches_the_terminal() {
+    let dir = TmpDir::new("daemon-fail");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = format!("udp:127.0.0.1:{}", busy.local_addr().unwrap().port());
+    let mut cmd = Command::new(SER);
+    cmd.args([
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        &listen,
+        "-T",
+        "-P",
+        pidfile.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null());
+    let out = output_within(&mut cmd, Duration::from_secs(5), &pidfile);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("ser: bind {listen}: ")), "{err}");
+    assert!(!pidfile.exists());
 }

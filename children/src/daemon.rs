@@ -56,18 +56,37 @@ pub struct DaemonOptions {
 
 /// The daemon's end of the start-up pipe: [`StartNotice::started`] lets the
 /// creator exit 0; dropping it unsent makes the creator exit 1.
+///
+/// A daemon keeps the creator's stderr until [`StartNotice::release_stderr`]
+/// (called just before the children are forked), so start-up errors still
+/// reach the terminal that started it.
 #[derive(Debug)]
-pub struct StartNotice(Option<OwnedFd>);
+pub struct StartNotice {
+    pipe: Option<OwnedFd>,
+    close_stderr: bool,
+}
 
 impl StartNotice {
     /// No creator is waiting (foreground modes).
     pub fn none() -> StartNotice {
-        StartNotice(None)
+        StartNotice {
+            pipe: None,
+            close_stderr: false,
+        }
+    }
+
+    /// Points stderr at /dev/null if this daemon logs elsewhere; afterwards
+    /// no process holds the creator's terminal.
+    pub fn release_stderr(&self) -> Result<(), Error> {
+        if self.close_stderr {
+            redirect_stdio(&[2])?;
+        }
+        Ok(())
     }
 
     /// Tells the creator the server is up.
     pub fn started(mut self) {
-        if let Some(fd) = self.0.take() {
+        if let Some(fd) = self.pipe.take() {
             let mut f = File::from(fd);
             let _ = f.write_all(b"1");
         }
@@ -105,8 +124,11 @@ pub fn detach(opts: &DaemonOptions) -> Result<StartNotice, Error> {
             Forked::Parent(_) => std::process::exit(0),
             Forked::Child => {}
         }
-        redirect_stdio(opts.log_stderr)?;
-        notice = StartNotice(Some(wr));
+        redirect_stdio(&[0, 1])?;
+        notice = StartNotice {
+            pipe: Some(wr),
+            close_stderr: !opts.log_stderr,
+        };
     }
     write_pid_files(opts)?;
     Ok(notice)
@@ -137,17 +159,13 @@ pub fn remove_pid_files(opts: &DaemonOptions) {
     }
 }
 
-fn redirect_stdio(keep_stderr: bool) -> Result<(), Error> {
+fn redirect_stdio(fds: &[i32]) -> Result<(), Error> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
         .map_err(|e| Error::io("open /dev/null", e))?;
-    let mut fds = vec![0, 1];
-    if !keep_stderr {
-        fds.push(2);
-    }
-    for fd in fds {
+    for &fd in fds {
         unistd::dup2(null.as_raw_fd(), fd).map_err(|e| Error::io("dup2", e.into()))?;
     }
     Ok(())

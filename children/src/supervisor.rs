@@ -92,6 +92,7 @@ fn udp_sockets(sockets: &[ListenSocket]) -> Vec<&ListenSocket> {
 /// only; children exit inside.
 pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     sys::ensure_single_threaded()?;
+    setup.notice.release_stderr()?;
     sys::ignore_signal(Signal::SIGPIPE)?;
     main_sigset()
         .thread_block()
