@@ -43,6 +43,8 @@ pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
+pub mod tm;
+pub mod tmx;
 pub mod uri_db;
 pub mod usrloc;
 pub mod xlog;

@@ -16,6 +16,8 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::pv::Pv,
         &crate::sanity::Sanity,
         &crate::kex::Kex,
+        &crate::tm::Tm,
+        &crate::tmx::Tmx,
         &crate::usrloc::Usrloc,
         &crate::registrar::Registrar,
         &crate::auth::AuthModule,
@@ -35,26 +37,6 @@ pub fn find_builtin(name: &str) -> Option<&'static dyn Module> {
 /// functions configs commonly call.  Lets `-c` say "t_relay is in module tm,
 /// which is not available" instead of "unknown function".
 pub const NOT_YET: &[(&str, &[&str])] = &[
-    (
-        "tm",
-        &[
-            "t_relay",
-            "t_relay_cancel",
-            "t_on_failure",
-            "t_on_reply",
-            "t_on_branch",
-            "t_check_status",
-            "t_set_fr",
-            "t_check_trans",
-            "t_newtran",
-            "t_reply",
-            "t_release",
-            "t_is_canceled",
-            "t_forward_nonack",
-            "t_lookup_request",
-        ],
-    ),
-    ("tmx", &["t_reply_callid", "t_flush_flags"]),
     (
         "rr",
         &[
@@ -359,7 +341,7 @@ mod tests {
     fn load_and_modparam() {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
-        assert_eq!(m.load("tm").err(), Some(LoadError::NotYet("tm".into())));
+        assert_eq!(m.load("rr").err(), Some(LoadError::NotYet("rr".into())));
         assert_eq!(
             m.load("bogus").err(),
             Some(LoadError::Unknown("bogus".into()))
@@ -370,7 +352,7 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
         m.modparam(
-            "tm|maxfwd",
+            "rr|maxfwd",
             "max_limit",
             &ParamValue::Str("30".into()),
             &no_flags,
@@ -378,7 +360,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
         assert!(m
-            .modparam("tm", "fr_timer", &ParamValue::Int(1), &no_flags)
+            .modparam("rr", "enable_full_lr", &ParamValue::Int(1), &no_flags)
             .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),
