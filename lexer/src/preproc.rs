@@ -237,7 +237,12 @@ impl<'o> Pre<'o> {
     /// Scans one text to its end.
     fn scan(&mut self, src: &Src) {
         let t = src.text;
-        let mut i = 0;
+        // A UTF-8 byte order mark at the start of a file is not text.
+        let mut i = if src.remap.is_none() && t.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
         while i < t.len() {
             if !self.active() {
                 i = self.skip_inactive(src, i);

@@ -87,6 +87,11 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// An empty span at the end of the last token.
+    pub fn end_span(&self) -> Span {
+        self.eof_span()
+    }
+
     fn eof_span(&self) -> Span {
         self.toks
             .last()
@@ -115,7 +120,7 @@ impl<'a> Translator<'a> {
             }
             if let Some(i) = idx {
                 resume_at = Some(i + dropped);
-                if i >= self.synthetic_from {
+                if i >= self.synthetic_from && i < self.toks.len() {
                     continue;
                 }
             }

@@ -202,7 +202,12 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
         Err(e) => (Vec::new(), Some(e)),
     };
     let tr = errors::Translator::new(&toks, &lexed.sources, lex_error_spans, truncated, synthetic);
+    let failed = fatal.is_some() || !sink.recovered.is_empty();
     errors.extend(tr.translate(std::mem::take(&mut sink.recovered), fatal));
+    if failed && errors.is_empty() {
+        // Every syntax error was judged a consequence of another; never accept the file.
+        errors.push(Diagnostic::error(tr.end_span(), "syntax error"));
+    }
     for d in sink.diags {
         match d.severity {
             Severity::Error => errors.push(d),
@@ -220,5 +225,44 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
         errors,
         warnings,
         dialect: lexed.dialect,
+    }
+}
+
+/// Parses a single expression (`$rU == "alice" && src_ip == 10.0.0.0/8`), e.g. for RPC
+/// commands or tests. Defines and `#!` directives are not available. Errors come back
+/// rendered (with the caret under the problem).
+pub fn parse_expr(text: &str) -> Result<ast::Expr, String> {
+    let lexed = ser_lexer::lex_str("<expr>", text, &ser_lexer::LexOptions::default());
+    let mut errors = lexed.errors;
+    let toks = lexed.tokens;
+    if let Some(d) = tokens::check_complexity(&toks) {
+        errors.push(d);
+    }
+    let mut sink = actions::Sink {
+        dialect: lexed.dialect,
+        ..Default::default()
+    };
+    let mut expr = None;
+    if errors.is_empty() {
+        let parser = grammar::ExprParser::new();
+        let result = parser.parse(&mut sink, toks.iter().cloned().map(Ok::<_, String>));
+        let fatal = match result {
+            Ok(e) => {
+                expr = Some(e);
+                None
+            }
+            Err(e) => Some(e),
+        };
+        let tr = errors::Translator::new(&toks, &lexed.sources, Vec::new(), false, 0);
+        errors.extend(tr.translate(std::mem::take(&mut sink.recovered), fatal));
+        errors.extend(
+            sink.diags
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error),
+        );
+    }
+    match expr {
+        Some(e) if errors.is_empty() => Ok(e),
+        _ => Err(errors.iter().map(|d| render(&lexed.sources, d)).collect()),
     }
 }

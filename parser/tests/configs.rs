@@ -235,3 +235,16 @@ fn golden_kamailio_3_1_all_features() {
         "kamailio-3.1-all.ast",
     );
 }
+
+#[test]
+fn configs_with_crlf_line_ends_parse_the_same() {
+    for file in ["ser-0.8.8.cfg", "ser-oob-3.0.cfg", "kamailio-3.1.cfg"] {
+        let path = shared_configs().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lf = ser_parser::parse_str(file, &text, &ParseOptions::default()).unwrap();
+        let crlf =
+            ser_parser::parse_str(file, &text.replace('\n', "\r\n"), &ParseOptions::default())
+                .unwrap_or_else(|e| panic!("{file} with CRLF: {e:?}"));
+        assert_eq!(lf.config.items().len(), crlf.config.items().len(), "{file}");
+    }
+}

@@ -457,3 +457,19 @@ fn unknown_core_parameter_suggests_a_name() {
 fn message_keywords_in_keyword_enum() {
     assert_eq!(Keyword::MsgLen.as_str(), "msg:len");
 }
+
+#[test]
+fn single_expression_entry_point() {
+    let e = ser_parser::parse_expr("$rU == \"alice\" && src_ip == 10.0.0.0/8").unwrap();
+    assert_eq!(sx(&e), "(And (Eq pv:$rU \"alice\") (Eq src_ip 10.0.0.0/8))");
+    let err = ser_parser::parse_expr("1 + ").unwrap_err();
+    assert!(err.starts_with("<expr>:1:"), "{err}");
+}
+
+#[test]
+fn crlf_line_ends_and_byte_order_mark() {
+    let text = "\u{feff}#!KAMAILIO\r\n#!ifdef X\r\ndebug=4\r\n#!else\r\ndebug=2\r\n#!endif\r\nroute {\r\n\texit;\r\n}\r\n";
+    let p = parse_str("t.cfg", text, &ParseOptions::default()).unwrap();
+    assert_eq!(p.config.items().len(), 2);
+    assert_eq!(p.dialect, Some(ser_parser::Dialect::Kamailio));
+}
