@@ -1,0 +1,474 @@
+//! usrloc / registrar / auth / auth_db through the routing engine: configs
+//! parsed by ser-parser, loaded by `ser::route::load`, modules initialised,
+//! real REGISTER and INVITE messages run through the script with a
+//! recording transport.  Digest responses are computed here, independently.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser_modules::db::{self, DbValue};
+use ser_parser::{render, ParseOptions};
+use ser_sip::SipMsg;
+
+const SRC: &str = "192.0.2.10:5070";
+const LOCAL: &str = "127.0.0.1:5060";
+
+fn shm() {
+    let _ = ser_shm::init_once(64 << 20);
+}
+
+fn load(cfg: &str) -> Script {
+    shm();
+    let parsed = ser_parser::parse_str("registrar.cfg", cfg, &ParseOptions::default())
+        .unwrap_or_else(|d| panic!("parse failed: {d:?}"));
+    let script = route::load(&parsed, &LoadOptions::default())
+        .unwrap_or_else(|ds| panic!("config rejected:\n{}", ds.iter().map(|d| render(&parsed.sources, d)).collect::<String>()));
+    script.init_modules().expect("modules init");
+    script
+}
+
+/// A scratch directory removed on drop.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(tag: &str) -> TmpDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("ser-registrar-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TmpDir(p)
+    }
+    fn db_url(&self) -> String {
+        format!("sqlite://{}/ser.db", self.0.display())
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A SQLite database with our schema and one subscriber alice/secret.
+fn subscriber_db(dir: &TmpDir) -> String {
+    let url = dir.db_url();
+    db::with(&url, |c| {
+        c.batch(db::schema("sqlite").unwrap())?;
+        c.insert(
+            "subscriber",
+            &[
+                ("username", DbValue::Str("alice".into())),
+                ("domain", DbValue::Str("example.com".into())),
+                ("password", DbValue::Str("secret".into())),
+                ("ha1", DbValue::Str(md5_hex("alice:example.com:secret"))),
+            ],
+        )
+    })
+    .unwrap();
+    url
+}
+
+/// MD5 in hex (the primitive is checked against RFC 2617 in the unit tests;
+/// HA1, HA2 and the response are composed here independently).
+fn md5_hex(s: &str) -> String {
+    ser_modules::auth::digest::Alg::Md5.h(&[s.as_bytes()])
+}
+
+fn env(rec: &Arc<Recorder>) -> Env {
+    let mut myself = Myself::default();
+    myself.add("127.0.0.1", Some(5060));
+    myself.add("example.com", None);
+    let listen = vec![Listen { proto: Proto::Udp, addr: LOCAL.parse().unwrap(), advertise: None }];
+    Env::new(rec.clone(), myself, listen)
+}
+
+fn register(user: &str, callid: &str, cseq: u32, extra: &str) -> SipMsg {
+    let text = format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-{}-{cseq};rport\r\n\
+         From: <sip:{user}@example.com>;tag=f{cseq}\r\n\
+         To: <sip:{user}@example.com>\r\n\
+         Call-ID: {callid}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         User-Agent: regtest/1.0\r\n\
+         {extra}\
+         Content-Length: 0\r\n\r\n",
+        callid.replace(['@', '.'], "-")
+    );
+    SipMsg::parse(text.into_bytes()).expect("REGISTER parses")
+}
+
+fn invite(ruri: &str) -> SipMsg {
+    let text = format!(
+        "INVITE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK-inv-1\r\n\
+         From: <sip:bob@example.com>;tag=b1\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: inv-1@192.0.2.20\r\n\
+         CSeq: 1 INVITE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    SipMsg::parse(text.into_bytes()).expect("INVITE parses")
+}
+
+/// What a run produced: the replies (parsed) and the context's routing state.
+struct Run {
+    replies: Vec<SipMsg>,
+    new_uri: Option<String>,
+    dst_uri: Option<String>,
+    branches: Vec<String>,
+}
+
+impl Run {
+    fn status(&self) -> Vec<u16> {
+        self.replies.iter().filter_map(|m| m.status()).collect()
+    }
+    fn reason(&self) -> String {
+        self.replies.first().and_then(|m| m.reason()).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default()
+    }
+    fn header(&self, name: &str) -> Vec<String> {
+        self.replies
+            .iter()
+            .flat_map(|m| m.find_by_name(name.as_bytes()).map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned()).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+fn run(script: &Script, msg: SipMsg) -> Run {
+    let rec = Arc::new(Recorder::default());
+    let mut env = env(&rec);
+    env.cfg = script.cfg();
+    let src: SocketAddr = SRC.parse().unwrap();
+    let mut ctx = MsgCtx::new(msg, &env, src, LOCAL.parse().unwrap(), Proto::Udp);
+    let out = script.run_request(&mut ctx);
+    let sent = rec.take();
+    if std::env::var("REG_DEBUG").is_ok() {
+        eprintln!("outcome {out:?} rc {} sent {:?}", ctx.retcode, sent.iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>());
+    }
+    let replies = sent.into_iter().filter_map(|(_, b)| SipMsg::parse(b).ok()).filter(|m| !m.is_request()).collect();
+    Run {
+        replies,
+        new_uri: ctx.new_uri.clone(),
+        dst_uri: ctx.dst_uri.clone(),
+        branches: ctx.branches.iter().map(|b| b.uri.clone()).collect(),
+    }
+}
+
+fn registrar_cfg(table: &str, params: &str) -> String {
+    format!(
+        "loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\n{params}\n\
+         route {{\n\
+           if (method==\"REGISTER\") {{ save(\"{table}\"); exit; }}\n\
+           lookup(\"{table}\");\n\
+           switch ($rc) {{\n\
+             case 1: sl_send_reply(\"299\", \"Found\"); exit;\n\
+             case -2: sl_send_reply(\"405\", \"Method Not Allowed\"); exit;\n\
+             default: sl_send_reply(\"404\", \"Not Found\"); exit;\n\
+           }}\n\
+         }}\n"
+    )
+}
+
+#[test]
+fn register_replies_with_contacts_and_lookup_rewrites_the_ruri() {
+    let s = load(&registrar_cfg("loc_basic", ""));
+    let r = run(&s, register("alice", "c1@h", 1, "Contact: <sip:alice@192.0.2.10:5070>;expires=600;q=0.1\r\n"));
+    assert_eq!(r.status(), vec![200]);
+    let contacts = r.header("Contact");
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert!(contacts[0].starts_with("<sip:alice@192.0.2.10:5070>;expires="), "{contacts:?}");
+    assert!(contacts[0].ends_with(";q=0.1"), "{contacts:?}");
+    let exp: u32 = contacts[0].split(";expires=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    assert!((598..=600).contains(&exp), "{exp}");
+
+    // A second device with a higher q becomes the first target.
+    let r = run(&s, register("alice", "c2@h", 1, "Contact: <sip:alice@192.0.2.11:5070>;q=0.9\r\nExpires: 300\r\n"));
+    assert_eq!(r.status(), vec![200]);
+    assert_eq!(r.header("Contact").len(), 2);
+
+    let r = run(&s, invite("sip:alice@example.com"));
+    assert_eq!(r.status(), vec![299]);
+    assert_eq!(r.new_uri.as_deref(), Some("sip:alice@192.0.2.11:5070"));
+    assert_eq!(r.branches, vec!["sip:alice@192.0.2.10:5070".to_string()]);
+
+    let r = run(&s, invite("sip:nobody@example.com"));
+    assert_eq!(r.status(), vec![404]);
+    assert_eq!(r.new_uri, None);
+}
+
+#[test]
+fn interval_too_brief_and_expires_bounds() {
+    let s = load(&registrar_cfg(
+        "loc_bounds",
+        "modparam(\"registrar\", \"min_expires\", 60)\nmodparam(\"registrar\", \"max_expires\", 120)",
+    ));
+    let r = run(&s, register("bob", "b1@h", 1, "Contact: <sip:bob@192.0.2.10>\r\nExpires: 10\r\n"));
+    assert_eq!(r.status(), vec![423]);
+    assert_eq!(r.header("Min-Expires"), vec!["60".to_string()]);
+    assert_eq!(run(&s, invite("sip:bob@example.com")).status(), vec![404]);
+
+    // Above max_expires: granted max_expires.
+    let r = run(&s, register("bob", "b1@h", 2, "Contact: <sip:bob@192.0.2.10>\r\nExpires: 3600\r\n"));
+    assert_eq!(r.status(), vec![200]);
+    let c = r.header("Contact");
+    let exp: u32 = c[0].rsplit('=').next().unwrap().parse().unwrap();
+    assert!((118..=120).contains(&exp), "{c:?}");
+}
+
+#[test]
+fn star_with_expires_zero_removes_all_bindings() {
+    let s = load(&registrar_cfg("loc_star", ""));
+    for (i, ip) in ["192.0.2.1", "192.0.2.2"].iter().enumerate() {
+        let r = run(&s, register("carol", &format!("s{i}@h"), 1, &format!("Contact: <sip:carol@{ip}>\r\n")));
+        assert_eq!(r.status(), vec![200]);
+    }
+    assert_eq!(run(&s, invite("sip:carol@example.com")).status(), vec![299]);
+    // `*` without Expires: 0 is invalid.
+    assert_eq!(run(&s, register("carol", "s9@h", 1, "Contact: *\r\n")).status(), vec![400]);
+    let r = run(&s, register("carol", "s9@h", 2, "Contact: *\r\nExpires: 0\r\n"));
+    assert_eq!(r.status(), vec![200]);
+    assert!(r.header("Contact").is_empty());
+    assert_eq!(run(&s, invite("sip:carol@example.com")).status(), vec![404]);
+    // A single binding removed with expires=0.
+    run(&s, register("carol", "s10@h", 1, "Contact: <sip:carol@192.0.2.1>, <sip:carol@192.0.2.2>\r\n"));
+    let r = run(&s, register("carol", "s10@h", 2, "Contact: <sip:carol@192.0.2.1>;expires=0\r\n"));
+    assert_eq!(r.header("Contact").len(), 1);
+}
+
+#[test]
+fn max_contacts_is_enforced() {
+    let s = load(&registrar_cfg("loc_max", "modparam(\"registrar\", \"max_contacts\", 2)"));
+    let r = run(&s, register("dave", "d1@h", 1, "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>, <sip:d@192.0.2.3>\r\n"));
+    assert_eq!(r.status(), vec![503]);
+    assert_eq!(run(&s, invite("sip:dave@example.com")).status(), vec![404]);
+    assert_eq!(run(&s, register("dave", "d1@h", 2, "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>\r\n")).status(), vec![200]);
+    assert_eq!(run(&s, register("dave", "d2@h", 1, "Contact: <sip:d@192.0.2.3>\r\n")).status(), vec![503]);
+}
+
+#[test]
+fn method_filtering_returns_minus_two() {
+    let s = load(&registrar_cfg("loc_methods", "modparam(\"registrar\", \"method_filtering\", 1)"));
+    run(&s, register("erin", "e1@h", 1, "Contact: <sip:erin@192.0.2.5>\r\nAllow: MESSAGE, OPTIONS\r\n"));
+    let r = run(&s, invite("sip:erin@example.com"));
+    assert_eq!(r.status(), vec![405]);
+}
+
+#[test]
+fn ser_3_names_save_contacts_and_lookup_contacts() {
+    let cfg = "loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\n\
+               route { if (method==\"REGISTER\") { if (!save_contacts(\"loc_ser\")) { sl_reply(\"500\", \"x\"); }; drop; }\n\
+               if (lookup_contacts(\"loc_ser\")) { sl_reply(\"299\", \"Found\"); drop; } sl_reply(\"404\", \"Not Found\"); }\n";
+    let s = load(cfg);
+    assert_eq!(run(&s, register("fay", "f1@h", 1, "Contact: <sip:fay@192.0.2.6>\r\n")).status(), vec![200]);
+    let r = run(&s, invite("sip:fay@example.com"));
+    assert_eq!(r.status(), vec![299]);
+    assert_eq!(r.new_uri.as_deref(), Some("sip:fay@192.0.2.6"));
+}
+
+fn digest_param(h: &str, name: &str) -> String {
+    let i = h.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {h}"));
+    let rest = &h[i + name.len() + 1..];
+    let v = rest.split(',').next().unwrap().trim();
+    v.trim_matches('"').to_owned()
+}
+
+fn authorization(user: &str, password: &str, realm: &str, nonce: &str, uri: &str, qop: bool) -> String {
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+    if qop {
+        let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n"
+        )
+    } else {
+        let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm=MD5\r\n"
+        )
+    }
+}
+
+fn auth_cfg(url: &str, table: &str, qop: &str, calc: &str) -> String {
+    format!(
+        "loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\nloadmodule \"auth\"\nloadmodule \"auth_db\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+         {calc}\n\
+         route {{\n\
+           if (method==\"REGISTER\") {{\n\
+             if (!www_authorize(\"$td\", \"subscriber\")) {{ www_challenge(\"$td\", \"{qop}\"); exit; }}\n\
+             if ($au != $tU) {{ sl_send_reply(\"403\", \"Forbidden auth ID\"); exit; }}\n\
+             consume_credentials();\n\
+             save(\"{table}\"); exit;\n\
+           }}\n\
+           sl_send_reply(\"404\", \"Not Found\");\n\
+         }}\n"
+    )
+}
+
+#[test]
+fn digest_challenge_then_register_with_plain_password() {
+    let dir = TmpDir::new("auth");
+    let url = subscriber_db(&dir);
+    let s = load(&auth_cfg(
+        &url,
+        "loc_auth",
+        "1",
+        "modparam(\"auth_db\", \"calculate_ha1\", yes)\nmodparam(\"auth_db\", \"password_column\", \"password\")",
+    ));
+    let contact = "Contact: <sip:alice@192.0.2.10:5070>\r\n";
+    let r = run(&s, register("alice", "a1@h", 1, contact));
+    assert_eq!(r.status(), vec![401]);
+    let ch = r.header("WWW-Authenticate");
+    assert_eq!(ch.len(), 1);
+    assert!(ch[0].starts_with("Digest realm=\"example.com\""), "{ch:?}");
+    assert!(ch[0].contains("qop=\"auth\""), "{ch:?}");
+    let nonce = digest_param(&ch[0], "nonce");
+
+    let good = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", true);
+    let r = run(&s, register("alice", "a1@h", 2, &format!("{good}{contact}")));
+    assert_eq!(r.status(), vec![200], "good credentials");
+    assert_eq!(r.header("Contact").len(), 1);
+
+    // The same nonce-count again is a replay: challenged with stale=true.
+    let r = run(&s, register("alice", "a1@h", 3, &format!("{good}{contact}")));
+    assert_eq!(r.status(), vec![401]);
+    assert!(r.header("WWW-Authenticate")[0].contains("stale=true"));
+
+    // Wrong password: challenged again, nothing saved for mallory.
+    let bad = authorization("alice", "wrong", "example.com", &nonce, "sip:example.com", false);
+    let r = run(&s, register("alice", "a1@h", 4, &format!("{bad}{contact}")));
+    assert_eq!(r.status(), vec![401]);
+
+    // Unknown user.
+    let unknown = authorization("mallory", "secret", "example.com", &nonce, "sip:example.com", false);
+    let r = run(&s, register("mallory", "m1@h", 1, &format!("{unknown}Contact: <sip:m@192.0.2.66>\r\n")));
+    assert_eq!(r.status(), vec![401]);
+}
+
+#[test]
+fn stored_ha1_and_return_codes() {
+    let dir = TmpDir::new("ha1");
+    let url = subscriber_db(&dir);
+    // Kamailio default: password_column = ha1 (stored HA1), no qop.
+    let cfg = format!(
+        "loadmodule \"sl\"\nloadmodule \"auth\"\nloadmodule \"auth_db\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+         route {{\n\
+           www_authorize(\"example.com\", \"subscriber\");\n\
+           switch ($rc) {{\n\
+             case 1: sl_send_reply(\"200\", \"OK\"); exit;\n\
+             case -2: sl_send_reply(\"402\", \"Invalid Password\"); exit;\n\
+             case -3: sl_send_reply(\"403\", \"Invalid User\"); exit;\n\
+             case -5: www_challenge(\"example.com\", \"0\"); exit;\n\
+             default: sl_send_reply(\"499\", \"Other $rc\"); exit;\n\
+           }}\n\
+         }}\n"
+    );
+    let s = load(&cfg);
+    let r = run(&s, register("alice", "h1@h", 1, ""));
+    assert_eq!(r.status(), vec![401]);
+    let ch = &r.header("WWW-Authenticate")[0];
+    assert!(!ch.contains("qop"), "{ch}");
+    let nonce = digest_param(ch, "nonce");
+    let ok = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", false);
+    assert_eq!(run(&s, register("alice", "h1@h", 2, &ok)).status(), vec![200]);
+    let bad = authorization("alice", "nope", "example.com", &nonce, "sip:example.com", false);
+    assert_eq!(run(&s, register("alice", "h1@h", 3, &bad)).status(), vec![402]);
+    let who = authorization("zed", "secret", "example.com", &nonce, "sip:example.com", false);
+    assert_eq!(run(&s, register("zed", "h1@h", 4, &who)).status(), vec![403]);
+    // A nonce we never issued.
+    let forged = authorization("alice", "secret", "example.com", &"0".repeat(48), "sip:example.com", false);
+    let r = run(&s, register("alice", "h1@h", 5, &forged));
+    assert_eq!(r.status(), vec![499]);
+    assert_eq!(r.reason(), "Other -4", "a nonce we did not issue is stale");
+}
+
+#[test]
+fn database_down_is_an_error_not_a_crash() {
+    let cfg = "loadmodule \"sl\"\nloadmodule \"auth\"\nloadmodule \"auth_db\"\n\
+               modparam(\"auth_db\", \"db_url\", \"sqlite:///nonexistent-dir-ser/x.db\")\n\
+               route { www_authorize(\"example.com\", \"subscriber\"); if ($rc == -5) { www_challenge(\"example.com\", \"1\"); exit; } sl_reply_error(); }\n";
+    let s = load(cfg);
+    let r = run(&s, register("alice", "x1@h", 1, ""));
+    let nonce = digest_param(&r.header("WWW-Authenticate")[0], "nonce");
+    let cred = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", true);
+    let r = run(&s, register("alice", "x1@h", 2, &cred));
+    assert_eq!(r.status(), vec![500]);
+}
+
+#[test]
+fn write_through_persists_and_startup_loads_from_the_database() {
+    let dir = TmpDir::new("ul1");
+    let url = dir.db_url();
+    db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
+    let cfg = |table: &str| {
+        registrar_cfg(
+            table,
+            &format!("modparam(\"usrloc\", \"db_mode\", 1)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"),
+        )
+    };
+    let s = load(&cfg("location"));
+    assert_eq!(run(&s, register("gina", "g1@h", 1, "Contact: <sip:gina@192.0.2.7>;expires=900\r\n")).status(), vec![200]);
+    let rows = db::with(&url, |c| c.query("location", &["contact", "callid", "user_agent", "cseq"], &[("username", DbValue::Str("gina".into()))], None)).unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![
+            DbValue::Str("sip:gina@192.0.2.7".into()),
+            DbValue::Str("g1@h".into()),
+            DbValue::Str("regtest/1.0".into()),
+            DbValue::Int(1)
+        ]]
+    );
+    // A binding present only in the database (written by a previous run)
+    // is in memory after start-up.
+    db::with(&url, |c| {
+        c.batch("CREATE TABLE loc_boot AS SELECT * FROM location WHERE 0")?;
+        c.insert(
+            "loc_boot",
+            &[
+                ("ruid", DbValue::Str("boot-1".into())),
+                ("username", DbValue::Str("hank".into())),
+                ("contact", DbValue::Str("sip:hank@192.0.2.8".into())),
+                ("expires", DbValue::DateTime(ser_modules::usrloc::now() as i64 + 600)),
+                ("q", DbValue::Double(1.0)),
+                ("callid", DbValue::Str("old@h".into())),
+                ("cseq", DbValue::Int(5)),
+                ("last_modified", DbValue::DateTime(1)),
+                ("flags", DbValue::Int(0)),
+                ("cflags", DbValue::Int(0)),
+                ("user_agent", DbValue::Str("ua".into())),
+                ("reg_id", DbValue::Int(0)),
+            ],
+        )
+    })
+    .unwrap();
+    let s2 = load(&cfg("loc_boot"));
+    let r = run(&s2, invite("sip:hank@example.com"));
+    assert_eq!(r.status(), vec![299]);
+    assert_eq!(r.new_uri.as_deref(), Some("sip:hank@192.0.2.8"));
+    // Removal is written through too.
+    run(&s2, register("hank", "old@h", 6, "Contact: *\r\nExpires: 0\r\n"));
+    let rows = db::with(&url, |c| c.query("loc_boot", &["contact"], &[], None)).unwrap();
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn db_only_mode_reads_and_writes_the_table() {
+    let dir = TmpDir::new("ul3");
+    let url = dir.db_url();
+    db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
+    let s = load(&registrar_cfg(
+        "location",
+        &format!("modparam(\"usrloc\", \"db_mode\", 3)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"),
+    ));
+    assert_eq!(run(&s, register("ivy", "i1@h", 1, "Contact: <sip:ivy@192.0.2.9>\r\n")).status(), vec![200]);
+    let r = run(&s, invite("sip:ivy@example.com"));
+    assert_eq!(r.new_uri.as_deref(), Some("sip:ivy@192.0.2.9"));
+    assert_eq!(r.dst_uri, None);
+}
