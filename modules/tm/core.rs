@@ -336,6 +336,14 @@ enum Completion {
     Relay { branch: usize },
 }
 
+/// An emptied bucket gives its storage back, so a burst of calls does not
+/// pin shm for ever.
+fn release_empty(b: &mut ShmVec<TxSlot>) {
+    if b.is_empty() && b.capacity() > 0 {
+        *b = ShmVec::new();
+    }
+}
+
 fn read_tx(slot: &TxSlot) -> TxData {
     TxData::decode(&slot.0)
 }
@@ -923,6 +931,7 @@ impl Tm {
             b.iter().position(|s| s.0[0] == t.id).map(|i| {
                 let waiting = read_tx(&b[i]).delete_at != 0;
                 drop(b.swap_remove(i));
+                release_empty(&mut b);
                 waiting
             })
         };
@@ -952,6 +961,12 @@ impl Tm {
         let Some((t, bno)) = parse_branch(&branch) else {
             return true;
         };
+        let cseq_method = ctx.msg.cseq().map(|c| ctx.msg.s(c.method_span));
+        if cseq_method.is_ok_and(|m| m.eq_ignore_ascii_case(b"CANCEL")) {
+            // A reply to a CANCEL we sent hop-by-hop (same branch as the
+            // INVITE): absorbed.
+            return false;
+        }
         let Some(meta) = self.meta(t) else {
             log::debug!("tm: reply {code} for a transaction no longer here; stateless forwarding");
             return true;
@@ -999,6 +1014,11 @@ impl Tm {
             let d = read_tx(s);
             let Some(b) = s.5.get_mut(bno) else { return };
             let mut bd = read_br(b);
+            if d.invite && (200..300).contains(&code) && bd.state == State::Terminated {
+                // A retransmitted (or another) 2xx: relayed end to end again.
+                relay_now = true;
+                return;
+            }
             let next = match client_next(d.invite, bd.state, ClientEvent::Reply(code)) {
                 Ok(n) => n,
                 Err(_) => return, // late or bogus: absorbed
@@ -1290,6 +1310,7 @@ impl Tm {
                 if d.delete_at != 0 && d.delete_at <= now {
                     // Wait timer: freed here, exactly once, under the bucket lock.
                     drop(b.swap_remove(i));
+                    release_empty(&mut b);
                     self.bump(Stat::Freed, 1);
                     self.bump(Stat::Waiting, -1);
                     continue;
