@@ -24,8 +24,14 @@ fn load(cfg: &str) -> Script {
     shm();
     let parsed = ser_parser::parse_str("registrar.cfg", cfg, &ParseOptions::default())
         .unwrap_or_else(|d| panic!("parse failed: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default())
-        .unwrap_or_else(|ds| panic!("config rejected:\n{}", ds.iter().map(|d| render(&parsed.sources, d)).collect::<String>()));
+    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
+        panic!(
+            "config rejected:\n{}",
+            ds.iter()
+                .map(|d| render(&parsed.sources, d))
+                .collect::<String>()
+        )
+    });
     script.init_modules().expect("modules init");
     script
 }
@@ -37,7 +43,8 @@ impl TmpDir {
     fn new(tag: &str) -> TmpDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("ser-registrar-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("ser-registrar-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TmpDir(p)
@@ -82,7 +89,11 @@ fn env(rec: &Arc<Recorder>) -> Env {
     let mut myself = Myself::default();
     myself.add("127.0.0.1", Some(5060));
     myself.add("example.com", None);
-    let listen = vec![Listen { proto: Proto::Udp, addr: LOCAL.parse().unwrap(), advertise: None }];
+    let listen = vec![Listen {
+        proto: Proto::Udp,
+        addr: LOCAL.parse().unwrap(),
+        advertise: None,
+    }];
     Env::new(rec.clone(), myself, listen)
 }
 
@@ -128,12 +139,20 @@ impl Run {
         self.replies.iter().filter_map(|m| m.status()).collect()
     }
     fn reason(&self) -> String {
-        self.replies.first().and_then(|m| m.reason()).map(|r| String::from_utf8_lossy(r).into_owned()).unwrap_or_default()
+        self.replies
+            .first()
+            .and_then(|m| m.reason())
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .unwrap_or_default()
     }
     fn header(&self, name: &str) -> Vec<String> {
         self.replies
             .iter()
-            .flat_map(|m| m.find_by_name(name.as_bytes()).map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned()).collect::<Vec<_>>())
+            .flat_map(|m| {
+                m.find_by_name(name.as_bytes())
+                    .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }
@@ -147,9 +166,19 @@ fn run(script: &Script, msg: SipMsg) -> Run {
     let out = script.run_request(&mut ctx);
     let sent = rec.take();
     if std::env::var("REG_DEBUG").is_ok() {
-        eprintln!("outcome {out:?} rc {} sent {:?}", ctx.retcode, sent.iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect::<Vec<_>>());
+        eprintln!(
+            "outcome {out:?} rc {} sent {:?}",
+            ctx.retcode,
+            sent.iter()
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+        );
     }
-    let replies = sent.into_iter().filter_map(|(_, b)| SipMsg::parse(b).ok()).filter(|m| !m.is_request()).collect();
+    let replies = sent
+        .into_iter()
+        .filter_map(|(_, b)| SipMsg::parse(b).ok())
+        .filter(|m| !m.is_request())
+        .collect();
     Run {
         replies,
         new_uri: ctx.new_uri.clone(),
@@ -176,17 +205,44 @@ fn registrar_cfg(table: &str, params: &str) -> String {
 #[test]
 fn register_replies_with_contacts_and_lookup_rewrites_the_ruri() {
     let s = load(&registrar_cfg("loc_basic", ""));
-    let r = run(&s, register("alice", "c1@h", 1, "Contact: <sip:alice@192.0.2.10:5070>;expires=600;q=0.1\r\n"));
+    let r = run(
+        &s,
+        register(
+            "alice",
+            "c1@h",
+            1,
+            "Contact: <sip:alice@192.0.2.10:5070>;expires=600;q=0.1\r\n",
+        ),
+    );
     assert_eq!(r.status(), vec![200]);
     let contacts = r.header("Contact");
     assert_eq!(contacts.len(), 1, "{contacts:?}");
-    assert!(contacts[0].starts_with("<sip:alice@192.0.2.10:5070>;expires="), "{contacts:?}");
+    assert!(
+        contacts[0].starts_with("<sip:alice@192.0.2.10:5070>;expires="),
+        "{contacts:?}"
+    );
     assert!(contacts[0].ends_with(";q=0.1"), "{contacts:?}");
-    let exp: u32 = contacts[0].split(";expires=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+    let exp: u32 = contacts[0]
+        .split(";expires=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((598..=600).contains(&exp), "{exp}");
 
     // A second device with a higher q becomes the first target.
-    let r = run(&s, register("alice", "c2@h", 1, "Contact: <sip:alice@192.0.2.11:5070>;q=0.9\r\nExpires: 300\r\n"));
+    let r = run(
+        &s,
+        register(
+            "alice",
+            "c2@h",
+            1,
+            "Contact: <sip:alice@192.0.2.11:5070>;q=0.9\r\nExpires: 300\r\n",
+        ),
+    );
     assert_eq!(r.status(), vec![200]);
     assert_eq!(r.header("Contact").len(), 2);
 
@@ -206,13 +262,29 @@ fn interval_too_brief_and_expires_bounds() {
         "loc_bounds",
         "modparam(\"registrar\", \"min_expires\", 60)\nmodparam(\"registrar\", \"max_expires\", 120)",
     ));
-    let r = run(&s, register("bob", "b1@h", 1, "Contact: <sip:bob@192.0.2.10>\r\nExpires: 10\r\n"));
+    let r = run(
+        &s,
+        register(
+            "bob",
+            "b1@h",
+            1,
+            "Contact: <sip:bob@192.0.2.10>\r\nExpires: 10\r\n",
+        ),
+    );
     assert_eq!(r.status(), vec![423]);
     assert_eq!(r.header("Min-Expires"), vec!["60".to_string()]);
     assert_eq!(run(&s, invite("sip:bob@example.com")).status(), vec![404]);
 
     // Above max_expires: granted max_expires.
-    let r = run(&s, register("bob", "b1@h", 2, "Contact: <sip:bob@192.0.2.10>\r\nExpires: 3600\r\n"));
+    let r = run(
+        &s,
+        register(
+            "bob",
+            "b1@h",
+            2,
+            "Contact: <sip:bob@192.0.2.10>\r\nExpires: 3600\r\n",
+        ),
+    );
     assert_eq!(r.status(), vec![200]);
     let c = r.header("Contact");
     let exp: u32 = c[0].rsplit('=').next().unwrap().parse().unwrap();
@@ -223,36 +295,107 @@ fn interval_too_brief_and_expires_bounds() {
 fn star_with_expires_zero_removes_all_bindings() {
     let s = load(&registrar_cfg("loc_star", ""));
     for (i, ip) in ["192.0.2.1", "192.0.2.2"].iter().enumerate() {
-        let r = run(&s, register("carol", &format!("s{i}@h"), 1, &format!("Contact: <sip:carol@{ip}>\r\n")));
+        let r = run(
+            &s,
+            register(
+                "carol",
+                &format!("s{i}@h"),
+                1,
+                &format!("Contact: <sip:carol@{ip}>\r\n"),
+            ),
+        );
         assert_eq!(r.status(), vec![200]);
     }
     assert_eq!(run(&s, invite("sip:carol@example.com")).status(), vec![299]);
     // `*` without Expires: 0 is invalid.
-    assert_eq!(run(&s, register("carol", "s9@h", 1, "Contact: *\r\n")).status(), vec![400]);
-    let r = run(&s, register("carol", "s9@h", 2, "Contact: *\r\nExpires: 0\r\n"));
+    assert_eq!(
+        run(&s, register("carol", "s9@h", 1, "Contact: *\r\n")).status(),
+        vec![400]
+    );
+    let r = run(
+        &s,
+        register("carol", "s9@h", 2, "Contact: *\r\nExpires: 0\r\n"),
+    );
     assert_eq!(r.status(), vec![200]);
     assert!(r.header("Contact").is_empty());
     assert_eq!(run(&s, invite("sip:carol@example.com")).status(), vec![404]);
     // A single binding removed with expires=0.
-    run(&s, register("carol", "s10@h", 1, "Contact: <sip:carol@192.0.2.1>, <sip:carol@192.0.2.2>\r\n"));
-    let r = run(&s, register("carol", "s10@h", 2, "Contact: <sip:carol@192.0.2.1>;expires=0\r\n"));
+    run(
+        &s,
+        register(
+            "carol",
+            "s10@h",
+            1,
+            "Contact: <sip:carol@192.0.2.1>, <sip:carol@192.0.2.2>\r\n",
+        ),
+    );
+    let r = run(
+        &s,
+        register(
+            "carol",
+            "s10@h",
+            2,
+            "Contact: <sip:carol@192.0.2.1>;expires=0\r\n",
+        ),
+    );
     assert_eq!(r.header("Contact").len(), 1);
 }
 
 #[test]
 fn max_contacts_is_enforced() {
-    let s = load(&registrar_cfg("loc_max", "modparam(\"registrar\", \"max_contacts\", 2)"));
-    let r = run(&s, register("dave", "d1@h", 1, "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>, <sip:d@192.0.2.3>\r\n"));
+    let s = load(&registrar_cfg(
+        "loc_max",
+        "modparam(\"registrar\", \"max_contacts\", 2)",
+    ));
+    let r = run(
+        &s,
+        register(
+            "dave",
+            "d1@h",
+            1,
+            "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>, <sip:d@192.0.2.3>\r\n",
+        ),
+    );
     assert_eq!(r.status(), vec![503]);
     assert_eq!(run(&s, invite("sip:dave@example.com")).status(), vec![404]);
-    assert_eq!(run(&s, register("dave", "d1@h", 2, "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>\r\n")).status(), vec![200]);
-    assert_eq!(run(&s, register("dave", "d2@h", 1, "Contact: <sip:d@192.0.2.3>\r\n")).status(), vec![503]);
+    assert_eq!(
+        run(
+            &s,
+            register(
+                "dave",
+                "d1@h",
+                2,
+                "Contact: <sip:d@192.0.2.1>, <sip:d@192.0.2.2>\r\n"
+            )
+        )
+        .status(),
+        vec![200]
+    );
+    assert_eq!(
+        run(
+            &s,
+            register("dave", "d2@h", 1, "Contact: <sip:d@192.0.2.3>\r\n")
+        )
+        .status(),
+        vec![503]
+    );
 }
 
 #[test]
 fn method_filtering_returns_minus_two() {
-    let s = load(&registrar_cfg("loc_methods", "modparam(\"registrar\", \"method_filtering\", 1)"));
-    run(&s, register("erin", "e1@h", 1, "Contact: <sip:erin@192.0.2.5>\r\nAllow: MESSAGE, OPTIONS\r\n"));
+    let s = load(&registrar_cfg(
+        "loc_methods",
+        "modparam(\"registrar\", \"method_filtering\", 1)",
+    ));
+    run(
+        &s,
+        register(
+            "erin",
+            "e1@h",
+            1,
+            "Contact: <sip:erin@192.0.2.5>\r\nAllow: MESSAGE, OPTIONS\r\n",
+        ),
+    );
     let r = run(&s, invite("sip:erin@example.com"));
     assert_eq!(r.status(), vec![405]);
 }
@@ -263,20 +406,36 @@ fn ser_3_names_save_contacts_and_lookup_contacts() {
                route { if (method==\"REGISTER\") { if (!save_contacts(\"loc_ser\")) { sl_reply(\"500\", \"x\"); }; drop; }\n\
                if (lookup_contacts(\"loc_ser\")) { sl_reply(\"299\", \"Found\"); drop; } sl_reply(\"404\", \"Not Found\"); }\n";
     let s = load(cfg);
-    assert_eq!(run(&s, register("fay", "f1@h", 1, "Contact: <sip:fay@192.0.2.6>\r\n")).status(), vec![200]);
+    assert_eq!(
+        run(
+            &s,
+            register("fay", "f1@h", 1, "Contact: <sip:fay@192.0.2.6>\r\n")
+        )
+        .status(),
+        vec![200]
+    );
     let r = run(&s, invite("sip:fay@example.com"));
     assert_eq!(r.status(), vec![299]);
     assert_eq!(r.new_uri.as_deref(), Some("sip:fay@192.0.2.6"));
 }
 
 fn digest_param(h: &str, name: &str) -> String {
-    let i = h.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {h}"));
+    let i = h
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in {h}"));
     let rest = &h[i + name.len() + 1..];
     let v = rest.split(',').next().unwrap().trim();
     v.trim_matches('"').to_owned()
 }
 
-fn authorization(user: &str, password: &str, realm: &str, nonce: &str, uri: &str, qop: bool) -> String {
+fn authorization(
+    user: &str,
+    password: &str,
+    realm: &str,
+    nonce: &str,
+    uri: &str,
+    qop: bool,
+) -> String {
     let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
     let ha2 = md5_hex(&format!("REGISTER:{uri}"));
     if qop {
@@ -330,24 +489,59 @@ fn digest_challenge_then_register_with_plain_password() {
     assert!(ch[0].contains("qop=\"auth\""), "{ch:?}");
     let nonce = digest_param(&ch[0], "nonce");
 
-    let good = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", true);
-    let r = run(&s, register("alice", "a1@h", 2, &format!("{good}{contact}")));
+    let good = authorization(
+        "alice",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        true,
+    );
+    let r = run(
+        &s,
+        register("alice", "a1@h", 2, &format!("{good}{contact}")),
+    );
     assert_eq!(r.status(), vec![200], "good credentials");
     assert_eq!(r.header("Contact").len(), 1);
 
     // The same nonce-count again is a replay: challenged with stale=true.
-    let r = run(&s, register("alice", "a1@h", 3, &format!("{good}{contact}")));
+    let r = run(
+        &s,
+        register("alice", "a1@h", 3, &format!("{good}{contact}")),
+    );
     assert_eq!(r.status(), vec![401]);
     assert!(r.header("WWW-Authenticate")[0].contains("stale=true"));
 
     // Wrong password: challenged again, nothing saved for mallory.
-    let bad = authorization("alice", "wrong", "example.com", &nonce, "sip:example.com", false);
+    let bad = authorization(
+        "alice",
+        "wrong",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        false,
+    );
     let r = run(&s, register("alice", "a1@h", 4, &format!("{bad}{contact}")));
     assert_eq!(r.status(), vec![401]);
 
     // Unknown user.
-    let unknown = authorization("mallory", "secret", "example.com", &nonce, "sip:example.com", false);
-    let r = run(&s, register("mallory", "m1@h", 1, &format!("{unknown}Contact: <sip:m@192.0.2.66>\r\n")));
+    let unknown = authorization(
+        "mallory",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        false,
+    );
+    let r = run(
+        &s,
+        register(
+            "mallory",
+            "m1@h",
+            1,
+            &format!("{unknown}Contact: <sip:m@192.0.2.66>\r\n"),
+        ),
+    );
     assert_eq!(r.status(), vec![401]);
 }
 
@@ -376,14 +570,51 @@ fn stored_ha1_and_return_codes() {
     let ch = &r.header("WWW-Authenticate")[0];
     assert!(!ch.contains("qop"), "{ch}");
     let nonce = digest_param(ch, "nonce");
-    let ok = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", false);
-    assert_eq!(run(&s, register("alice", "h1@h", 2, &ok)).status(), vec![200]);
-    let bad = authorization("alice", "nope", "example.com", &nonce, "sip:example.com", false);
-    assert_eq!(run(&s, register("alice", "h1@h", 3, &bad)).status(), vec![402]);
-    let who = authorization("zed", "secret", "example.com", &nonce, "sip:example.com", false);
-    assert_eq!(run(&s, register("zed", "h1@h", 4, &who)).status(), vec![403]);
+    let ok = authorization(
+        "alice",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        false,
+    );
+    assert_eq!(
+        run(&s, register("alice", "h1@h", 2, &ok)).status(),
+        vec![200]
+    );
+    let bad = authorization(
+        "alice",
+        "nope",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        false,
+    );
+    assert_eq!(
+        run(&s, register("alice", "h1@h", 3, &bad)).status(),
+        vec![402]
+    );
+    let who = authorization(
+        "zed",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        false,
+    );
+    assert_eq!(
+        run(&s, register("zed", "h1@h", 4, &who)).status(),
+        vec![403]
+    );
     // A nonce we never issued.
-    let forged = authorization("alice", "secret", "example.com", &"0".repeat(48), "sip:example.com", false);
+    let forged = authorization(
+        "alice",
+        "secret",
+        "example.com",
+        &"0".repeat(48),
+        "sip:example.com",
+        false,
+    );
     let r = run(&s, register("alice", "h1@h", 5, &forged));
     assert_eq!(r.status(), vec![499]);
     assert_eq!(r.reason(), "Other -4", "a nonce we did not issue is stale");
@@ -397,7 +628,14 @@ fn database_down_is_an_error_not_a_crash() {
     let s = load(cfg);
     let r = run(&s, register("alice", "x1@h", 1, ""));
     let nonce = digest_param(&r.header("WWW-Authenticate")[0], "nonce");
-    let cred = authorization("alice", "secret", "example.com", &nonce, "sip:example.com", true);
+    let cred = authorization(
+        "alice",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        true,
+    );
     let r = run(&s, register("alice", "x1@h", 2, &cred));
     assert_eq!(r.status(), vec![500]);
 }
@@ -410,12 +648,34 @@ fn write_through_persists_and_startup_loads_from_the_database() {
     let cfg = |table: &str| {
         registrar_cfg(
             table,
-            &format!("modparam(\"usrloc\", \"db_mode\", 1)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"),
+            &format!(
+                "modparam(\"usrloc\", \"db_mode\", 1)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"
+            ),
         )
     };
     let s = load(&cfg("location"));
-    assert_eq!(run(&s, register("gina", "g1@h", 1, "Contact: <sip:gina@192.0.2.7>;expires=900\r\n")).status(), vec![200]);
-    let rows = db::with(&url, |c| c.query("location", &["contact", "callid", "user_agent", "cseq"], &[("username", DbValue::Str("gina".into()))], None)).unwrap();
+    assert_eq!(
+        run(
+            &s,
+            register(
+                "gina",
+                "g1@h",
+                1,
+                "Contact: <sip:gina@192.0.2.7>;expires=900\r\n"
+            )
+        )
+        .status(),
+        vec![200]
+    );
+    let rows = db::with(&url, |c| {
+        c.query(
+            "location",
+            &["contact", "callid", "user_agent", "cseq"],
+            &[("username", DbValue::Str("gina".into()))],
+            None,
+        )
+    })
+    .unwrap();
     assert_eq!(
         rows,
         vec![vec![
@@ -435,7 +695,10 @@ fn write_through_persists_and_startup_loads_from_the_database() {
                 ("ruid", DbValue::Str("boot-1".into())),
                 ("username", DbValue::Str("hank".into())),
                 ("contact", DbValue::Str("sip:hank@192.0.2.8".into())),
-                ("expires", DbValue::DateTime(ser_modules::usrloc::now() as i64 + 600)),
+                (
+                    "expires",
+                    DbValue::DateTime(ser_modules::usrloc::now() as i64 + 600),
+                ),
                 ("q", DbValue::Double(1.0)),
                 ("callid", DbValue::Str("old@h".into())),
                 ("cseq", DbValue::Int(5)),
@@ -453,7 +716,10 @@ fn write_through_persists_and_startup_loads_from_the_database() {
     assert_eq!(r.status(), vec![299]);
     assert_eq!(r.new_uri.as_deref(), Some("sip:hank@192.0.2.8"));
     // Removal is written through too.
-    run(&s2, register("hank", "old@h", 6, "Contact: *\r\nExpires: 0\r\n"));
+    run(
+        &s2,
+        register("hank", "old@h", 6, "Contact: *\r\nExpires: 0\r\n"),
+    );
     let rows = db::with(&url, |c| c.query("loc_boot", &["contact"], &[], None)).unwrap();
     assert!(rows.is_empty());
 }
@@ -465,9 +731,18 @@ fn db_only_mode_reads_and_writes_the_table() {
     db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
     let s = load(&registrar_cfg(
         "location",
-        &format!("modparam(\"usrloc\", \"db_mode\", 3)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"),
+        &format!(
+            "modparam(\"usrloc\", \"db_mode\", 3)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"
+        ),
     ));
-    assert_eq!(run(&s, register("ivy", "i1@h", 1, "Contact: <sip:ivy@192.0.2.9>\r\n")).status(), vec![200]);
+    assert_eq!(
+        run(
+            &s,
+            register("ivy", "i1@h", 1, "Contact: <sip:ivy@192.0.2.9>\r\n")
+        )
+        .status(),
+        vec![200]
+    );
     let r = run(&s, invite("sip:ivy@example.com"));
     assert_eq!(r.new_uri.as_deref(), Some("sip:ivy@192.0.2.9"));
     assert_eq!(r.dst_uri, None);

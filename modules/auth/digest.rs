@@ -21,13 +21,15 @@ pub enum Alg {
 impl Alg {
     /// From the `algorithm=` value (case-insensitive); `None` if unsupported.
     pub fn parse(s: &str) -> Option<Alg> {
-        Some(match s.trim().trim_matches('"').to_ascii_uppercase().as_str() {
-            "" | "MD5" => Alg::Md5,
-            "MD5-SESS" => Alg::Md5Sess,
-            "SHA-256" => Alg::Sha256,
-            "SHA-256-SESS" => Alg::Sha256Sess,
-            _ => return None,
-        })
+        Some(
+            match s.trim().trim_matches('"').to_ascii_uppercase().as_str() {
+                "" | "MD5" => Alg::Md5,
+                "MD5-SESS" => Alg::Md5Sess,
+                "SHA-256" => Alg::Sha256,
+                "SHA-256-SESS" => Alg::Sha256Sess,
+                _ => return None,
+            },
+        )
     }
 
     /// The name as sent in a challenge.
@@ -119,7 +121,14 @@ pub fn response(
     if qop.is_empty() {
         alg.h(&[ha1.as_bytes(), nonce.as_bytes(), ha2.as_bytes()])
     } else {
-        alg.h(&[ha1.as_bytes(), nonce.as_bytes(), nc.as_bytes(), cnonce.as_bytes(), qop.as_bytes(), ha2.as_bytes()])
+        alg.h(&[
+            ha1.as_bytes(),
+            nonce.as_bytes(),
+            nc.as_bytes(),
+            cnonce.as_bytes(),
+            qop.as_bytes(),
+            ha2.as_bytes(),
+        ])
     }
 }
 
@@ -128,7 +137,9 @@ pub fn hex_eq(a: &str, b: &str) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x.to_ascii_lowercase() ^ y.to_ascii_lowercase())) == 0
+    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| {
+        acc | (x.to_ascii_lowercase() ^ y.to_ascii_lowercase())
+    }) == 0
 }
 
 #[cfg(test)]
@@ -157,7 +168,12 @@ mod tests {
     // RFC 7616 §3.9.1 (SHA-256, qop=auth).
     #[test]
     fn rfc7616_sha256_example() {
-        let h = ha1(Alg::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        let h = ha1(
+            Alg::Sha256,
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+        );
         let r = response(
             Alg::Sha256,
             &h,
@@ -169,14 +185,24 @@ mod tests {
             "/dir/index.html",
             b"",
         );
-        assert_eq!(r, "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1");
+        assert_eq!(
+            r,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
     }
 
     #[test]
     fn no_qop_and_names() {
         let h = ha1(Alg::Md5, "u", "r", "p");
         let r = response(Alg::Md5, &h, "n", "", "", "", "REGISTER", "sip:r", b"");
-        assert_eq!(r, Alg::Md5.h(&[h.as_bytes(), b"n", Alg::Md5.h(&[b"REGISTER", b"sip:r"]).as_bytes()]));
+        assert_eq!(
+            r,
+            Alg::Md5.h(&[
+                h.as_bytes(),
+                b"n",
+                Alg::Md5.h(&[b"REGISTER", b"sip:r"]).as_bytes()
+            ])
+        );
         assert_eq!(Alg::parse("md5-Sess"), Some(Alg::Md5Sess));
         assert_eq!(Alg::parse("SHA-512-256"), None);
         assert!(hex_eq("ABC", "abc") && !hex_eq("abc", "abd") && !hex_eq("a", "ab"));

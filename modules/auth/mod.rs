@@ -8,7 +8,9 @@ pub mod nonce;
 
 use ser_sip::{Auth, Header, HeaderName};
 
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
+};
 use crate::runtime::avp::AvpRef;
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
@@ -29,10 +31,34 @@ static PARAMS: &[ParamExport] = &[
 const R: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE);
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "www_challenge", min_args: 1, max_args: 2, routes: R, fixup: fixup_www_challenge },
-    FunctionExport { name: "proxy_challenge", min_args: 1, max_args: 2, routes: R, fixup: fixup_proxy_challenge },
-    FunctionExport { name: "consume_credentials", min_args: 0, max_args: 0, routes: R, fixup: fixup_consume },
-    FunctionExport { name: "has_credentials", min_args: 1, max_args: 1, routes: R, fixup: fixup_has_credentials },
+    FunctionExport {
+        name: "www_challenge",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_www_challenge,
+    },
+    FunctionExport {
+        name: "proxy_challenge",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_proxy_challenge,
+    },
+    FunctionExport {
+        name: "consume_credentials",
+        min_args: 0,
+        max_args: 0,
+        routes: R,
+        fixup: fixup_consume,
+    },
+    FunctionExport {
+        name: "has_credentials",
+        min_args: 1,
+        max_args: 1,
+        routes: R,
+        fixup: fixup_has_credentials,
+    },
 ];
 
 impl Module for AuthModule {
@@ -55,9 +81,15 @@ impl Module for AuthModule {
             return Err(format!("nonce_expire must be positive, got {expire}"));
         }
         if Alg::parse(&env.str("algorithm")).is_none() {
-            return Err(format!("unsupported algorithm `{}` (MD5, MD5-sess, SHA-256, SHA-256-sess)", env.str("algorithm")));
+            return Err(format!(
+                "unsupported algorithm `{}` (MD5, MD5-sess, SHA-256, SHA-256-sess)",
+                env.str("algorithm")
+            ));
         }
-        nonce::init(nonce::NonceCfg { secret, expire: expire as u64 })
+        nonce::init(nonce::NonceCfg {
+            secret,
+            expire: expire as u64,
+        })
     }
 }
 
@@ -164,13 +196,24 @@ pub struct Credentials {
 }
 
 fn unq(ctx: &MsgCtx<'_>, s: Option<ser_sip::Span>) -> String {
-    s.map(|s| ctx.text(s).trim().trim_matches('"').to_owned()).unwrap_or_default()
+    s.map(|s| ctx.text(s).trim().trim_matches('"').to_owned())
+        .unwrap_or_default()
 }
 
 /// The credentials for `realm` of this kind, if any (`Err` if malformed).
-pub fn find_credentials(ctx: &MsgCtx<'_>, kind: Kind, realm: &str) -> Option<Result<Credentials, String>> {
+pub fn find_credentials(
+    ctx: &MsgCtx<'_>,
+    kind: Kind,
+    realm: &str,
+) -> Option<Result<Credentials, String>> {
     let name = kind.credentials_header();
-    let heads: Vec<(usize, &Header)> = ctx.msg.headers().iter().enumerate().filter(|(_, h)| h.name == name).collect();
+    let heads: Vec<(usize, &Header)> = ctx
+        .msg
+        .headers()
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.name == name)
+        .collect();
     let mut malformed = None;
     for (index, h) in heads {
         let a: &Auth = match ctx.msg.parsed(h) {
@@ -198,8 +241,11 @@ pub fn find_credentials(ctx: &MsgCtx<'_>, kind: Kind, realm: &str) -> Option<Res
         if c.realm != realm {
             continue;
         }
-        if c.username.is_empty() || c.nonce.is_empty() || c.response.is_empty() || c.uri.is_empty() {
-            return Some(Err("credentials lack username, nonce, uri or response".into()));
+        if c.username.is_empty() || c.nonce.is_empty() || c.response.is_empty() || c.uri.is_empty()
+        {
+            return Some(Err(
+                "credentials lack username, nonce, uri or response".into()
+            ));
         }
         if !c.qop.is_empty() && (c.cnonce.is_empty() || c.nc.is_empty()) {
             return Some(Err("qop without cnonce/nc".into()));
@@ -220,8 +266,12 @@ pub fn realm_of(ctx: &MsgCtx<'_>, f: &Format, kind: Kind) -> String {
         Kind::Www => ctx.to_uri(),
         Kind::Proxy => ctx.from_uri(),
     };
-    uri.and_then(|u| ser_sip::parse_uri(u.as_bytes()).ok().map(|p| String::from_utf8_lossy(p.host.of(u.as_bytes())).into_owned()))
-        .unwrap_or_default()
+    uri.and_then(|u| {
+        ser_sip::parse_uri(u.as_bytes())
+            .ok()
+            .map(|p| String::from_utf8_lossy(p.host.of(u.as_bytes())).into_owned())
+    })
+    .unwrap_or_default()
 }
 
 /// Checks the nonce of `c` (marking the message for a `stale=true` challenge
@@ -267,9 +317,12 @@ pub fn verify(ctx: &mut MsgCtx<'_>, c: &Credentials, secret: &Secret) -> AuthRes
     };
     let method = ctx.method().to_owned();
     let body = ctx.msg.body().to_vec();
-    let expected = digest::response(alg, &ha1, &c.nonce, &c.nc, &c.cnonce, &c.qop, &method, &c.uri, &body);
+    let expected = digest::response(
+        alg, &ha1, &c.nonce, &c.nc, &c.cnonce, &c.qop, &method, &c.uri, &body,
+    );
     if digest::hex_eq(&expected, &c.response) {
-        ctx.vars.insert(USED_KEY.to_owned(), Value::Int(c.index as i64));
+        ctx.vars
+            .insert(USED_KEY.to_owned(), Value::Int(c.index as i64));
         AuthResult::Ok
     } else {
         AuthResult::InvalidPassword
@@ -281,7 +334,11 @@ pub fn challenge_header(ctx: &MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, al
     let cfg = nonce::cfg();
     let n = nonce::generate(&cfg, crate::usrloc::now());
     let stale = ctx.vars.get(STALE_KEY).is_some_and(|v| v.as_int() == 1);
-    let mut h = format!("{}: Digest realm=\"{}\", nonce=\"{n}\"", kind.challenge_header(), realm.replace('"', ""));
+    let mut h = format!(
+        "{}: Digest realm=\"{}\", nonce=\"{n}\"",
+        kind.challenge_header(),
+        realm.replace('"', "")
+    );
     if qop {
         h.push_str(", qop=\"auth\"");
     }
@@ -310,7 +367,8 @@ pub fn challenge(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, alg: 
 /// Sets `$digest_challenge` (SER 3.0 `www_authenticate` failure path).
 pub fn set_challenge_avp(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str) {
     let h = challenge_header(ctx, kind, realm, true, Alg::Md5);
-    ctx.avps.assign(&AvpRef::named("digest_challenge"), Value::Str(h));
+    ctx.avps
+        .assign(&AvpRef::named("digest_challenge"), Value::Str(h));
 }
 
 fn alg_param(env: &ModuleEnv) -> Alg {
@@ -320,7 +378,11 @@ fn alg_param(env: &ModuleEnv) -> Alg {
 fn fixup_challenge(fx: &FixupCtx<'_>, args: &[Arg], kind: Kind) -> Result<Handler, FixupError> {
     let realm = fx.format_arg(args, 0)?;
     // Second argument: qop flags ("0" none, "1" qop=auth; Kamailio flag bits).
-    let flags = if args.len() > 1 { fx.int_arg(args, 1)? } else { fx.module.int("qop") };
+    let flags = if args.len() > 1 {
+        fx.int_arg(args, 1)?
+    } else {
+        fx.module.int("qop")
+    };
     let qop = flags & 3 != 0;
     let alg = alg_param(fx.module);
     Ok(Box::new(move |ctx| {
@@ -343,7 +405,13 @@ fn fixup_consume(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupErro
             log::info!("auth: consume_credentials: no authorized credentials");
             return Flow::False;
         };
-        let Some(h) = usize::try_from(i).ok().and_then(|i| ctx.msg.headers().get(i)).cloned() else { return Flow::False };
+        let Some(h) = usize::try_from(i)
+            .ok()
+            .and_then(|i| ctx.msg.headers().get(i))
+            .cloned()
+        else {
+            return Flow::False;
+        };
         ctx.lumps.remove_header(&ctx.msg, &h);
         ctx.vars.remove(USED_KEY);
         Flow::True
@@ -354,7 +422,9 @@ fn fixup_has_credentials(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, Fix
     let realm = fx.format_arg(args, 0)?;
     Ok(Box::new(move |ctx| {
         let r = ctx.render(&realm);
-        let any = [Kind::Www, Kind::Proxy].iter().any(|k| find_credentials(ctx, *k, &r).is_some());
+        let any = [Kind::Www, Kind::Proxy]
+            .iter()
+            .any(|k| find_credentials(ctx, *k, &r).is_some());
         Flow::from_bool(any)
     }))
 }

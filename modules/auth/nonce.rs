@@ -47,7 +47,10 @@ fn nc_table() -> Option<&'static NcTable> {
     NC.get_or_init(|| {
         let slots = ser_shm::ShmSlice::from_fn(NC_SLOTS, |_| AtomicU64::new(0)).ok()?;
         let next = ser_shm::ShmBox::new(AtomicU32::new(1)).ok()?;
-        Some(NcTable { slots: ser_shm::ShmSlice::leak(slots), next: ser_shm::ShmBox::leak(next) })
+        Some(NcTable {
+            slots: ser_shm::ShmSlice::leak(slots),
+            next: ser_shm::ShmBox::leak(next),
+        })
     })
     .as_ref()
 }
@@ -65,15 +68,26 @@ pub fn init(cfg: NonceCfg) -> Result<(), String> {
 /// The current settings (a random secret and 30 s if auth never initialised).
 pub fn cfg() -> Arc<NonceCfg> {
     let mut g = CFG.lock().unwrap_or_else(|p| p.into_inner());
-    g.get_or_insert_with(|| Arc::new(NonceCfg { secret: random_secret(), expire: 30 })).clone()
+    g.get_or_insert_with(|| {
+        Arc::new(NonceCfg {
+            secret: random_secret(),
+            expire: 30,
+        })
+    })
+    .clone()
 }
 
 /// 16 random bytes from the kernel (time and pid if that fails).
 pub fn random_secret() -> Vec<u8> {
     use std::io::Read;
     let mut b = vec![0u8; 16];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         b = format!("{t:x}{}", std::process::id()).into_bytes();
     }
     b
@@ -138,7 +152,10 @@ mod tests {
 
     fn cfg() -> NonceCfg {
         let _ = ser_shm::init_once(64 << 20);
-        NonceCfg { secret: b"s3cret".to_vec(), expire: 30 }
+        NonceCfg {
+            secret: b"s3cret".to_vec(),
+            expire: 30,
+        }
     }
 
     #[test]
@@ -154,7 +171,10 @@ mod tests {
     fn forged_or_foreign_nonces_are_invalid() {
         let c = cfg();
         let n = generate(&c, 1000);
-        let other = NonceCfg { secret: b"other".to_vec(), expire: 30 };
+        let other = NonceCfg {
+            secret: b"other".to_vec(),
+            expire: 30,
+        };
         assert_eq!(check(&other, &n, None, 1000), Err(NonceError::Invalid));
         let mut forged = n.clone();
         forged.replace_range(0..8, "ffffffff");
@@ -167,7 +187,10 @@ mod tests {
         let c = cfg();
         let n = generate(&c, 1000);
         assert_eq!(check(&c, &n, Some("00000001"), 1000), Ok(()));
-        assert_eq!(check(&c, &n, Some("00000001"), 1000), Err(NonceError::Reused));
+        assert_eq!(
+            check(&c, &n, Some("00000001"), 1000),
+            Err(NonceError::Reused)
+        );
         assert_eq!(check(&c, &n, Some("00000002"), 1000), Ok(()));
         assert_eq!(check(&c, &n, Some("zz"), 1000), Err(NonceError::Invalid));
     }

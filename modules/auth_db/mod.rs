@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use crate::auth::{self, AuthResult, Credentials, Kind, Secret};
 use crate::db::{self, DbValue};
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask,
+};
 use crate::runtime::avp::AvpRef;
 use crate::runtime::ctx::{MsgCtx, ProcessingError};
 use crate::runtime::flow::Flow;
@@ -36,11 +38,41 @@ static PARAMS: &[ParamExport] = &[
 const R: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE);
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "www_authorize", min_args: 2, max_args: 2, routes: R, fixup: fixup_www },
-    FunctionExport { name: "proxy_authorize", min_args: 2, max_args: 2, routes: R, fixup: fixup_proxy },
-    FunctionExport { name: "auth_check", min_args: 2, max_args: 3, routes: R, fixup: fixup_check },
-    FunctionExport { name: "www_authenticate", min_args: 2, max_args: 2, routes: R, fixup: fixup_ser_www },
-    FunctionExport { name: "proxy_authenticate", min_args: 2, max_args: 2, routes: R, fixup: fixup_ser_proxy },
+    FunctionExport {
+        name: "www_authorize",
+        min_args: 2,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_www,
+    },
+    FunctionExport {
+        name: "proxy_authorize",
+        min_args: 2,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_proxy,
+    },
+    FunctionExport {
+        name: "auth_check",
+        min_args: 2,
+        max_args: 3,
+        routes: R,
+        fixup: fixup_check,
+    },
+    FunctionExport {
+        name: "www_authenticate",
+        min_args: 2,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_ser_www,
+    },
+    FunctionExport {
+        name: "proxy_authenticate",
+        min_args: 2,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_ser_proxy,
+    },
 ];
 
 impl Module for AuthDb {
@@ -80,7 +112,9 @@ pub fn parse_load(s: &str) -> Result<Vec<(AvpRef, String)>, String> {
         let (avp, col) = match item.split_once('=') {
             Some((a, c)) => {
                 let pv = crate::runtime::pvar::parse_pv(a.trim())?;
-                let Pv::Avp(r) = pv else { return Err(format!("`{a}` is not an AVP")) };
+                let Pv::Avp(r) = pv else {
+                    return Err(format!("`{a}` is not an AVP"));
+                };
                 (r, c.trim().to_owned())
             }
             None => (AvpRef::named(item), item.to_owned()),
@@ -113,8 +147,16 @@ fn db_cfg(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Arc<DbCfg>, FixupError> {
     }
     let cfg = DbCfg {
         url: env.str("db_url"),
-        user_col: if ser_table { "auth_username".into() } else { env.str("user_column") },
-        domain_col: if ser_table { "realm".into() } else { env.str("domain_column") },
+        user_col: if ser_table {
+            "auth_username".into()
+        } else {
+            env.str("user_column")
+        },
+        domain_col: if ser_table {
+            "realm".into()
+        } else {
+            env.str("domain_column")
+        },
         secret_col,
         secret_col_2: env.str("password_column_2"),
         calculate_ha1,
@@ -123,7 +165,12 @@ fn db_cfg(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Arc<DbCfg>, FixupError> {
         check_version: env.int("version_table") != 0 && !ser_table,
         table,
     };
-    for c in [&cfg.user_col, &cfg.domain_col, &cfg.secret_col, &cfg.secret_col_2] {
+    for c in [
+        &cfg.user_col,
+        &cfg.domain_col,
+        &cfg.secret_col,
+        &cfg.secret_col_2,
+    ] {
         db::ident(c).map_err(|e| FixupError::call(e.to_string()))?;
     }
     Ok(Arc::new(cfg))
@@ -133,10 +180,18 @@ fn db_cfg(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Arc<DbCfg>, FixupError> {
 pub const SUBSCRIBER_VERSION: i64 = 7;
 
 /// The user's secret and the extra columns to load; `None` if no such user.
-fn fetch(cfg: &DbCfg, user: &str, realm: &str) -> Result<Option<(Secret, Vec<DbValue>)>, db::DbError> {
+fn fetch(
+    cfg: &DbCfg,
+    user: &str,
+    realm: &str,
+) -> Result<Option<(Secret, Vec<DbValue>)>, db::DbError> {
     let second = cfg.secret_col_2.as_str();
     let use_second = !cfg.calculate_ha1 && user.contains('@');
-    let col = if use_second { second } else { cfg.secret_col.as_str() };
+    let col = if use_second {
+        second
+    } else {
+        cfg.secret_col.as_str()
+    };
     let mut cols: Vec<&str> = vec![col];
     cols.extend(cfg.load.iter().map(|(_, c)| c.as_str()));
     let mut conds = vec![(cfg.user_col.as_str(), DbValue::Str(user.to_owned()))];
@@ -149,9 +204,15 @@ fn fetch(cfg: &DbCfg, user: &str, realm: &str) -> Result<Option<(Secret, Vec<DbV
         }
         c.query(&cfg.table, &cols, &conds, None)
     })?;
-    let Some(mut row) = rows.into_iter().next() else { return Ok(None) };
+    let Some(mut row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
     let s = row.remove(0).as_str();
-    let secret = if cfg.calculate_ha1 { Secret::Password(s) } else { Secret::Ha1(s) };
+    let secret = if cfg.calculate_ha1 {
+        Secret::Password(s)
+    } else {
+        Secret::Ha1(s)
+    };
     Ok(Some((secret, row)))
 }
 
@@ -162,7 +223,10 @@ pub fn authorize(ctx: &mut MsgCtx<'_>, realm: &Format, kind: Kind, cfg: &DbCfg) 
         None => return AuthResult::NoCredentials,
         Some(Err(e)) => {
             log::info!("auth_db: {e}");
-            ctx.last_error = Some(ProcessingError { code: 400, reason: "Bad Credentials".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 400,
+                reason: "Bad Credentials".into(),
+            });
             return AuthResult::Error;
         }
         Some(Ok(c)) => c,
@@ -173,12 +237,19 @@ pub fn authorize(ctx: &mut MsgCtx<'_>, realm: &Format, kind: Kind, cfg: &DbCfg) 
     let (secret, extra) = match fetch(cfg, &cred.username, &realm) {
         Ok(Some(x)) => x,
         Ok(None) => {
-            log::info!("auth_db: user `{}` not found in `{}`", cred.username, cfg.table);
+            log::info!(
+                "auth_db: user `{}` not found in `{}`",
+                cred.username,
+                cfg.table
+            );
             return AuthResult::UnknownUser;
         }
         Err(e) => {
             log::error!("auth_db: {e}");
-            ctx.last_error = Some(ProcessingError { code: 500, reason: "Server Internal Error".into() });
+            ctx.last_error = Some(ProcessingError {
+                code: 500,
+                reason: "Server Internal Error".into(),
+            });
             return AuthResult::Error;
         }
     };
@@ -200,7 +271,9 @@ pub fn authorize(ctx: &mut MsgCtx<'_>, realm: &Format, kind: Kind, cfg: &DbCfg) 
 fn fixup_kind(fx: &FixupCtx<'_>, args: &[Arg], kind: Kind) -> Result<Handler, FixupError> {
     let realm = fx.format_arg(args, 0)?;
     let cfg = db_cfg(fx, args)?;
-    Ok(Box::new(move |ctx| authorize(ctx, &realm, kind, &cfg).flow()))
+    Ok(Box::new(move |ctx| {
+        authorize(ctx, &realm, kind, &cfg).flow()
+    }))
 }
 
 fn fixup_www(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
@@ -216,18 +289,33 @@ fn fixup_proxy(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
 fn fixup_check(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let realm = fx.format_arg(args, 0)?;
     let cfg = db_cfg(fx, args)?;
-    let flags = if args.len() > 2 { fx.int_arg(args, 2)? } else { 0 };
+    let flags = if args.len() > 2 {
+        fx.int_arg(args, 2)?
+    } else {
+        0
+    };
     Ok(Box::new(move |ctx| {
-        let kind = if ctx.method().eq_ignore_ascii_case("REGISTER") { Kind::Www } else { Kind::Proxy };
+        let kind = if ctx.method().eq_ignore_ascii_case("REGISTER") {
+            Kind::Www
+        } else {
+            Kind::Proxy
+        };
         let r = authorize(ctx, &realm, kind, &cfg);
         if r != AuthResult::Ok || flags & 1 == 0 {
             return r.flow();
         }
         let au = ctx.get_pv(&Pv::AuthUser).as_str().into_owned();
-        let uri = if kind == Kind::Www { ctx.to_uri() } else { ctx.from_uri() };
+        let uri = if kind == Kind::Www {
+            ctx.to_uri()
+        } else {
+            ctx.from_uri()
+        };
         let user = uri
             .and_then(|u| {
-                ser_sip::parse_uri(u.as_bytes()).ok().and_then(|p| p.user.map(|s| String::from_utf8_lossy(s.of(u.as_bytes())).into_owned()))
+                ser_sip::parse_uri(u.as_bytes()).ok().and_then(|p| {
+                    p.user
+                        .map(|s| String::from_utf8_lossy(s.of(u.as_bytes())).into_owned())
+                })
             })
             .unwrap_or_default();
         let au_user = au.split('@').next().unwrap_or("");
@@ -248,7 +336,9 @@ fn fixup_ser(fx: &FixupCtx<'_>, args: &[Arg], kind: Kind) -> Result<Handler, Fix
         let r = authorize(ctx, &realm, kind, &cfg);
         match r {
             AuthResult::Ok => Flow::True,
-            AuthResult::Error if ctx.last_error.as_ref().is_some_and(|e| e.code == 500) => Flow::Code(-2),
+            AuthResult::Error if ctx.last_error.as_ref().is_some_and(|e| e.code == 500) => {
+                Flow::Code(-2)
+            }
             AuthResult::Error => Flow::Code(-3),
             _ => {
                 let realm = auth::realm_of(ctx, &realm, kind);

@@ -115,11 +115,25 @@ impl fmt::Display for DbError {
             DbError::Connect(e) => write!(f, "cannot connect to the database: {e}"),
             DbError::Query(e) => write!(f, "database query failed: {e}"),
             DbError::BadIdentifier(i) => write!(f, "`{i}` is not a valid table/column name"),
-            DbError::Version { table, expected, found: Some(v) } => {
-                write!(f, "table `{table}` has version {v}, expected {expected} (upgrade the schema)")
+            DbError::Version {
+                table,
+                expected,
+                found: Some(v),
+            } => {
+                write!(
+                    f,
+                    "table `{table}` has version {v}, expected {expected} (upgrade the schema)"
+                )
             }
-            DbError::Version { table, expected, found: None } => {
-                write!(f, "table `{table}` has no row in table `version` (expected version {expected})")
+            DbError::Version {
+                table,
+                expected,
+                found: None,
+            } => {
+                write!(
+                    f,
+                    "table `{table}` has no row in table `version` (expected version {expected})"
+                )
             }
         }
     }
@@ -162,7 +176,11 @@ impl Dialect {
 
 /// Checks a config-given identifier (table or column name).
 pub fn ident(s: &str) -> Result<&str, DbError> {
-    if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == '_' as u8) {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         Ok(s)
     } else {
         Err(DbError::BadIdentifier(s.to_owned()))
@@ -174,13 +192,28 @@ pub struct Sql(pub Dialect);
 
 impl Sql {
     fn params(conds: &[Cond<'_>]) -> Vec<DbValue> {
-        conds.iter().filter(|(_, v)| !v.is_null()).map(|(_, v)| v.clone()).collect()
+        conds
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// `SELECT cols FROM table WHERE conds [ORDER BY order]`.
-    pub fn select(&self, table: &str, cols: &[&str], conds: &[Cond<'_>], order: Option<&str>) -> Result<String, DbError> {
+    pub fn select(
+        &self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order: Option<&str>,
+    ) -> Result<String, DbError> {
         let cols: Vec<&str> = cols.iter().map(|c| ident(c)).collect::<Result<_, _>>()?;
-        let mut sql = format!("SELECT {} FROM {}{}", cols.join(","), ident(table)?, self.where_numbered(conds)?);
+        let mut sql = format!(
+            "SELECT {} FROM {}{}",
+            cols.join(","),
+            ident(table)?,
+            self.where_numbered(conds)?
+        );
         if let Some(o) = order {
             sql.push_str(&format!(" ORDER BY {}", ident(o)?));
         }
@@ -207,15 +240,31 @@ impl Sql {
 
     /// `INSERT INTO table (cols) VALUES (...)`.
     pub fn insert(&self, table: &str, vals: &[Cond<'_>]) -> Result<String, DbError> {
-        let cols: Vec<&str> = vals.iter().map(|(c, _)| ident(c)).collect::<Result<_, _>>()?;
+        let cols: Vec<&str> = vals
+            .iter()
+            .map(|(c, _)| ident(c))
+            .collect::<Result<_, _>>()?;
         let phs: Vec<String> = (1..=vals.len()).map(|i| self.0.ph(i)).collect();
-        Ok(format!("INSERT INTO {} ({}) VALUES ({})", ident(table)?, cols.join(","), phs.join(",")))
+        Ok(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            ident(table)?,
+            cols.join(","),
+            phs.join(",")
+        ))
     }
 
     /// `UPDATE table SET ... WHERE ...` (params: set values then non-NULL conds).
-    pub fn update(&self, table: &str, set: &[Cond<'_>], conds: &[Cond<'_>]) -> Result<String, DbError> {
-        let sets: Vec<String> =
-            set.iter().enumerate().map(|(i, (c, _))| Ok(format!("{}={}", ident(c)?, self.0.ph(i + 1)))).collect::<Result<_, DbError>>()?;
+    pub fn update(
+        &self,
+        table: &str,
+        set: &[Cond<'_>],
+        conds: &[Cond<'_>],
+    ) -> Result<String, DbError> {
+        let sets: Vec<String> = set
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| Ok(format!("{}={}", ident(c)?, self.0.ph(i + 1))))
+            .collect::<Result<_, DbError>>()?;
         let mut w = String::new();
         let mut n = set.len();
         let mut parts = Vec::new();
@@ -230,12 +279,21 @@ impl Sql {
         if !parts.is_empty() {
             w = format!(" WHERE {}", parts.join(" AND "));
         }
-        Ok(format!("UPDATE {} SET {}{}", ident(table)?, sets.join(","), w))
+        Ok(format!(
+            "UPDATE {} SET {}{}",
+            ident(table)?,
+            sets.join(","),
+            w
+        ))
     }
 
     /// `DELETE FROM table WHERE ...`.
     pub fn delete(&self, table: &str, conds: &[Cond<'_>]) -> Result<String, DbError> {
-        Ok(format!("DELETE FROM {}{}", ident(table)?, self.where_numbered(conds)?))
+        Ok(format!(
+            "DELETE FROM {}{}",
+            ident(table)?,
+            self.where_numbered(conds)?
+        ))
     }
 }
 
@@ -247,7 +305,9 @@ pub struct Conn {
 impl Conn {
     /// Open a connection for `url`.
     pub fn open(url: &str) -> Result<Conn, DbError> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| DbError::BadUrl(url.to_owned()))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| DbError::BadUrl(url.to_owned()))?;
         let drv: Box<dyn Driver> = match scheme {
             "sqlite" => Box::new(sqlite::Sqlite::open(rest)?),
             #[cfg(feature = "postgres")]
@@ -270,7 +330,13 @@ impl Conn {
     }
 
     /// `SELECT cols FROM table WHERE conds`.
-    pub fn query(&mut self, table: &str, cols: &[&str], conds: &[Cond<'_>], order: Option<&str>) -> Result<Vec<Vec<DbValue>>, DbError> {
+    pub fn query(
+        &mut self,
+        table: &str,
+        cols: &[&str],
+        conds: &[Cond<'_>],
+        order: Option<&str>,
+    ) -> Result<Vec<Vec<DbValue>>, DbError> {
         let sql = self.sql().select(table, cols, conds, order)?;
         self.drv.select(&sql, &Sql::params(conds))
     }
@@ -283,7 +349,12 @@ impl Conn {
     }
 
     /// Update rows; returns how many.
-    pub fn update(&mut self, table: &str, conds: &[Cond<'_>], set: &[Cond<'_>]) -> Result<usize, DbError> {
+    pub fn update(
+        &mut self,
+        table: &str,
+        conds: &[Cond<'_>],
+        set: &[Cond<'_>],
+    ) -> Result<usize, DbError> {
         let sql = self.sql().update(table, set, conds)?;
         let mut params: Vec<DbValue> = set.iter().map(|(_, v)| v.clone()).collect();
         params.extend(Sql::params(conds));
@@ -297,7 +368,12 @@ impl Conn {
     }
 
     /// Replace the row(s) matching `keys` by one row `keys + vals`.
-    pub fn replace(&mut self, table: &str, keys: &[Cond<'_>], vals: &[Cond<'_>]) -> Result<(), DbError> {
+    pub fn replace(
+        &mut self,
+        table: &str,
+        keys: &[Cond<'_>],
+        vals: &[Cond<'_>],
+    ) -> Result<(), DbError> {
         self.delete(table, keys)?;
         let mut all = keys.to_vec();
         all.extend_from_slice(vals);
@@ -316,12 +392,21 @@ impl Conn {
 
     /// Check `version.table_version` for `table` (Kamailio's schema check).
     pub fn check_version(&mut self, table: &str, expected: i64) -> Result<(), DbError> {
-        let rows = self.query("version", &["table_version"], &[("table_name", DbValue::Str(table.to_owned()))], None)?;
+        let rows = self.query(
+            "version",
+            &["table_version"],
+            &[("table_name", DbValue::Str(table.to_owned()))],
+            None,
+        )?;
         let found = rows.first().and_then(|r| r.first()).map(DbValue::as_int);
         if found == Some(expected) {
             Ok(())
         } else {
-            Err(DbError::Version { table: table.to_owned(), expected, found })
+            Err(DbError::Version {
+                table: table.to_owned(),
+                expected,
+                found,
+            })
         }
     }
 }
@@ -345,7 +430,10 @@ pub fn with<T>(url: &str, f: impl FnOnce(&mut Conn) -> Result<T, DbError>) -> Re
     let res = f(conn);
     if let Err(e) = &res {
         if matches!(e, DbError::Query(_) | DbError::Connect(_)) {
-            log::warn!("db: {e}; the connection to {} will be reopened", redact(url));
+            log::warn!(
+                "db: {e}; the connection to {} will be reopened",
+                redact(url)
+            );
             map.remove(url);
         }
     }
@@ -377,7 +465,12 @@ pub fn format_datetime(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Unix seconds of `YYYY-MM-DD HH:MM:SS` (UTC; a `T` separator and a
@@ -389,7 +482,11 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     let (y, m, d) = (dp.next()?.ok()?, dp.next()?.ok()?, dp.next()?.ok()?);
     let time = time.split(['.', '+']).next()?;
     let mut tp = time.split(':').map(|x| x.parse::<i64>());
-    let (hh, mm, ss) = (tp.next()?.ok()?, tp.next()?.ok()?, tp.next().unwrap_or(Ok(0)).ok()?);
+    let (hh, mm, ss) = (
+        tp.next()?.ok()?,
+        tp.next()?.ok()?,
+        tp.next().unwrap_or(Ok(0)).ok()?,
+    );
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
@@ -441,7 +538,10 @@ mod tests {
         for t in [0, 86_399, 951_782_400, 1_900_000_000, 4_102_444_800] {
             assert_eq!(parse_datetime(&format_datetime(t)), Some(t));
         }
-        assert_eq!(parse_datetime("2030-05-28T21:32:15.5+00"), parse_datetime("2030-05-28 21:32:15"));
+        assert_eq!(
+            parse_datetime("2030-05-28T21:32:15.5+00"),
+            parse_datetime("2030-05-28 21:32:15")
+        );
         assert_eq!(parse_datetime("garbage"), None);
     }
 
@@ -456,14 +556,29 @@ mod tests {
     fn statements() {
         let s = Sql(Dialect::Dollar);
         assert_eq!(
-            s.select("subscriber", &["ha1"], &[("username", DbValue::Str("a".into())), ("domain", DbValue::Null)], None).unwrap(),
+            s.select(
+                "subscriber",
+                &["ha1"],
+                &[
+                    ("username", DbValue::Str("a".into())),
+                    ("domain", DbValue::Null)
+                ],
+                None
+            )
+            .unwrap(),
             "SELECT ha1 FROM subscriber WHERE username=$1 AND domain IS NULL"
         );
         assert_eq!(
-            s.update("t", &[("a", DbValue::Int(1))], &[("b", DbValue::Int(2))]).unwrap(),
+            s.update("t", &[("a", DbValue::Int(1))], &[("b", DbValue::Int(2))])
+                .unwrap(),
             "UPDATE t SET a=$1 WHERE b=$2"
         );
-        assert_eq!(Sql(Dialect::Numbered).insert("t", &[("a", DbValue::Int(1)), ("b", DbValue::Null)]).unwrap(), "INSERT INTO t (a,b) VALUES (?1,?2)");
+        assert_eq!(
+            Sql(Dialect::Numbered)
+                .insert("t", &[("a", DbValue::Int(1)), ("b", DbValue::Null)])
+                .unwrap(),
+            "INSERT INTO t (a,b) VALUES (?1,?2)"
+        );
     }
 
     #[test]
@@ -477,17 +592,48 @@ mod tests {
             c.check_version("subscriber", 7)?;
             c.check_version("location", 9)?;
             assert!(c.check_version("location", 8).is_err());
-            c.insert("subscriber", &[("username", DbValue::Str("alice".into())), ("domain", DbValue::Str("d".into())), ("password", DbValue::Str("pw".into()))])?;
-            let rows = c.query("subscriber", &["password", "ha1"], &[("username", DbValue::Str("alice".into()))], None)?;
-            assert_eq!(rows, vec![vec![DbValue::Str("pw".into()), DbValue::Str(String::new())]]);
-            assert_eq!(c.update("subscriber", &[("username", DbValue::Str("alice".into()))], &[("ha1", DbValue::Str("h".into()))])?, 1);
-            assert_eq!(c.delete("subscriber", &[("username", DbValue::Str("alice".into()))])?, 1);
+            c.insert(
+                "subscriber",
+                &[
+                    ("username", DbValue::Str("alice".into())),
+                    ("domain", DbValue::Str("d".into())),
+                    ("password", DbValue::Str("pw".into())),
+                ],
+            )?;
+            let rows = c.query(
+                "subscriber",
+                &["password", "ha1"],
+                &[("username", DbValue::Str("alice".into()))],
+                None,
+            )?;
+            assert_eq!(
+                rows,
+                vec![vec![DbValue::Str("pw".into()), DbValue::Str(String::new())]]
+            );
+            assert_eq!(
+                c.update(
+                    "subscriber",
+                    &[("username", DbValue::Str("alice".into()))],
+                    &[("ha1", DbValue::Str("h".into()))]
+                )?,
+                1
+            );
+            assert_eq!(
+                c.delete("subscriber", &[("username", DbValue::Str("alice".into()))])?,
+                1
+            );
             Ok(())
         })
         .unwrap();
-        assert!(matches!(Conn::open("mysql://u:p@h/db"), Err(DbError::NotBuilt("mysql"))));
+        assert!(matches!(
+            Conn::open("mysql://u:p@h/db"),
+            Err(DbError::NotBuilt("mysql"))
+        ));
         assert!(matches!(Conn::open("nonsense"), Err(DbError::BadUrl(_))));
-        assert_eq!(redact("postgres://ser:secret@localhost/ser"), "postgres://ser:***@localhost/ser");
+        assert_eq!(
+            redact("postgres://ser:secret@localhost/ser"),
+            "postgres://ser:***@localhost/ser"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -48,7 +48,9 @@ impl ToSql for Param<'_> {
             Type::FLOAT4 => (v.as_f64() as f32).to_sql(ty, out),
             Type::FLOAT8 => v.as_f64().to_sql(ty, out),
             Type::BOOL => (v.as_int() != 0).to_sql(ty, out),
-            Type::TIMESTAMP | Type::TIMESTAMPTZ => ((v.as_datetime() - PG_EPOCH) * 1_000_000).to_sql(&Type::INT8, out),
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                ((v.as_datetime() - PG_EPOCH) * 1_000_000).to_sql(&Type::INT8, out)
+            }
             _ => v.as_str().to_sql(&Type::TEXT, out),
         }
     }
@@ -114,7 +116,10 @@ impl Driver for Pg {
     fn execute(&mut self, sql: &str, params: &[DbValue]) -> Result<usize, DbError> {
         let ps: Vec<Param<'_>> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        self.client.execute(sql, &refs).map(|n| n as usize).map_err(qerr)
+        self.client
+            .execute(sql, &refs)
+            .map(|n| n as usize)
+            .map_err(qerr)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {

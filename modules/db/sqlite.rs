@@ -14,11 +14,15 @@ impl Sqlite {
     /// Open (creating) the file; `path` is what follows `sqlite://`.
     pub fn open(path: &str) -> Result<Sqlite, DbError> {
         if !path.starts_with('/') {
-            return Err(DbError::BadUrl(format!("sqlite://{path} (the path must be absolute: sqlite:///dir/file.db)")));
+            return Err(DbError::BadUrl(format!(
+                "sqlite://{path} (the path must be absolute: sqlite:///dir/file.db)"
+            )));
         }
-        let conn = rusqlite::Connection::open(path).map_err(|e| DbError::Connect(format!("{path}: {e}")))?;
+        let conn = rusqlite::Connection::open(path)
+            .map_err(|e| DbError::Connect(format!("{path}: {e}")))?;
         // Several processes write the same file: wait for the lock instead of failing.
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| DbError::Connect(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| DbError::Connect(e.to_string()))?;
         Ok(Sqlite { conn })
     }
 }
@@ -38,7 +42,9 @@ fn from_sql(v: ValueRef<'_>) -> DbValue {
         ValueRef::Null => DbValue::Null,
         ValueRef::Integer(i) => DbValue::Int(i),
         ValueRef::Real(d) => DbValue::Double(d),
-        ValueRef::Text(t) | ValueRef::Blob(t) => DbValue::Str(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            DbValue::Str(String::from_utf8_lossy(t).into_owned())
+        }
     }
 }
 
@@ -51,7 +57,9 @@ impl Driver for Sqlite {
         let mut st = self.conn.prepare_cached(sql).map_err(qerr)?;
         let n = st.column_count();
         let vals: Vec<SqlValue> = params.iter().map(to_sql).collect();
-        let mut rows = st.query(rusqlite::params_from_iter(vals.iter())).map_err(qerr)?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(vals.iter()))
+            .map_err(qerr)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(qerr)? {
             let mut row = Vec::with_capacity(n);
@@ -66,7 +74,8 @@ impl Driver for Sqlite {
     fn execute(&mut self, sql: &str, params: &[DbValue]) -> Result<usize, DbError> {
         let mut st = self.conn.prepare_cached(sql).map_err(qerr)?;
         let vals: Vec<SqlValue> = params.iter().map(to_sql).collect();
-        st.execute(rusqlite::params_from_iter(vals.iter())).map_err(qerr)
+        st.execute(rusqlite::params_from_iter(vals.iter()))
+            .map_err(qerr)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use ser_fifo::{RpcRegistry, RpcValue};
 
 use crate::db::{self, DbValue};
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
+};
 use crate::runtime::avp::{parse_prefix, AvpName, AvpRef};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
@@ -31,10 +33,34 @@ static PARAMS: &[ParamExport] = &[
 ];
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "is_from_local", min_args: 0, max_args: 0, routes: RouteMask::ANY, fixup: fixup_from_local },
-    FunctionExport { name: "is_uri_host_local", min_args: 0, max_args: 0, routes: RouteMask::ANY, fixup: fixup_uri_local },
-    FunctionExport { name: "is_domain_local", min_args: 1, max_args: 1, routes: RouteMask::ANY, fixup: fixup_domain_local },
-    FunctionExport { name: "lookup_domain", min_args: 1, max_args: 2, routes: RouteMask::ANY, fixup: fixup_lookup_domain },
+    FunctionExport {
+        name: "is_from_local",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_from_local,
+    },
+    FunctionExport {
+        name: "is_uri_host_local",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_uri_local,
+    },
+    FunctionExport {
+        name: "is_domain_local",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_domain_local,
+    },
+    FunctionExport {
+        name: "lookup_domain",
+        min_args: 1,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_lookup_domain,
+    },
 ];
 
 /// Where the domain list comes from.
@@ -73,11 +99,17 @@ fn src(env: &ModuleEnv) -> Result<Arc<Src>, FixupError> {
 }
 
 fn load(s: &Src) -> Result<HashMap<String, String>, db::DbError> {
-    let rows = db::with(&s.url, |c| c.query(&s.table, &[&s.domain_col, &s.did_col], &[], None))?;
+    let rows = db::with(&s.url, |c| {
+        c.query(&s.table, &[&s.domain_col, &s.did_col], &[], None)
+    })?;
     Ok(rows
         .into_iter()
         .map(|r| {
-            let d = r.first().map(DbValue::as_str).unwrap_or_default().to_ascii_lowercase();
+            let d = r
+                .first()
+                .map(DbValue::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             let did = match r.get(1) {
                 Some(DbValue::Null) | None => d.clone(),
                 Some(v) => v.as_str(),
@@ -92,18 +124,31 @@ fn did_of(s: &Src, host: &str) -> Result<Option<String>, db::DbError> {
     let now = crate::usrloc::now();
     let gen = GENERATION.load(Ordering::Relaxed);
     let mut g = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    let fresh = g.as_ref().is_some_and(|c| c.generation == gen && now < c.loaded_at + s.ttl);
+    let fresh = g
+        .as_ref()
+        .is_some_and(|c| c.generation == gen && now < c.loaded_at + s.ttl);
     if !fresh {
         let map = load(s)?;
-        *g = Some(Cache { loaded_at: now, generation: gen, map });
+        *g = Some(Cache {
+            loaded_at: now,
+            generation: gen,
+            map,
+        });
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     Ok(g.as_ref().and_then(|c| c.map.get(&host).cloned()))
 }
 
 fn host_of(uri: Option<String>) -> String {
-    uri.and_then(|u| ser_sip::parse_uri(u.as_bytes()).ok().map(|p| String::from_utf8_lossy(p.host.of(u.as_bytes())).into_owned()))
-        .unwrap_or_default()
+    uri.and_then(|u| {
+        ser_sip::parse_uri(u.as_bytes())
+            .ok()
+            .map(|p| String::from_utf8_lossy(p.host.of(u.as_bytes())).into_owned())
+    })
+    .unwrap_or_default()
 }
 
 fn is_local(s: &Src, host: &str) -> Flow {
@@ -142,13 +187,23 @@ fn fixup_lookup_domain(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, Fixup
     let s = src(fx.module)?;
     let prefix = fx.str_arg(args, 0).unwrap_or_default();
     let p = prefix.trim().trim_start_matches('$');
-    let (track, class) = parse_prefix(p).ok_or_else(|| FixupError::arg(0, format!("`{prefix}` is not an AVP track/class like $fd or $td")))?;
-    let did_avp = AvpRef { track, class, name: AvpName::Str("did".into()) };
+    let (track, class) = parse_prefix(p).ok_or_else(|| {
+        FixupError::arg(
+            0,
+            format!("`{prefix}` is not an AVP track/class like $fd or $td"),
+        )
+    })?;
+    let did_avp = AvpRef {
+        track,
+        class,
+        name: AvpName::Str("did".into()),
+    };
     let host: Format = if args.len() > 1 {
         fx.format_arg(args, 1)?
     } else {
         // One argument: the domain of From ($fd) or To/R-URI ($td).
-        Format::parse(if p.starts_with('f') { "$fd" } else { "$rd" }).map_err(|e| FixupError::arg(0, e))?
+        Format::parse(if p.starts_with('f') { "$fd" } else { "$rd" })
+            .map_err(|e| FixupError::arg(0, e))?
     };
     Ok(Box::new(move |ctx: &mut MsgCtx<'_>| {
         let h = ctx.render(&host);
@@ -191,15 +246,22 @@ impl Module for DomainModule {
             GENERATION.fetch_add(1, Ordering::Relaxed);
             Ok(())
         });
-        let r2 = reg.register("domain.dump", &["The local domains and their dids."], move |ctx| {
-            let map = load(&s).map_err(|e| ser_fifo::RpcFault::new(500, e.to_string()))?;
-            let mut v: Vec<_> = map.into_iter().collect();
-            v.sort();
-            for (d, did) in v {
-                ctx.add(RpcValue::structure([("domain", RpcValue::Str(d)), ("did", RpcValue::Str(did))]));
-            }
-            Ok(())
-        });
+        let r2 = reg.register(
+            "domain.dump",
+            &["The local domains and their dids."],
+            move |ctx| {
+                let map = load(&s).map_err(|e| ser_fifo::RpcFault::new(500, e.to_string()))?;
+                let mut v: Vec<_> = map.into_iter().collect();
+                v.sort();
+                for (d, did) in v {
+                    ctx.add(RpcValue::structure([
+                        ("domain", RpcValue::Str(d)),
+                        ("did", RpcValue::Str(did)),
+                    ]));
+                }
+                Ok(())
+            },
+        );
         for e in [r1, r2].into_iter().filter_map(Result::err) {
             log::warn!("domain: rpc: {e}");
         }

@@ -6,8 +6,20 @@ use crate::runtime::ctx::MsgCtx;
 use crate::usrloc::ALL_METHODS;
 
 const NAMES: &[&str] = &[
-    "INVITE", "CANCEL", "ACK", "BYE", "INFO", "REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "OPTIONS", "PRACK",
-    "UPDATE", "REFER", "PUBLISH",
+    "INVITE",
+    "CANCEL",
+    "ACK",
+    "BYE",
+    "INFO",
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "MESSAGE",
+    "OPTIONS",
+    "PRACK",
+    "UPDATE",
+    "REFER",
+    "PUBLISH",
 ];
 
 /// Bit of a method; unknown methods share one bit.

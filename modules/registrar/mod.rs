@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use ser_sip::{Contacts, HeaderName};
 
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
+};
 use crate::runtime::ctx::{Branch, MsgCtx, ProcessingError};
 use crate::runtime::flags::Flags;
 use crate::runtime::flow::Flow;
@@ -37,13 +39,55 @@ static PARAMS: &[ParamExport] = &[
 const R: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE);
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "save", min_args: 1, max_args: 2, routes: R, fixup: fixup_save },
-    FunctionExport { name: "save_contacts", min_args: 1, max_args: 2, routes: R, fixup: fixup_save },
-    FunctionExport { name: "lookup", min_args: 1, max_args: 2, routes: R, fixup: fixup_lookup },
-    FunctionExport { name: "lookup_contacts", min_args: 1, max_args: 2, routes: R, fixup: fixup_lookup },
-    FunctionExport { name: "registered", min_args: 1, max_args: 2, routes: RouteMask::ANY, fixup: fixup_registered },
-    FunctionExport { name: "unregister", min_args: 2, max_args: 2, routes: RouteMask::ANY, fixup: fixup_unregister },
-    FunctionExport { name: "add_sock_hdr", min_args: 1, max_args: 1, routes: RouteMask::REQUEST, fixup: fixup_sock_hdr },
+    FunctionExport {
+        name: "save",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_save,
+    },
+    FunctionExport {
+        name: "save_contacts",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_save,
+    },
+    FunctionExport {
+        name: "lookup",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_lookup,
+    },
+    FunctionExport {
+        name: "lookup_contacts",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_lookup,
+    },
+    FunctionExport {
+        name: "registered",
+        min_args: 1,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_registered,
+    },
+    FunctionExport {
+        name: "unregister",
+        min_args: 2,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_unregister,
+    },
+    FunctionExport {
+        name: "add_sock_hdr",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_sock_hdr,
+    },
 ];
 
 impl Module for Registrar {
@@ -143,7 +187,9 @@ fn table_arg(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<DomainRef, FixupError> {
 }
 
 fn cfg_of(fx: &FixupCtx<'_>) -> Result<Arc<RegCfg>, FixupError> {
-    RegCfg::from_env(fx.module).map(Arc::new).map_err(FixupError::call)
+    RegCfg::from_env(fx.module)
+        .map(Arc::new)
+        .map_err(FixupError::call)
 }
 
 fn resolved(d: &DomainRef) -> Option<&Arc<Domain>> {
@@ -156,12 +202,19 @@ fn resolved(d: &DomainRef) -> Option<&Arc<Domain>> {
 
 fn internal_error(ctx: &mut MsgCtx<'_>, what: &str) {
     log::error!("registrar: {what}");
-    ctx.last_error = Some(ProcessingError { code: 500, reason: "Server Internal Error".into() });
+    ctx.last_error = Some(ProcessingError {
+        code: 500,
+        reason: "Server Internal Error".into(),
+    });
 }
 
 fn fixup_save(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let dom = table_arg(fx, args)?;
-    let flags = if args.len() > 1 { fx.int_arg(args, 1)? as u32 } else { 0 };
+    let flags = if args.len() > 1 {
+        fx.int_arg(args, 1)? as u32
+    } else {
+        0
+    };
     let cfg = cfg_of(fx)?;
     Ok(Box::new(move |ctx| match resolved(&dom) {
         Some(d) => save(ctx, d, &cfg, flags),
@@ -171,7 +224,11 @@ fn fixup_save(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
 
 fn fixup_lookup(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let dom = table_arg(fx, args)?;
-    let uri = if args.len() > 1 { Some(fx.format_arg(args, 1)?) } else { None };
+    let uri = if args.len() > 1 {
+        Some(fx.format_arg(args, 1)?)
+    } else {
+        None
+    };
     let cfg = cfg_of(fx)?;
     Ok(Box::new(move |ctx| match resolved(&dom) {
         Some(d) => lookup(ctx, d, &cfg, uri.as_ref()),
@@ -181,10 +238,18 @@ fn fixup_lookup(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> 
 
 fn fixup_registered(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let dom = table_arg(fx, args)?;
-    let uri = if args.len() > 1 { Some(fx.format_arg(args, 1)?) } else { None };
+    let uri = if args.len() > 1 {
+        Some(fx.format_arg(args, 1)?)
+    } else {
+        None
+    };
     Ok(Box::new(move |ctx| {
-        let Some(d) = resolved(&dom) else { return Flow::False };
-        let Some(aor) = aor_of_uri(d, &target_uri(ctx, uri.as_ref())) else { return Flow::False };
+        let Some(d) = resolved(&dom) else {
+            return Flow::False;
+        };
+        let Some(aor) = aor_of_uri(d, &target_uri(ctx, uri.as_ref())) else {
+            return Flow::False;
+        };
         match d.get(&aor) {
             Ok(l) => Flow::from_bool(!l.is_empty()),
             Err(e) => {
@@ -199,7 +264,9 @@ fn fixup_unregister(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErr
     let dom = table_arg(fx, args)?;
     let uri = fx.format_arg(args, 1)?;
     Ok(Box::new(move |ctx| {
-        let Some(d) = resolved(&dom) else { return Flow::False };
+        let Some(d) = resolved(&dom) else {
+            return Flow::False;
+        };
         let Some(aor) = aor_of_uri(d, &ctx.render(&uri)) else {
             log::error!("registrar: unregister: bad AOR URI");
             return Flow::False;
@@ -217,7 +284,11 @@ fn fixup_unregister(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErr
 
 fn fixup_sock_hdr(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let name = fx.str_arg(args, 0)?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(FixupError::arg(0, format!("`{name}` is not a header name")));
     }
     Ok(Box::new(move |ctx| {
@@ -233,14 +304,21 @@ pub fn socket_text(ctx: &MsgCtx<'_>) -> String {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         a => a.to_string(),
     };
-    format!("{}:{ip}:{}", ctx.proto.as_str().to_ascii_lowercase(), ctx.local.port())
+    format!(
+        "{}:{ip}:{}",
+        ctx.proto.as_str().to_ascii_lowercase(),
+        ctx.local.port()
+    )
 }
 
 /// The AOR key of a URI for the domain (user, or user@host).
 pub fn aor_of_uri(d: &Domain, uri: &str) -> Option<String> {
     let u = ser_sip::parse_uri(uri.as_bytes()).ok()?;
     let b = uri.as_bytes();
-    let user = u.user.map(|s| String::from_utf8_lossy(s.of(b)).into_owned()).unwrap_or_default();
+    let user = u
+        .user
+        .map(|s| String::from_utf8_lossy(s.of(b)).into_owned())
+        .unwrap_or_default();
     let host = String::from_utf8_lossy(u.host.of(b)).into_owned();
     if user.is_empty() && !d.cfg.use_domain {
         return None;
@@ -265,7 +343,10 @@ fn reply(ctx: &mut MsgCtx<'_>, code: u16, reason: &str, extra: &[String]) -> boo
 }
 
 fn fail(ctx: &mut MsgCtx<'_>, flags: u32, code: u16, reason: &str, extra: &[String]) -> Flow {
-    ctx.last_error = Some(ProcessingError { code, reason: reason.to_owned() });
+    ctx.last_error = Some(ProcessingError {
+        code,
+        reason: reason.to_owned(),
+    });
     if flags & SAVE_NOREPLY == 0 {
         reply(ctx, code, reason, extra);
     }
@@ -288,7 +369,11 @@ enum Applied {
 }
 
 fn param_text(buf: &[u8], params: &[ser_sip::Param], name: &[u8]) -> Option<String> {
-    ser_sip::param::find_param(buf, params, name).map(|p| p.value.map(|v| String::from_utf8_lossy(v.of(buf)).into_owned()).unwrap_or_default())
+    ser_sip::param::find_param(buf, params, name).map(|p| {
+        p.value
+            .map(|v| String::from_utf8_lossy(v.of(buf)).into_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// `save(table[, flags])`: RFC 3261 §10.3 processing of a REGISTER.
@@ -297,8 +382,12 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
         return Flow::Code(-1);
     }
     // The AOR is the To URI.
-    let Some(to) = ctx.to_uri() else { return fail(ctx, flags, 400, "Bad To Header", &[]) };
-    let Some(aor) = aor_of_uri(d, &to) else { return fail(ctx, flags, 400, "Bad To URI", &[]) };
+    let Some(to) = ctx.to_uri() else {
+        return fail(ctx, flags, 400, "Bad To Header", &[]);
+    };
+    let Some(aor) = aor_of_uri(d, &to) else {
+        return fail(ctx, flags, 400, "Bad To URI", &[]);
+    };
     let hdr_expires = match ctx.msg.expires() {
         Ok(e) => e,
         Err(_) => return fail(ctx, flags, 400, "Bad Expires Header", &[]),
@@ -318,8 +407,11 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
                         uri: String::from_utf8_lossy(c.addr.uri.span.of(&buf)).into_owned(),
                         expires: e,
                         q: c.q.map_or(cfg.default_q, i32::from),
-                        instance: param_text(&buf, &c.addr.params, b"+sip.instance").unwrap_or_default(),
-                        reg_id: param_text(&buf, &c.addr.params, b"reg-id").and_then(|v| v.parse().ok()).unwrap_or(0),
+                        instance: param_text(&buf, &c.addr.params, b"+sip.instance")
+                            .unwrap_or_default(),
+                        reg_id: param_text(&buf, &c.addr.params, b"reg-id")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
                     });
                 }
             }
@@ -340,16 +432,33 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
         }
     }
     let now = usrloc::now();
-    let callid = ctx.msg.call_id().map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default();
+    let callid = ctx
+        .msg
+        .call_id()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .unwrap_or_default();
     let cseq = ctx.msg.cseq().map(|c| c.number).unwrap_or(0);
     let user_agent = ctx.header_of(HeaderName::UserAgent).unwrap_or_default();
     let socket = match cfg.sock_hdr_name.as_str() {
         "" => socket_text(ctx),
         h => ctx.header(h).unwrap_or_else(|| socket_text(ctx)),
     };
-    let received = cfg.received_avp.as_ref().map(|pv| ctx.get_pv(pv)).filter(|v| !v.is_empty()).map(|v| v.as_str().into_owned());
+    let received = cfg
+        .received_avp
+        .as_ref()
+        .map(|pv| ctx.get_pv(pv))
+        .filter(|v| !v.is_empty())
+        .map(|v| v.as_str().into_owned());
     let path = if cfg.use_path {
-        ctx.msg.find_all(HeaderName::Path).map(|h| String::from_utf8_lossy(ctx.msg.header_body(h)).trim().to_owned()).collect::<Vec<_>>().join(",")
+        ctx.msg
+            .find_all(HeaderName::Path)
+            .map(|h| {
+                String::from_utf8_lossy(ctx.msg.header_body(h))
+                    .trim()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     } else {
         String::new()
     };
@@ -361,7 +470,10 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
         if star {
             let had = !stored.is_empty();
             stored.clear();
-            return (if had { Changed::Yes } else { Changed::No }, Applied::Ok(Vec::new()));
+            return (
+                if had { Changed::Yes } else { Changed::No },
+                Applied::Ok(Vec::new()),
+            );
         }
         let before = stored.clone();
         if flags & SAVE_REPLACE != 0 && !list.is_empty() {
@@ -427,7 +539,10 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
             *stored = before;
             return (Changed::No, Applied::TooMany);
         }
-        (if changed { Changed::Yes } else { Changed::No }, Applied::Ok(stored.clone()))
+        (
+            if changed { Changed::Yes } else { Changed::No },
+            Applied::Ok(stored.clone()),
+        )
     });
     let current = match res {
         Ok(Applied::Ok(c)) => c,
@@ -517,7 +632,11 @@ pub fn lookup(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, uri: Option<&Forma
     if cfg.append_branches {
         for c in list {
             let dst = dst_of(&c, cfg);
-            ctx.branches.push(Branch { uri: c.uri, dst_uri: dst, bflags: Flags(c.cflags) });
+            ctx.branches.push(Branch {
+                uri: c.uri,
+                dst_uri: dst,
+                bflags: Flags(c.cflags),
+            });
         }
     }
     Flow::True
@@ -528,7 +647,11 @@ pub fn lookup(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, uri: Option<&Forma
 fn dst_of(c: &Ucontact, cfg: &RegCfg) -> Option<String> {
     if cfg.use_path && !c.path.is_empty() {
         let first = c.path.split(',').next().unwrap_or("").trim();
-        let inner = first.trim_start_matches('<').split('>').next().unwrap_or("");
+        let inner = first
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("");
         if !inner.is_empty() {
             return Some(inner.to_owned());
         }

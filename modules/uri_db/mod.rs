@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use crate::db::{self, DbValue};
-use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask,
+};
 use crate::runtime::avp::{parse_prefix, AvpName, AvpRef};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
@@ -28,10 +30,34 @@ static PARAMS: &[ParamExport] = &[
 ];
 
 static FUNCTIONS: &[FunctionExport] = &[
-    FunctionExport { name: "check_to", min_args: 0, max_args: 0, routes: RouteMask::REQUEST, fixup: fixup_check_to },
-    FunctionExport { name: "check_from", min_args: 0, max_args: 0, routes: RouteMask::REQUEST, fixup: fixup_check_from },
-    FunctionExport { name: "does_uri_exist", min_args: 0, max_args: 0, routes: RouteMask::REQUEST, fixup: fixup_exists },
-    FunctionExport { name: "lookup_user", min_args: 1, max_args: 2, routes: RouteMask::ANY, fixup: fixup_lookup_user },
+    FunctionExport {
+        name: "check_to",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_check_to,
+    },
+    FunctionExport {
+        name: "check_from",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_check_from,
+    },
+    FunctionExport {
+        name: "does_uri_exist",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_exists,
+    },
+    FunctionExport {
+        name: "lookup_user",
+        min_args: 1,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_lookup_user,
+    },
 ];
 
 impl Module for UriDb {
@@ -74,7 +100,12 @@ fn user_host(uri: Option<String>) -> Option<(String, String)> {
     let u = uri?;
     let p = ser_sip::parse_uri(u.as_bytes()).ok()?;
     let b = u.as_bytes();
-    Some((p.user.map(|s| String::from_utf8_lossy(s.of(b)).into_owned()).unwrap_or_default(), String::from_utf8_lossy(p.host.of(b)).into_owned()))
+    Some((
+        p.user
+            .map(|s| String::from_utf8_lossy(s.of(b)).into_owned())
+            .unwrap_or_default(),
+        String::from_utf8_lossy(p.host.of(b)).into_owned(),
+    ))
 }
 
 fn check(ctx: &mut MsgCtx<'_>, c: &Cfg, uri: Option<String>) -> Flow {
@@ -85,16 +116,23 @@ fn check(ctx: &mut MsgCtx<'_>, c: &Cfg, uri: Option<String>) -> Flow {
         return Flow::False;
     }
     let au = au.as_str().into_owned();
-    let Some((user, host)) = user_host(uri) else { return Flow::False };
+    let Some((user, host)) = user_host(uri) else {
+        return Flow::False;
+    };
     if !c.use_uri_table {
         let same = au == user && (!c.use_domain || realm.eq_ignore_ascii_case(&host));
         return Flow::from_bool(same);
     }
-    let mut conds = vec![("username", DbValue::Str(au)), ("uri_user", DbValue::Str(user))];
+    let mut conds = vec![
+        ("username", DbValue::Str(au)),
+        ("uri_user", DbValue::Str(user)),
+    ];
     if c.use_domain {
         conds.push(("domain", DbValue::Str(host)));
     }
-    match db::with(&c.url, |conn| conn.query(&c.uri_table, &["username"], &conds, None)) {
+    match db::with(&c.url, |conn| {
+        conn.query(&c.uri_table, &["username"], &conds, None)
+    }) {
         Ok(rows) => Flow::from_bool(!rows.is_empty()),
         Err(e) => {
             log::error!("uri_db: {e}");
@@ -123,8 +161,14 @@ fn fixup_check_from(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupEr
 fn fixup_exists(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
     let c = cfg(fx)?;
     Ok(Box::new(move |ctx| {
-        let Some((user, host)) = user_host(ctx.ruri()) else { return Flow::False };
-        let (table, ucol) = if c.use_uri_table { (&c.uri_table, "uri_user") } else { (&c.subscriber_table, "username") };
+        let Some((user, host)) = user_host(ctx.ruri()) else {
+            return Flow::False;
+        };
+        let (table, ucol) = if c.use_uri_table {
+            (&c.uri_table, "uri_user")
+        } else {
+            (&c.subscriber_table, "username")
+        };
         let mut conds = vec![(ucol, DbValue::Str(user))];
         if c.use_domain {
             conds.push(("domain", DbValue::Str(host)));
@@ -147,19 +191,32 @@ fn fixup_lookup_user(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupEr
     let inner = spec.trim().trim_start_matches('$');
     let avp = match inner.split_once('.') {
         Some((p, name)) => {
-            let (track, class) = parse_prefix(p).ok_or_else(|| FixupError::arg(0, format!("bad AVP `{spec}`")))?;
-            AvpRef { track, class, name: AvpName::Str(name.to_owned()) }
+            let (track, class) =
+                parse_prefix(p).ok_or_else(|| FixupError::arg(0, format!("bad AVP `{spec}`")))?;
+            AvpRef {
+                track,
+                class,
+                name: AvpName::Str(name.to_owned()),
+            }
         }
         None => AvpRef::named(inner),
     };
-    let uri: Format = if args.len() > 1 { fx.format_arg(args, 1)? } else { Format::parse("$ru").map_err(|e| FixupError::arg(0, e))? };
+    let uri: Format = if args.len() > 1 {
+        fx.format_arg(args, 1)?
+    } else {
+        Format::parse("$ru").map_err(|e| FixupError::arg(0, e))?
+    };
     Ok(Box::new(move |ctx| {
-        let Some((user, host)) = user_host(Some(ctx.render(&uri))) else { return Flow::False };
+        let Some((user, host)) = user_host(Some(ctx.render(&uri))) else {
+            return Flow::False;
+        };
         let mut conds = vec![("username", DbValue::Str(user))];
         if c.use_domain {
             conds.push(("did", DbValue::Str(host)));
         }
-        match db::with(&c.url, |conn| conn.query(&c.uri_table, &["uid"], &conds, None)) {
+        match db::with(&c.url, |conn| {
+            conn.query(&c.uri_table, &["uid"], &conds, None)
+        }) {
             Ok(rows) => match rows.first().and_then(|r| r.first()) {
                 Some(v) if !v.is_null() => {
                     ctx.avps.assign(&avp, Value::Str(v.as_str()));

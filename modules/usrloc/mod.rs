@@ -21,8 +21,8 @@ use ser_fifo::{RpcCtx, RpcFault, RpcRegistry, RpcValue};
 
 use crate::db::DbError;
 use crate::iface::{Module, ModuleEnv, ParamExport};
-pub use store::{Changed, Ucontact, ALL_METHODS};
 use store::{AorRec, Table};
+pub use store::{Changed, Ucontact, ALL_METHODS};
 
 /// The `usrloc` module.
 pub struct Usrloc;
@@ -133,7 +133,8 @@ thread_local! {
 }
 
 // The shm tables by name: every load of the same name shares the table.
-static TABLES: Mutex<Option<HashMap<String, &'static ser_shm::HashTable<AorRec>>>> = Mutex::new(None);
+static TABLES: Mutex<Option<HashMap<String, &'static ser_shm::HashTable<AorRec>>>> =
+    Mutex::new(None);
 
 /// The domain `name`, resolved when usrloc initialises.
 pub fn domain_ref(name: &str) -> Result<DomainRef, String> {
@@ -167,7 +168,11 @@ pub fn resolve_pending(cfg: &UlCfg) -> Result<Vec<Arc<Domain>>, String> {
             continue;
         }
         let table = table_for(&n).map_err(|e| e.to_string())?;
-        let d = Arc::new(Domain { name: n.clone(), table, cfg: cfg.clone() });
+        let d = Arc::new(Domain {
+            name: n.clone(),
+            table,
+            cfg: cfg.clone(),
+        });
         if matches!(cfg.db_mode, 1 | 2) {
             let loaded = persist::load(&d).map_err(|e| format!("loading table `{n}`: {e}"))?;
             log::info!("usrloc: {loaded} contacts of table `{n}` loaded from the database");
@@ -195,7 +200,9 @@ pub fn has_pending() -> bool {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Domain {
@@ -215,7 +222,11 @@ impl Domain {
     /// The AOR's live contacts, best first (q desc, then by time as `desc_time_order`).
     pub fn get(&self, aor: &str) -> Result<Vec<Ucontact>, UlError> {
         let now = now();
-        let mut list = if self.cfg.db_mode == 3 { persist::read_aor(self, aor)? } else { self.table.get(aor) };
+        let mut list = if self.cfg.db_mode == 3 {
+            persist::read_aor(self, aor)?
+        } else {
+            self.table.get(aor)
+        };
         list.retain(|c| !c.expired(now));
         sort_contacts(&mut list, self.cfg.desc_time_order);
         Ok(list)
@@ -359,7 +370,12 @@ pub fn sort_contacts(list: &mut [Ucontact], desc_time: bool) {
 pub fn new_ruid() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("uloc-{:x}-{:x}-{}", now(), std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "uloc-{:x}-{:x}-{}",
+        now(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 struct State {
@@ -418,7 +434,12 @@ impl Module for Usrloc {
         // Resolved per call: the RPCs may be registered before init ran.
         let st = |env: &ModuleEnv| {
             let s = env.state.clone();
-            move || s.get().and_then(|b| b.downcast_ref::<State>()).map(|s| s.domains.clone()).unwrap_or_default()
+            move || {
+                s.get()
+                    .and_then(|b| b.downcast_ref::<State>())
+                    .map(|s| s.domains.clone())
+                    .unwrap_or_default()
+            }
         };
         let (ds, d2, d3, d4, d5) = (st(env), st(env), st(env), st(env), st(env));
         let r = [
@@ -440,7 +461,9 @@ impl Module for Usrloc {
 
 fn find<'a>(ds: &'a [Arc<Domain>], ctx: &dyn RpcCtx) -> Result<&'a Arc<Domain>, RpcFault> {
     let t = ctx.scan_str(0)?;
-    ds.iter().find(|d| d.name == t).ok_or_else(|| RpcFault::new(404, format!("Table not found: {t}")))
+    ds.iter()
+        .find(|d| d.name == t)
+        .ok_or_else(|| RpcFault::new(404, format!("Table not found: {t}")))
 }
 
 fn fault(e: UlError) -> RpcFault {
@@ -449,10 +472,21 @@ fn fault(e: UlError) -> RpcFault {
 
 /// A contact as an RPC struct (names as Kamailio's `ul.dump`).
 pub fn contact_value(c: &Ucontact, now: u64) -> RpcValue {
-    let q = if c.q < 0 { -1.0 } else { f64::from(c.q) / 1000.0 };
+    let q = if c.q < 0 {
+        -1.0
+    } else {
+        f64::from(c.q) / 1000.0
+    };
     RpcValue::structure([
         ("Address", RpcValue::Str(c.uri.clone())),
-        ("Expires", if c.expires == 0 { RpcValue::Str("permanent".into()) } else { RpcValue::long(c.remaining(now) as i64) }),
+        (
+            "Expires",
+            if c.expires == 0 {
+                RpcValue::Str("permanent".into())
+            } else {
+                RpcValue::long(c.remaining(now) as i64)
+            },
+        ),
         ("Q", RpcValue::Double(q)),
         ("Call-ID", RpcValue::Str(c.callid.clone())),
         ("CSeq", RpcValue::long(i64::from(c.cseq))),
@@ -473,7 +507,14 @@ pub fn contact_value(c: &Ucontact, now: u64) -> RpcValue {
 fn aor_value(aor: &str, list: &[Ucontact], now: u64) -> RpcValue {
     RpcValue::structure([
         ("AoR", RpcValue::Str(aor.to_owned())),
-        ("Contacts", RpcValue::Array(list.iter().map(|c| RpcValue::structure([("Contact", contact_value(c, now))])).collect())),
+        (
+            "Contacts",
+            RpcValue::Array(
+                list.iter()
+                    .map(|c| RpcValue::structure([("Contact", contact_value(c, now))]))
+                    .collect(),
+            ),
+        ),
     ])
 }
 
@@ -488,8 +529,14 @@ fn rpc_dump(ds: &[Arc<Domain>], ctx: &mut dyn RpcCtx) -> Result<(), RpcFault> {
             RpcValue::structure([
                 ("Domain", RpcValue::Str(d.name.clone())),
                 ("Size", RpcValue::Int(store::BUCKETS as i32)),
-                ("AoRs", RpcValue::Array(aors.iter().map(|(a, l)| aor_value(a, l, now)).collect())),
-                ("Stats", RpcValue::structure([("Records", RpcValue::long(n_aors as i64))])),
+                (
+                    "AoRs",
+                    RpcValue::Array(aors.iter().map(|(a, l)| aor_value(a, l, now)).collect()),
+                ),
+                (
+                    "Stats",
+                    RpcValue::structure([("Records", RpcValue::long(n_aors as i64))]),
+                ),
             ]),
         )]));
     }
@@ -511,7 +558,10 @@ fn rpc_lookup(ds: &[Arc<Domain>], ctx: &mut dyn RpcCtx) -> Result<(), RpcFault> 
 /// An AOR given to an RPC: `user`, `user@domain` or a SIP URI.
 fn aor_param(d: &Domain, s: &str) -> String {
     let s = s.trim();
-    let s = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")).unwrap_or(s);
+    let s = s
+        .strip_prefix("sip:")
+        .or_else(|| s.strip_prefix("sips:"))
+        .unwrap_or(s);
     match s.split_once('@') {
         Some((u, h)) => d.aor(u, h.split([';', ':', '>']).next().unwrap_or(h)),
         None => s.to_owned(),

@@ -53,7 +53,7 @@ fn split_aor<'a>(d: &Domain, aor: &'a str) -> (&'a str, Option<&'a str>) {
     }
 }
 
-fn keys<'a>(d: &Domain, aor: &'a str) -> Vec<Cond<'static>> {
+fn keys(d: &Domain, aor: &str) -> Vec<Cond<'static>> {
     let (user, dom) = split_aor(d, aor);
     let mut k: Vec<Cond<'static>> = vec![("username", DbValue::Str(user.to_owned()))];
     if let Some(h) = dom {
@@ -66,12 +66,29 @@ fn row_values(d: &Domain, aor: &str, c: &Ucontact) -> Vec<Cond<'static>> {
     let (user, dom) = split_aor(d, aor);
     vec![
         ("username", DbValue::Str(user.to_owned())),
-        ("domain", dom.map_or(DbValue::Null, |h| DbValue::Str(h.to_owned()))),
+        (
+            "domain",
+            dom.map_or(DbValue::Null, |h| DbValue::Str(h.to_owned())),
+        ),
         ("contact", DbValue::Str(c.uri.clone())),
         ("received", opt(&c.received)),
         ("path", opt(&c.path)),
-        ("expires", DbValue::DateTime(if c.expires == 0 { PERMANENT } else { c.expires as i64 })),
-        ("q", DbValue::Double(if c.q < 0 { -1.0 } else { f64::from(c.q) / 1000.0 })),
+        (
+            "expires",
+            DbValue::DateTime(if c.expires == 0 {
+                PERMANENT
+            } else {
+                c.expires as i64
+            }),
+        ),
+        (
+            "q",
+            DbValue::Double(if c.q < 0 {
+                -1.0
+            } else {
+                f64::from(c.q) / 1000.0
+            }),
+        ),
         ("callid", DbValue::Str(c.callid.clone())),
         ("cseq", DbValue::Int(i64::from(c.cseq))),
         ("last_modified", DbValue::DateTime(c.last_modified as i64)),
@@ -79,8 +96,22 @@ fn row_values(d: &Domain, aor: &str, c: &Ucontact) -> Vec<Cond<'static>> {
         ("cflags", DbValue::Int(i64::from(c.cflags))),
         ("user_agent", DbValue::Str(c.user_agent.clone())),
         ("socket", opt(&c.socket)),
-        ("methods", if c.methods == ALL_METHODS { DbValue::Null } else { DbValue::Int(i64::from(c.methods)) }),
-        ("ruid", DbValue::Str(if c.ruid.is_empty() { super::new_ruid() } else { c.ruid.clone() })),
+        (
+            "methods",
+            if c.methods == ALL_METHODS {
+                DbValue::Null
+            } else {
+                DbValue::Int(i64::from(c.methods))
+            },
+        ),
+        (
+            "ruid",
+            DbValue::Str(if c.ruid.is_empty() {
+                super::new_ruid()
+            } else {
+                c.ruid.clone()
+            }),
+        ),
         ("instance", opt(&c.instance)),
         ("reg_id", DbValue::Int(i64::from(c.reg_id))),
     ]
@@ -104,7 +135,11 @@ fn from_row(r: &[DbValue]) -> (String, Option<String>, Ucontact) {
         received: s(3),
         path: s(4),
         expires: expires.max(0) as u64,
-        q: if q < 0.0 { -1 } else { (q * 1000.0).round() as i32 },
+        q: if q < 0.0 {
+            -1
+        } else {
+            (q * 1000.0).round() as i32
+        },
         callid: s(7),
         cseq: n(8) as u32,
         last_modified: r.get(9).map_or(0, DbValue::as_datetime).max(0) as u64,
@@ -169,7 +204,9 @@ pub fn read_all(d: &Domain) -> Result<Vec<(String, Vec<Ucontact>)>, UlError> {
     for r in rows {
         let (user, dom, c) = from_row(&r);
         if !c.expired(now) {
-            map.entry(aor_of(d, &user, dom.as_deref())).or_default().push(c);
+            map.entry(aor_of(d, &user, dom.as_deref()))
+                .or_default()
+                .push(c);
         }
     }
     Ok(map.into_iter().collect())
@@ -198,7 +235,13 @@ pub fn delete_expired(d: &Domain, now: u64) -> Result<(), UlError> {
         let t = db::ident(&d.name)?;
         let ph = if c_is_pg(c) { "$1" } else { "?1" };
         let zero = DbValue::DateTime(PERMANENT);
-        c.execute_raw(&format!("DELETE FROM {t} WHERE expires<={ph} AND expires<>{}", if c_is_pg(c) { "$2" } else { "?2" }), &[sql_now, zero])
+        c.execute_raw(
+            &format!(
+                "DELETE FROM {t} WHERE expires<={ph} AND expires<>{}",
+                if c_is_pg(c) { "$2" } else { "?2" }
+            ),
+            &[sql_now, zero],
+        )
     })?;
     Ok(())
 }
