@@ -110,8 +110,16 @@ impl<'a> Translator<'a> {
             .into_iter()
             .map(|r| (r.error, r.dropped_tokens.len()))
             .chain(fatal.map(|f| (f, 0)));
+        let mut seen_error = false;
         for (err, dropped) in all {
             let idx = self.token_index(&err);
+            // Braces are balanced by the brace pass, so an unexpected `}` after an earlier
+            // error is that error's recovery closing the wrong block.
+            let at_rbrace = matches!(&err, ParseError::UnrecognizedToken { token, .. } if token.1 == Tok::RBrace);
+            if seen_error && at_rbrace {
+                continue;
+            }
+            seen_error = true;
             if let (Some(i), Some(r)) = (idx, resume_at) {
                 if i < r + QUIET_TOKENS {
                     resume_at = Some(i + dropped);
@@ -179,6 +187,12 @@ impl<'a> Translator<'a> {
                     return None;
                 }
                 let here = Span::new(lo, hi);
+                if tok == Tok::Assign && expected.iter().any(|e| e == "\"==\"") {
+                    return Some(Diagnostic::error(
+                        here,
+                        "unexpected `=`; use `==` to compare",
+                    ));
+                }
                 if tok == Tok::Kw(Kw::Else) {
                     return Some(Diagnostic::error(here, "`else` without a matching `if`"));
                 }
@@ -211,6 +225,10 @@ impl<'a> Translator<'a> {
                     }
                     if has("\")\"") && matches!(tok, Tok::LBrace | Tok::Semi) {
                         return Some(Diagnostic::error(here, format!("missing `)` before {tok}")));
+                    }
+                    if has("\")\"") && new_line {
+                        let at = Span::new(p.2, p.2);
+                        return Some(Diagnostic::error(at, format!("missing `)` before {tok}")));
                     }
                 }
                 let mut msg = format!("unexpected {tok}");

@@ -178,7 +178,7 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
     let lex_error_spans: Vec<Span> = errors.iter().map(|d| d.span).collect();
     let truncated = !lexed.truncated.is_empty();
     let (toks, synthetic) = tokens::repair_braces(lexed.tokens, &mut errors, truncated);
-    let toks = tokens::mark_value_ends(toks);
+    let toks = tokens::mark_value_ends(toks, &lexed.sources);
     if let Some(d) = tokens::check_complexity(&toks) {
         errors.push(d);
         errors.sort_by_key(|d| (d.span.file, d.span.start, d.span.end));

@@ -7,7 +7,7 @@
 //!   their end cannot be found with one token of lookahead. The pass inserts
 //!   [`Tok::ValueEnd`] after each `name = value`.
 
-use ser_lexer::{Diagnostic, Kw, Span, Spanned, Tok};
+use ser_lexer::{Diagnostic, Kw, Pos, SourceMap, Span, Spanned, Tok};
 
 fn is_route_kw(t: &Tok) -> bool {
     matches!(
@@ -163,7 +163,11 @@ fn item_starts(toks: &[Spanned], i: usize) -> bool {
 }
 
 /// Inserts [`Tok::ValueEnd`] after every top-level `name = value`.
-pub fn mark_value_ends(toks: Vec<Spanned>) -> Vec<Spanned> {
+///
+/// A value also ends at a line break, unless the line ends with `,` (values never span
+/// lines in SER configs; this keeps `debug=3` + a garbage line from becoming a list).
+pub fn mark_value_ends(toks: Vec<Spanned>, sources: &SourceMap) -> Vec<Spanned> {
+    let line = |p: Pos| sources.get(p.file).map_or(0, |f| f.line_col(p.offset).0);
     let mut out = Vec::with_capacity(toks.len() + 16);
     let mut depth = 0i32;
     let mut i = 0;
@@ -175,6 +179,14 @@ pub fn mark_value_ends(toks: Vec<Spanned>) -> Vec<Spanned> {
                     out.extend_from_slice(&toks[i..=j]);
                     let mut k = j + 1;
                     while k < toks.len() && !item_starts(&toks, k) {
+                        let prev = &toks[k - 1];
+                        if k > j + 1
+                            && prev.1 != Tok::Comma
+                            && toks[k].1 != Tok::Comma
+                            && (prev.2.file != toks[k].0.file || line(prev.2) < line(toks[k].0))
+                        {
+                            break;
+                        }
                         out.push(toks[k].clone());
                         k += 1;
                     }
