@@ -28,6 +28,6 @@ pub mod subst;
 pub mod token;
 
 pub use diag::{render, Diagnostic, Severity};
-pub use preproc::{lex_file, lex_str, Dialect, LexOptions, Lexed, Spanned};
+pub use preproc::{lex_file, lex_str, parse_define_arg, Dialect, LexOptions, Lexed, Spanned};
 pub use span::{FileId, Pos, SourceFile, SourceMap, Span};
 pub use token::{Keyword, Kw, Tok};

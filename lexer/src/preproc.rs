@@ -943,3 +943,38 @@ impl<'o> Pre<'o> {
         self.include_stack.pop();
     }
 }
+
+/// Splits a `-A` command-line argument: `NAME` → `(NAME, None)`, `NAME=value` →
+/// `(NAME, Some(value))`. The name must be an identifier (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn parse_define_arg(arg: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match arg.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (arg, None),
+    };
+    let b = name.as_bytes();
+    if b.is_empty() || !is_ident_start(b[0]) || !b.iter().all(|&c| is_ident_char(c)) {
+        return Err(format!("invalid define name `{name}` in `-A {arg}`"));
+    }
+    Ok((name.to_string(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn define_args() {
+        assert_eq!(parse_define_arg("WITH_X"), Ok(("WITH_X".into(), None)));
+        assert_eq!(
+            parse_define_arg("PORT=5070"),
+            Ok(("PORT".into(), Some("5070".into())))
+        );
+        assert_eq!(
+            parse_define_arg("DB=\"a=b\""),
+            Ok(("DB".into(), Some("\"a=b\"".into())))
+        );
+        assert!(parse_define_arg("1X").is_err());
+        assert!(parse_define_arg("A-B").is_err());
+        assert!(parse_define_arg("=1").is_err());
+    }
+}

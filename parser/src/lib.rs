@@ -39,7 +39,9 @@ mod grammar {
 
 use std::path::{Path, PathBuf};
 
-pub use ser_lexer::{render, Diagnostic, Dialect, FileId, Keyword, Pos, Severity, SourceMap, Span};
+pub use ser_lexer::{
+    parse_define_arg, render, Diagnostic, Dialect, FileId, Keyword, Pos, Severity, SourceMap, Span,
+};
 
 /// Options for one parse.
 #[derive(Clone, Debug, Default)]
