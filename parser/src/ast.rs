@@ -311,7 +311,8 @@ pub enum Stmt {
 pub enum AssignOp {
     /// `=`
     Assign,
-    /// `:=` (Kamailio: for AVPs, delete all values then assign)
+    /// `:=`: OpenSIPS-style "delete all values of the AVP, then assign". Neither SER nor
+    /// Kamailio has it (their only assignment is `=`); accepted so such scripts load.
     ColonAssign,
 }
 
