@@ -15,7 +15,7 @@ pub mod store;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ser_fifo::{RpcCtx, RpcFault, RpcRegistry, RpcValue};
 
@@ -155,14 +155,17 @@ fn table_for(name: &str) -> Result<Table, UlError> {
     Ok(t)
 }
 
-/// Create (or attach to) the tables of every pending domain plus `location`
+/// Create (or attach to) the tables of every pending domain
 /// with `cfg`, load them from the DB when the mode keeps memory and DB in
 /// step.  Returns the domains of this config.
 pub fn resolve_pending(cfg: &UlCfg) -> Result<Vec<Arc<Domain>>, String> {
     let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let mut by_name: HashMap<String, Arc<Domain>> = HashMap::new();
-    let mut names: Vec<String> = vec!["location".to_owned()];
-    names.extend(pending.iter().map(|(n, _)| n.clone()));
+    let mut names: Vec<String> = pending.iter().map(|(n, _)| n.clone()).collect();
+    if names.is_empty() && cfg.db_mode == 0 {
+        // For the ul.* RPCs of a config that saves nowhere yet.
+        names.push("location".to_owned());
+    }
     for n in names {
         if by_name.contains_key(&n) {
             continue;
@@ -417,6 +420,21 @@ impl Module for Usrloc {
         let _ = env.state.set(Box::new(State { domains }));
         Ok(())
     }
+    fn on_tick(&self, env: &ModuleEnv, _proc_env: &crate::runtime::ctx::Env, now: Instant) {
+        // Called every timer tick; the work runs every `timer_interval`.
+        static NEXT: Mutex<Option<Instant>> = Mutex::new(None);
+        let every = Duration::from_secs(UlCfg::from_env(env).timer_interval);
+        let mut next = NEXT.lock().unwrap_or_else(|p| p.into_inner());
+        match *next {
+            Some(due) if now < due => {}
+            Some(_) => {
+                *next = Some(now + every);
+                drop(next);
+                self.on_timer(env);
+            }
+            None => *next = Some(now + every),
+        }
+    }
     fn timer_interval(&self, env: &ModuleEnv) -> Option<Duration> {
         Some(Duration::from_secs(UlCfg::from_env(env).timer_interval))
     }
@@ -628,4 +646,169 @@ fn rpc_flush(ds: &[Arc<Domain>], ctx: &mut dyn RpcCtx) -> Result<(), RpcFault> {
     }
     ctx.add(RpcValue::Int(n as i32));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, DbValue};
+
+    fn contact(uri: &str, expires: u64) -> Ucontact {
+        Ucontact {
+            uri: uri.into(),
+            callid: "cid@h".into(),
+            expires,
+            last_modified: now(),
+            q: -1,
+            methods: ALL_METHODS,
+            ruid: new_ruid(),
+            ..Default::default()
+        }
+    }
+
+    fn domain(name: &str, cfg: UlCfg) -> Arc<Domain> {
+        store::shm_for_tests();
+        let r = domain_ref(name).unwrap();
+        resolve_pending(&cfg).unwrap();
+        r.get().unwrap().clone()
+    }
+
+    fn rows(url: &str, table: &str) -> usize {
+        db::with(url, |c| c.query(table, &["contact"], &[], None))
+            .unwrap()
+            .len()
+    }
+
+    #[test]
+    fn write_back_flushes_on_the_timer() {
+        let dir = std::env::temp_dir().join(format!("ser-ul-wb-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let url = format!("sqlite://{}/wb.db", dir.display());
+        db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
+        db::with(&url, |c| {
+            c.batch("CREATE TABLE IF NOT EXISTS ul_wb AS SELECT * FROM location WHERE 0")
+        })
+        .unwrap();
+        let cfg = UlCfg {
+            db_mode: 2,
+            db_url: url.clone(),
+            use_domain: true,
+            ..UlCfg::default()
+        };
+        let d = domain("ul_wb", cfg);
+        let aor = d.aor("jo", "Example.COM");
+        assert_eq!(aor, "jo@example.com");
+        let t = now();
+        d.update(&aor, false, |l| {
+            l.push(contact("sip:jo@192.0.2.1", t + 5));
+            l.push(contact("sip:jo@192.0.2.2", t + 3600));
+            (Changed::Yes, ())
+        })
+        .unwrap();
+        assert_eq!(
+            rows(&url, "ul_wb"),
+            0,
+            "write-back: nothing written before the flush"
+        );
+        d.timer(t).unwrap();
+        assert_eq!(rows(&url, "ul_wb"), 2);
+        let dom = db::with(&url, |c| {
+            c.query("ul_wb", &["username", "domain"], &[], None)
+        })
+        .unwrap();
+        assert_eq!(
+            dom[0],
+            vec![
+                DbValue::Str("jo".into()),
+                DbValue::Str("example.com".into())
+            ]
+        );
+        // The first contact expires; the next timer run removes its row.
+        d.timer(t + 10).unwrap();
+        assert_eq!(d.get(&aor).unwrap().len(), 1);
+        assert_eq!(rows(&url, "ul_wb"), 1);
+        d.remove(&aor).unwrap();
+        assert_eq!(d.flush().unwrap(), 1);
+        assert_eq!(rows(&url, "ul_wb"), 0);
+        assert!(d.dump().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn memory_mode_expires_and_sorts() {
+        let d = domain(
+            "ul_mem",
+            UlCfg {
+                desc_time_order: true,
+                ..UlCfg::default()
+            },
+        );
+        let t = now();
+        d.update("kim", false, |l| {
+            let mut a = contact("sip:kim@a", t + 100);
+            a.last_modified = 1;
+            let mut b = contact("sip:kim@b", t + 100);
+            b.last_modified = 2;
+            let mut c = contact("sip:kim@c", t + 100);
+            c.q = 200;
+            l.extend([c, a, b]);
+            (Changed::Yes, ())
+        })
+        .unwrap();
+        let order: Vec<String> = d.get("kim").unwrap().into_iter().map(|c| c.uri).collect();
+        assert_eq!(order, ["sip:kim@b", "sip:kim@a", "sip:kim@c"]);
+        d.timer(t + 200).unwrap();
+        assert!(d.get("kim").unwrap().is_empty());
+        assert_eq!(d.counts().0, 0);
+    }
+
+    #[test]
+    fn rpc_add_lookup_rm_dump() {
+        let d = domain("ul_rpc", UlCfg::default());
+        let mut reg = RpcRegistry::new();
+        let ds = vec![d.clone()];
+        reg.register("t.add", &[""], {
+            let ds = ds.clone();
+            move |ctx| rpc_add(&ds, ctx)
+        })
+        .unwrap();
+        reg.register("t.lookup", &[""], {
+            let ds = ds.clone();
+            move |ctx| rpc_lookup(&ds, ctx)
+        })
+        .unwrap();
+        reg.register("t.rm", &[""], {
+            let ds = ds.clone();
+            move |ctx| rpc_rm(&ds, ctx)
+        })
+        .unwrap();
+        reg.register("t.dump", &[""], move |ctx| rpc_dump(&ds, ctx))
+            .unwrap();
+        let s = |x: &str| RpcValue::Str(x.into());
+        reg.call(
+            "t.add",
+            vec![
+                s("ul_rpc"),
+                s("sip:lee@example.com"),
+                s("sip:lee@192.0.2.3"),
+                RpcValue::Int(600),
+                RpcValue::Double(0.5),
+            ],
+        )
+        .unwrap();
+        let out = reg.call("t.lookup", vec![s("ul_rpc"), s("lee")]).unwrap();
+        let text = format!("{out:?}");
+        assert!(
+            text.contains("sip:lee@192.0.2.3") && text.contains("0.5"),
+            "{text}"
+        );
+        assert!(format!("{:?}", reg.call("t.dump", vec![]).unwrap()).contains("lee"));
+        assert!(reg
+            .call("t.add", vec![s("ul_rpc"), s("lee"), s("not a uri")])
+            .is_err());
+        assert!(reg.call("t.lookup", vec![s("nosuch"), s("lee")]).is_err());
+        reg.call("t.rm", vec![s("ul_rpc"), s("lee")]).unwrap();
+        assert!(reg.call("t.lookup", vec![s("ul_rpc"), s("lee")]).is_err());
+        assert!(reg.call("t.rm", vec![s("ul_rpc"), s("lee")]).is_err());
+    }
 }
