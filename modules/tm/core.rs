@@ -64,7 +64,7 @@ pub struct Params {
     pub restart_fr_on_each_reply: bool,
     /// `failure_reply_mode` (kept for configs; branches are always kept).
     pub failure_reply_mode: i64,
-    /// `noisy_ctimer`: also cancel INVITE branches without a provisional reply on fr timeout.
+    /// `noisy_ctimer` (accepted; tm always answers a timed-out INVITE with 408).
     pub noisy_ctimer: bool,
 }
 
@@ -1322,19 +1322,19 @@ impl Tm {
                         continue;
                     }
                     if bd.fr_due != 0 && bd.fr_due <= now {
-                        // fr_timer / fr_inv_timer: the branch ends with a local 408.
-                        if bd.state == State::Proceeding || self.params.noisy_ctimer {
-                            if d.invite && !bd.cancel_sent {
-                                if let Ok(inv) = SipMsg::parse(br.1.as_bytes().to_vec()) {
-                                    if let Ok(c) = build_hop(&inv, "CANCEL", None) {
-                                        sends.push(Send {
-                                            buf: c,
-                                            dest: br_dest(&bd),
-                                        });
-                                    }
+                        // fr_timer / fr_inv_timer: the branch ends with a local 408;
+                        // an INVITE branch that had a provisional is cancelled
+                        // (without one, RFC 3261 §9.1 forbids a CANCEL).
+                        if bd.state == State::Proceeding && d.invite && !bd.cancel_sent {
+                            if let Ok(inv) = SipMsg::parse(br.1.as_bytes().to_vec()) {
+                                if let Ok(c) = build_hop(&inv, "CANCEL", None) {
+                                    sends.push(Send {
+                                        buf: c,
+                                        dest: br_dest(&bd),
+                                    });
                                 }
-                                bd.cancel_sent = true;
                             }
+                            bd.cancel_sent = true;
                         }
                         bd.state = client_next(d.invite, bd.state, ClientEvent::Timeout)
                             .unwrap_or(State::Terminated);
