@@ -291,6 +291,16 @@ impl<'o> Pre<'o> {
                         self.emit(src, i, tok, end);
                         i = end;
                     }
+                    Err(e)
+                        if i > 0
+                            && t[i - 1] == b'.'
+                            && t[i..e.end].iter().all(|b| b.is_ascii_alphanumeric()) =>
+                    {
+                        // A host name label starting with a digit (`mcc001.3gppnetwork.org`).
+                        let w = String::from_utf8_lossy(&t[i..e.end]).into_owned();
+                        self.emit(src, i, Tok::Ident(w), e.end);
+                        i = e.end;
+                    }
                     Err(e) => {
                         // A stand-in token keeps the parser from reporting a second error.
                         let is_ip = t[e.start..e.end].contains(&b'.');
@@ -339,6 +349,25 @@ impl<'o> Pre<'o> {
                     }
                 },
                 _ if is_ident_start(b) => i = self.word(src, i),
+                // SER's `%name` attribute syntax (Kamailio's ATTR_MARK); `%` followed by
+                // anything else is the modulo operator.
+                b'%' if t.get(i + 1).is_some_and(|&c| is_ident_start(c)) => {
+                    match scan::cut_dollar(t, i) {
+                        Ok((DollarTok::Var(raw), end)) => {
+                            self.emit(src, i, Tok::Dollar(raw), end);
+                            i = end;
+                        }
+                        _ => i = self.punct(src, i),
+                    }
+                }
+                b'(' if t[i..].starts_with(b"(int)") => {
+                    self.emit(src, i, Tok::IntCast, i + 5);
+                    i += 5;
+                }
+                b'(' if t[i..].starts_with(b"(str)") => {
+                    self.emit(src, i, Tok::StrCast, i + 5);
+                    i += 5;
+                }
                 _ => i = self.punct(src, i),
             }
         }
@@ -534,7 +563,15 @@ impl<'o> Pre<'o> {
         if (w == "include_file" || w == "import_file") && src.remap.is_none() {
             return self.include_directive(src, i, end, w == "import_file");
         }
-        let tok = if let Some(k) = Kw::from_word(&w) {
+        // After a `.` a word is a name part (`session_timer.default`), never a keyword.
+        let after_dot = i > 0 && t[i - 1] == b'.';
+        let tok = if after_dot {
+            if let Some(d) = self.defines.get(&w).cloned() {
+                self.expand_define(src, i, end, &w, d);
+                return end;
+            }
+            Tok::Ident(w)
+        } else if let Some(k) = Kw::from_word(&w) {
             Tok::Kw(k)
         } else if let Some(k) = Keyword::from_word(&w) {
             if k.is_subject() {

@@ -303,7 +303,8 @@ pub enum DollarTok {
 }
 
 /// A `$` variable at `pos` (on the `$`): `$?`, `$(...)`, `$name(...)`, `$class.name[idx]`,
-/// `$name[idx]`, `$name.more` (dotted pvar names such as `$err.class`).
+/// `$name[idx]`, `$name.more` (dotted pvar names such as `$err.class`). Also cuts SER's
+/// `%name` attributes when `pos` is on a `%`.
 pub fn cut_dollar(text: &[u8], pos: usize) -> Result<(DollarTok, usize), CutError> {
     let raw = |end: usize| String::from_utf8_lossy(&text[pos..end]).into_owned();
     match text.get(pos + 1) {

@@ -314,6 +314,10 @@ pub enum Tok {
     Shl,
     /// `>>`
     Shr,
+    /// `(int)` cast.
+    IntCast,
+    /// `(str)` cast.
+    StrCast,
     /// Synthetic end of a top-level `name = value` assignment, inserted by the parser's
     /// token pass (values are free-form, `alias=a.com b.com:5070`, so their end is found
     /// before parsing). Never produced by the lexer.
@@ -379,6 +383,8 @@ fn punct_str(t: &Tok) -> &'static str {
         Tok::Shl => "<<",
         Tok::Shr => ">>",
         Tok::ValueEnd => "end of value",
+        Tok::IntCast => "(int)",
+        Tok::StrCast => "(str)",
         _ => "?",
     }
 }

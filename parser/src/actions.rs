@@ -290,6 +290,55 @@ pub fn name_value(name: String, span: Span) -> Expr {
     }
 }
 
+/// `(int)e`: Kamailio's integer cast. `+` takes its type from the left operand, so
+/// `0 + e` is the same conversion; the AST keeps one node kind for it.
+pub fn cast_int(e: Expr, span: Span) -> Expr {
+    let zero = Expr::Int {
+        value: 0,
+        span: Span::new(span.lo(), span.lo()),
+    };
+    Expr::Binary {
+        op: BinOp::Add,
+        lhs: Box::new(zero),
+        rhs: Box::new(e),
+        span,
+    }
+}
+
+/// `(str)e`: Kamailio's string cast, as `"" + e`.
+pub fn cast_str(e: Expr, span: Span) -> Expr {
+    let empty = Expr::Str {
+        value: String::new(),
+        span: Span::new(span.lo(), span.lo()),
+    };
+    Expr::Binary {
+        op: BinOp::Add,
+        lhs: Box::new(empty),
+        rhs: Box::new(e),
+        span,
+    }
+}
+
+/// An address as host text (IPv6 in brackets, as in a socket spec).
+pub fn host_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// A socket spec argument `[proto:]host[:port]`, kept as its text.
+pub fn socket_arg(proto: Option<String>, host: String, port: Option<i64>, span: Span) -> Expr {
+    let mut name = match proto {
+        Some(p) => format!("{p}:{host}"),
+        None => host,
+    };
+    if let Some(p) = port {
+        name.push_str(&format!(":{p}"));
+    }
+    Expr::Ident { name, span }
+}
+
 /// A `$...` token.
 pub fn dollar(sink: &mut Sink, raw: String, span: Span) -> Expr {
     vars::classify_dollar(raw, span, sink.dialect)

@@ -193,9 +193,6 @@ impl<'a> Translator<'a> {
                         "unexpected `=`; use `==` to compare",
                     ));
                 }
-                if tok == Tok::Kw(Kw::Else) {
-                    return Some(Diagnostic::error(here, "`else` without a matching `if`"));
-                }
                 let prev = idx
                     .and_then(|i| i.checked_sub(1))
                     .and_then(|p| self.toks.get(p));
@@ -230,6 +227,9 @@ impl<'a> Translator<'a> {
                         let at = Span::new(p.2, p.2);
                         return Some(Diagnostic::error(at, format!("missing `)` before {tok}")));
                     }
+                }
+                if tok == Tok::Kw(Kw::Else) {
+                    return Some(Diagnostic::error(here, "`else` without a matching `if`"));
                 }
                 let mut msg = format!("unexpected {tok}");
                 if let Some(list) = expected_list(&expected) {

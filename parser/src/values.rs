@@ -179,6 +179,15 @@ fn parse_host(c: &mut Cursor) -> Result<(String, HostKind), Diagnostic> {
             }
             Ok((s, HostKind::Name))
         }
+        // A quoted host, e.g. from `#!define IP "1.2.3.4"` in `listen=udp:IP:5060`.
+        Some(Tok::Str(h)) => {
+            let h = h.clone();
+            c.i += 1;
+            match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok((ip.to_string(), HostKind::Ip(ip))),
+                Err(_) => Ok((h, HostKind::Name)),
+            }
+        }
         // `default` is reserved in scripts but a plain word in values (`tls_method=default`).
         Some(Tok::Kw(Kw::Default)) => {
             c.i += 1;

@@ -70,7 +70,8 @@ pub fn classify_dollar(raw: String, span: Span, dialect: Option<Dialect>) -> Exp
     }
     let (name, inner, index) = split_name(body);
     let kamailio = matches!(dialect, Some(Dialect::Kamailio | Dialect::OpenSer));
-    let ser = dialect == Some(Dialect::Ser);
+    // `%name` is SER's attribute syntax: always an AVP.
+    let ser = dialect == Some(Dialect::Ser) || raw.starts_with('%');
     if name == "avp" && inner.is_some() {
         let name = inner.unwrap_or_default();
         return Expr::Avp(Avp {

@@ -473,3 +473,62 @@ fn crlf_line_ends_and_byte_order_mark() {
     assert_eq!(p.config.items().len(), 2);
     assert_eq!(p.dialect, Some(ser_parser::Dialect::Kamailio));
 }
+
+#[test]
+fn kamailio_forms() {
+    // casts desugar to `0 + x` / `"" + x` (same conversion rules)
+    assert_eq!(
+        sx(&cond("(int)$hdr(Expires) > 10")),
+        "(Gt (Add 0 pv:$hdr(Expires)) 10)"
+    );
+    assert_eq!(
+        sx(&cond("(str)$var(n) == \"1\"")),
+        "(Eq (Add \"\" pv:$var(n)) \"1\")"
+    );
+    // socket-spec arguments
+    assert_eq!(
+        sx(&cond("force_send_socket(udp:127.0.0.1:5060)")),
+        "force_send_socket(udp:127.0.0.1:5060)"
+    );
+    assert_eq!(
+        sx(&cond("f(tcp:[::1], 10.0.0.1:5070, tls:host.example.com)")),
+        "f(tcp:[::1],10.0.0.1:5070,tls:host.example.com)"
+    );
+    // `if` without parentheses, `exit()`, `drop()`, `return()`
+    let s = body("if !($rU =~ \"^\\+\") exit();\nif $var(x) == 4 { drop(); }\nreturn();");
+    assert!(
+        matches!(&s[0], Stmt::If { then, .. } if matches!(then.stmts[..], [Stmt::Exit { .. }]))
+    );
+    assert!(
+        matches!(&s[1], Stmt::If { then, .. } if matches!(then.stmts[..], [Stmt::Drop { .. }]))
+    );
+    assert!(matches!(&s[2], Stmt::Return { value: None, .. }));
+    // SER `%attr` syntax is an AVP, `%` with a space is modulo
+    assert_eq!(
+        sx(&cond("%subscription_status == \"pending\"")),
+        "(Eq avp:%subscription_status \"pending\")"
+    );
+    assert_eq!(sx(&cond("$a % 2 == 0")), "(Eq (Mod avp:$a 2) 0)");
+    // keywords after a dot are names; digit-first host labels
+    let its = items("session_timer.default = \"1800\" desc \"x\"\nalias=ims.mnc001.mcc001.3gppnetwork.org\ncfgengine \"native\"\n");
+    assert!(
+        matches!(&its[0], Item::CustomParam { group, name, .. } if group == "session_timer" && name == "default")
+    );
+    assert!(
+        matches!(&its[1], Item::Assign { value, .. } if value.kind == ValueKind::Ident("ims.mnc001.mcc001.3gppnetwork.org".into()))
+    );
+    assert!(
+        matches!(&its[2], Item::Assign { name, value, .. } if name == "cfgengine" && value.kind == ValueKind::Str("native".into()))
+    );
+    // a quoted host from a define inside a socket value
+    let v = value_of("#!define IP \"192.168.178.75\"\nlisten=udp:IP:5060\n");
+    assert_eq!(
+        v,
+        ValueKind::Socket(SocketSpec {
+            proto: Some("udp".into()),
+            host: "192.168.178.75".into(),
+            port: Some(5060),
+            advertise: None
+        })
+    );
+}
