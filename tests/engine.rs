@@ -714,3 +714,62 @@ fn kamailio_31_config_lacks_only_missing_modules() {
         ],
     );
 }
+
+/// `cargo test --release --test engine timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn timing() {
+    use std::time::Instant;
+    let text = shared_config("kamailio-3.1.cfg");
+    let n = 200;
+    let t = Instant::now();
+    for _ in 0..n {
+        let parsed = ser_parser::parse_str("k.cfg", &text, &ParseOptions::default()).unwrap();
+        let _ = route::load(&parsed, &LoadOptions::default());
+    }
+    let per_load = t.elapsed() / n;
+    let s = load("route { }");
+    let rec = Arc::new(Recorder::default());
+    let env = env(&rec);
+    let raw = request("INVITE", "sip:alice@proxy.example.com", "")
+        .buf()
+        .to_vec();
+    let n = 200_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        let msg = SipMsg::parse(raw.clone()).unwrap();
+        let mut ctx = MsgCtx::new(
+            msg,
+            &env,
+            SRC.parse().unwrap(),
+            LOCAL.parse().unwrap(),
+            Proto::Udp,
+        );
+        std::hint::black_box(s.run_request(&mut ctx));
+    }
+    let per_msg = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(SipMsg::parse(raw.clone()).unwrap());
+    }
+    let parse_only = t.elapsed() / n;
+    let s = load(&format!(
+        "{SL}loadmodule \"maxfwd\"\nroute {{ if (!mf_process_maxfwd_header(\"10\")) exit; if ($rU == \"alice\" && uri == myself) {{ setflag(1); $var(x) = $rU + \"@\" + $rd; }} }}"
+    ));
+    let t = Instant::now();
+    for _ in 0..n {
+        let msg = SipMsg::parse(raw.clone()).unwrap();
+        let mut ctx = MsgCtx::new(
+            msg,
+            &env,
+            SRC.parse().unwrap(),
+            LOCAL.parse().unwrap(),
+            Proto::Udp,
+        );
+        std::hint::black_box(s.run_request(&mut ctx));
+    }
+    let small = t.elapsed() / n;
+    println!(
+        "kamailio-3.1.cfg parse+load: {per_load:?}; empty route incl. parse: {per_msg:?} (parse alone {parse_only:?}); small route: {small:?}"
+    );
+}
