@@ -747,3 +747,81 @@ fn db_only_mode_reads_and_writes_the_table() {
     assert_eq!(r.new_uri.as_deref(), Some("sip:ivy@192.0.2.9"));
     assert_eq!(r.dst_uri, None);
 }
+
+#[test]
+fn ser_oob_flavour_domain_lookup_and_www_authenticate() {
+    let dir = TmpDir::new("ser");
+    let url = subscriber_db(&dir);
+    db::with(&url, |c| {
+        c.insert(
+            "domain",
+            &[
+                ("domain", DbValue::Str("example.com".into())),
+                ("did", DbValue::Str("d-1".into())),
+            ],
+        )?;
+        c.insert(
+            "credentials",
+            &[
+                ("auth_username", DbValue::Str("alice".into())),
+                ("realm", DbValue::Str("example.com".into())),
+                ("password", DbValue::Str("secret".into())),
+                ("ha1", DbValue::Str(md5_hex("alice:example.com:secret"))),
+                ("uid", DbValue::Str("uid-alice".into())),
+            ],
+        )
+    })
+    .unwrap();
+    // The shape of ser-oob-3.0.cfg's REGISTER handling.
+    let cfg = format!(
+        "loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\nloadmodule \"textops\"\n\
+         loadmodule \"auth\"\nloadmodule \"auth_db\"\nloadmodule \"domain\"\n\
+         modparam(\"auth_db|domain\", \"db_url\", \"{url}\")\n\
+         modparam(\"auth_db\", \"calculate_ha1\", yes)\n\
+         modparam(\"auth_db\", \"plain_password_column\", \"password\")\n\
+         route {{\n\
+           lookup_domain(\"$fd\", \"@from.uri.host\");\n\
+           if (strempty($f.did)) {{ sl_reply(\"403\", \"Not local\"); drop; }}\n\
+           if (!is_from_local()) {{ sl_reply(\"403\", \"Not local 2\"); drop; }}\n\
+           if (!www_authenticate(\"$fd.digest_realm\", \"credentials\")) {{\n\
+             if ($? == -2) {{ sl_reply(\"500\", \"Internal Server Error\"); }}\n\
+             else if ($? == -3) {{ sl_reply(\"400\", \"Bad Request\"); }}\n\
+             else {{\n\
+               if ($digest_challenge != \"\") {{ append_to_reply(\"%$digest_challenge\"); }}\n\
+               sl_reply(\"401\", \"Unauthorized\");\n\
+             }}\n\
+             drop;\n\
+           }}\n\
+           if ($uid != \"uid-alice\") {{ sl_reply(\"500\", \"uid not loaded\"); drop; }}\n\
+           if (!save_contacts(\"loc_ser_oob\")) {{ sl_reply(\"500\", \"save failed\"); }}\n\
+           drop;\n\
+         }}\n"
+    );
+    let s = load(&cfg);
+    let r = run(
+        &s,
+        register("alice", "o1@h", 1, "Contact: <sip:alice@192.0.2.40>\r\n"),
+    );
+    assert_eq!(r.status(), vec![401], "{}", r.reason());
+    let ch = r.header("WWW-Authenticate");
+    assert_eq!(ch.len(), 1, "challenge appended from $digest_challenge");
+    let nonce = digest_param(&ch[0], "nonce");
+    let cred = authorization(
+        "alice",
+        "secret",
+        "example.com",
+        &nonce,
+        "sip:example.com",
+        true,
+    );
+    let r = run(
+        &s,
+        register(
+            "alice",
+            "o1@h",
+            2,
+            &format!("{cred}Contact: <sip:alice@192.0.2.40>\r\n"),
+        ),
+    );
+    assert_eq!(r.status(), vec![200], "{:?}", r.reason());
+}

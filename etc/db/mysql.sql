@@ -68,3 +68,18 @@ CREATE TABLE IF NOT EXISTS uri (
     CONSTRAINT uri_account_idx UNIQUE (username, domain, uri_user)
 );
 INSERT IGNORE INTO version (table_name, table_version) VALUES ('uri', '1');
+
+-- SER 3.0 digest credentials (auth_db `www_authenticate(realm, "credentials")`).
+CREATE TABLE IF NOT EXISTS credentials (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    auth_username VARCHAR(64) NOT NULL,
+    did VARCHAR(64) DEFAULT '_default' NOT NULL,
+    realm VARCHAR(64) NOT NULL,
+    password VARCHAR(28) DEFAULT '' NOT NULL,
+    flags INTEGER DEFAULT 0 NOT NULL,
+    ha1 VARCHAR(32) NOT NULL,
+    ha1b VARCHAR(32) DEFAULT '' NOT NULL,
+    uid VARCHAR(64) NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cred_idx ON credentials (auth_username, did);
+INSERT IGNORE INTO version (table_name, table_version) VALUES ('credentials', '7');

@@ -258,7 +258,19 @@ pub fn find_credentials(
 /// The realm of a call: the rendered argument, or the To (www) / From
 /// (proxy) host when it is empty, as SER does.
 pub fn realm_of(ctx: &MsgCtx<'_>, f: &Format, kind: Kind) -> String {
-    let r = ctx.render(f);
+    // A lone unset variable (`$fd.digest_realm` without domain attributes)
+    // is empty, not its printed form.
+    let r = match f.pieces.as_slice() {
+        [crate::runtime::format::Piece::Pv(pv)] => {
+            let v = ctx.get_pv(pv);
+            if v.is_null() {
+                String::new()
+            } else {
+                v.as_str().into_owned()
+            }
+        }
+        _ => ctx.render(f),
+    };
     if !r.is_empty() {
         return r;
     }

@@ -18,6 +18,7 @@ use crate::runtime::avp::{parse_prefix, AvpName, AvpRef};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
 use crate::runtime::format::Format;
+use crate::runtime::pvar::{NameAddr, Pv};
 use crate::runtime::value::Value;
 
 /// The `domain` module.
@@ -98,6 +99,21 @@ fn src(env: &ModuleEnv) -> Result<Arc<Src>, FixupError> {
     Ok(Arc::new(s))
 }
 
+/// A SER select argument (`"@from.uri.host"`) or a format string.
+pub fn select_or_format(fx: &FixupCtx<'_>, args: &[Arg], i: usize) -> Result<Format, FixupError> {
+    if let Arg::Str(s) = &args[i] {
+        let t = s.trim();
+        if t.starts_with('@') && crate::runtime::select::Select::prefix_len(t) == t.len() {
+            let sel =
+                crate::runtime::select::Select::parse(t).map_err(|e| FixupError::arg(i, e))?;
+            return Ok(Format {
+                pieces: vec![crate::runtime::format::Piece::Pv(Pv::Sel(sel))],
+            });
+        }
+    }
+    fx.format_arg(args, i)
+}
+
 fn load(s: &Src) -> Result<HashMap<String, String>, db::DbError> {
     let rows = db::with(&s.url, |c| {
         c.query(&s.table, &[&s.domain_col, &s.did_col], &[], None)
@@ -176,7 +192,7 @@ fn fixup_uri_local(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupErr
 
 fn fixup_domain_local(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let s = src(fx.module)?;
-    let f = fx.format_arg(args, 0)?;
+    let f = select_or_format(fx, args, 0)?;
     Ok(Box::new(move |ctx| is_local(&s, &ctx.render(&f))))
 }
 
@@ -185,7 +201,12 @@ fn fixup_domain_local(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupE
 /// Kamailio `lookup_domain("$fd")` form: the domain is the pvar's value.
 fn fixup_lookup_domain(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let s = src(fx.module)?;
-    let prefix = fx.str_arg(args, 0).unwrap_or_default();
+    // "$fd" as a string (SER) or a bare $fd / $td.
+    let prefix = match &args[0] {
+        Arg::Pv(Pv::HdrUri(NameAddr::From, _)) => "$fd".to_owned(),
+        Arg::Pv(Pv::HdrUri(NameAddr::To, _)) => "$td".to_owned(),
+        _ => fx.str_arg(args, 0)?,
+    };
     let p = prefix.trim().trim_start_matches('$');
     let (track, class) = parse_prefix(p).ok_or_else(|| {
         FixupError::arg(
@@ -199,7 +220,7 @@ fn fixup_lookup_domain(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, Fixup
         name: AvpName::Str("did".into()),
     };
     let host: Format = if args.len() > 1 {
-        fx.format_arg(args, 1)?
+        select_or_format(fx, args, 1)?
     } else {
         // One argument: the domain of From ($fd) or To/R-URI ($td).
         Format::parse(if p.starts_with('f') { "$fd" } else { "$rd" })

@@ -202,7 +202,7 @@ fn fixup_lookup_user(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupEr
         None => AvpRef::named(inner),
     };
     let uri: Format = if args.len() > 1 {
-        fx.format_arg(args, 1)?
+        crate::domain::select_or_format(fx, args, 1)?
     } else {
         Format::parse("$ru").map_err(|e| FixupError::arg(0, e))?
     };
