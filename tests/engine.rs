@@ -460,6 +460,8 @@ fn forward_adds_our_via_and_rewrites_the_ruri() {
     );
     // the sender's Via gets received/rport
     assert!(buf.contains("rport=5062"), "{buf}");
+    // RFC 3261 16.6: Max-Forwards added when missing
+    assert!(buf.contains("Max-Forwards: 70\r\n"), "{buf}");
 }
 
 #[test]

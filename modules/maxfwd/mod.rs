@@ -43,6 +43,7 @@ impl Module for Maxfwd {
 pub fn process(ctx: &mut MsgCtx<'_>, limit: u32, max_limit: u32) -> Flow {
     let Some(h) = ctx.msg.find(HeaderName::MaxForwards).cloned() else {
         ctx.append_header(&format!("Max-Forwards: {limit}\r\n"));
+        ctx.max_forwards_added = true;
         return Flow::Code(2);
     };
     let val = match ctx.msg.max_forwards() {

@@ -151,6 +151,10 @@ impl MsgCtx<'_> {
             lumps.replace(m, sp, new.as_bytes());
         }
         lumps.add_received(m, self.src).map_err(|e| e.to_string())?;
+        // RFC 3261 16.6 step 3: a proxy adds Max-Forwards: 70 when missing
+        if !self.max_forwards_added && m.find(HeaderName::MaxForwards).is_none() {
+            lumps.add_header(m, b"Max-Forwards", b"70");
+        }
         let (host, port) = self.advertised_addr();
         let via = ser_sip::lump::via_value(
             proto.as_str(),

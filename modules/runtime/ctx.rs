@@ -105,6 +105,9 @@ pub struct MsgCtx<'e> {
     pub last_error: Option<ProcessingError>,
     /// Code of the reply we sent statelessly, if any.
     pub replied: Option<u16>,
+    /// A Max-Forwards header was added by a lump (maxfwd), so forwarding must
+    /// not add the RFC 3261 default one.
+    pub max_forwards_added: bool,
 }
 
 impl<'e> MsgCtx<'e> {
@@ -138,6 +141,7 @@ impl<'e> MsgCtx<'e> {
             advertised: (None, None),
             last_error: None,
             replied: None,
+            max_forwards_added: false,
         }
     }
 
