@@ -15,6 +15,8 @@ pub mod exec;
 pub mod expr;
 mod legacy;
 pub mod serve;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
