@@ -248,3 +248,65 @@ fn configs_with_crlf_line_ends_parse_the_same() {
         assert_eq!(lf.config.items().len(), crlf.config.items().len(), "{file}");
     }
 }
+
+/// Kamailio 5.6's shipped example configs (when the package is installed): all parse,
+/// except those that are broken for Kamailio too or are not scripts.
+#[test]
+fn installed_kamailio_examples_parse() {
+    const KNOWN_BAD: &[&str] = &[
+        "exec/exec_s5.cfg",         // missing `;` before `else` (Kamailio rejects it too)
+        "exec/exec_s5b.cfg",        // same
+        "kamailio/exec_s5.cfg",     // same
+        "ims/icscf/kamailio.cfg",   // includes icscf.cfg, shipped only as .cfg.sample
+        "ims/scscf/kamailio.cfg",   // includes scscf.cfg, shipped only as .cfg.sample
+        "ims/pcscf/tls.cfg.sample", // the tls module's ini-style file, not a script
+        "kemi/kamailio-basic-kemi.cfg", // includes a file under /usr/local that is not shipped
+        "pkg/sip-router-basic.cfg", // one `#!endif` too many
+        "pkg/sip-router-oob.cfg",   // one `#!endif` missing
+    ];
+    let root = Path::new("/usr/share/doc/kamailio/examples");
+    if !root.is_dir() {
+        eprintln!("skipped: {} not installed", root.display());
+        return;
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_string_lossy().ends_with(".cfg")
+                || p.to_string_lossy().ends_with(".cfg.sample")
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut failures = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let report = parse_file_report(f, &ParseOptions::default());
+        let bad = KNOWN_BAD.contains(&rel.as_str());
+        if report.errors.is_empty() == bad {
+            failures.push(format!(
+                "{rel}: expected {}:\n{}",
+                if bad { "errors" } else { "success" },
+                report.render()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} examples:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    let etc = Path::new("/etc/kamailio/kamailio.cfg");
+    if etc.is_file() {
+        let report = parse_file_report(etc, &ParseOptions::default());
+        assert!(report.errors.is_empty(), "{}", report.render());
+    }
+}
