@@ -63,6 +63,9 @@ pub struct Lexed {
     /// Files whose scan stopped early (unterminated string or comment): parse errors at
     /// their end are consequences, not new errors.
     pub truncated: Vec<FileId>,
+    /// Number of tokens emitted when the first file was cut short: the tokens from this
+    /// index on follow an unterminated construct, so syntax errors there are not reported.
+    pub cut_at_token: Option<usize>,
     /// Names defined when preprocessing ended, with their values.
     pub defines: Vec<(String, Option<String>)>,
 }
@@ -390,6 +393,9 @@ impl<'o> Pre<'o> {
 
     fn truncate(&mut self, src: &Src) {
         let f = src.remap.map_or(src.file, |s| s.file);
+        if self.out.cut_at_token.is_none() {
+            self.out.cut_at_token = Some(self.out.tokens.len());
+        }
         if !self.out.truncated.contains(&f) {
             self.out.truncated.push(f);
         }

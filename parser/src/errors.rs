@@ -60,6 +60,8 @@ pub struct Translator<'a> {
     truncated: bool,
     /// Index of the first `}` the brace pass appended at the end.
     synthetic_from: usize,
+    /// Errors at or after this token index are consequences of an earlier lexer error.
+    quiet_from: usize,
 }
 
 impl<'a> Translator<'a> {
@@ -84,7 +86,14 @@ impl<'a> Translator<'a> {
             lex_errors,
             truncated,
             synthetic_from,
+            quiet_from: usize::MAX,
         }
+    }
+
+    /// Drops errors at token index `idx` and later (after a file was cut short by an
+    /// unterminated string or comment, what follows is out of sync).
+    pub fn quiet_from(&mut self, idx: usize) {
+        self.quiet_from = idx;
     }
 
     /// An empty span at the end of the last token.
@@ -128,6 +137,9 @@ impl<'a> Translator<'a> {
             }
             if let Some(i) = idx {
                 resume_at = Some(i + dropped);
+                if i >= self.quiet_from {
+                    continue;
+                }
                 if i >= self.synthetic_from && i < self.toks.len() {
                     continue;
                 }

@@ -179,6 +179,10 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
     let mut warnings = lexed.warnings;
     let lex_error_spans: Vec<Span> = errors.iter().map(|d| d.span).collect();
     let truncated = !lexed.truncated.is_empty();
+    let cut_pos = lexed
+        .cut_at_token
+        .and_then(|k| lexed.tokens.get(k))
+        .map(|t| t.0);
     let (toks, synthetic) = tokens::repair_braces(lexed.tokens, &mut errors, truncated);
     let toks = tokens::mark_value_ends(toks, &lexed.sources);
     if let Some(d) = tokens::check_complexity(&toks) {
@@ -203,7 +207,11 @@ pub fn parse_lexed(lexed: ser_lexer::Lexed) -> Report {
         Ok(items) => (items, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let tr = errors::Translator::new(&toks, &lexed.sources, lex_error_spans, truncated, synthetic);
+    let mut tr =
+        errors::Translator::new(&toks, &lexed.sources, lex_error_spans, truncated, synthetic);
+    if let Some(p) = cut_pos {
+        tr.quiet_from(toks.iter().position(|t| t.0 == p).unwrap_or(toks.len()));
+    }
     let failed = fatal.is_some() || !sink.recovered.is_empty();
     errors.extend(tr.translate(std::mem::take(&mut sink.recovered), fatal));
     if failed && errors.is_empty() {

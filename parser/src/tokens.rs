@@ -37,18 +37,19 @@ fn starts_route_block(toks: &[Spanned], i: usize) -> bool {
 
 /// Balances `{`/`}`; see the module docs. Returns the tokens and how many `}` were
 /// appended at the end of the input (parse errors there are consequences).
-/// `quiet_eof` skips the end-of-file error (when a lexer error already cut the file short).
+/// `quiet_missing` skips the "missing `}`" errors (a lexer error already cut a file short and
+/// may have swallowed the brace).
 pub fn repair_braces(
     toks: Vec<Spanned>,
     errors: &mut Vec<Diagnostic>,
-    quiet_eof: bool,
+    quiet_missing: bool,
 ) -> (Vec<Spanned>, usize) {
     let mut out = Vec::with_capacity(toks.len() + 4);
     let mut open: Vec<Span> = Vec::new();
     for i in 0..toks.len() {
         let (lo, t, hi) = (toks[i].0, &toks[i].1, toks[i].2);
         if !open.is_empty() && starts_route_block(&toks, i) {
-            if let Some(&sp) = open.last() {
+            if let (Some(&sp), false) = (open.last(), quiet_missing) {
                 errors.push(Diagnostic::error(
                     sp,
                     "missing `}`: this block is still open where the next route starts",
@@ -73,7 +74,7 @@ pub fn repair_braces(
     }
     let mut synthetic = 0;
     if let Some(&sp) = open.last() {
-        if !quiet_eof {
+        if !quiet_missing {
             errors.push(Diagnostic::error(
                 sp,
                 "missing `}`: this block is still open at the end of the file",
