@@ -1,0 +1,215 @@
+//! The routing engine inside the real `ser` binary, over UDP on 127.0.0.1: a
+//! stateless proxy config (maxfwd, sl, rewrite + forward) between a client
+//! socket and a UAS socket.  Bounded waits; the server's process group is
+//! killed on drop.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+const SER: &str = env!("CARGO_BIN_EXE_ser");
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(cfg: &str, port: u16) -> Server {
+        let dir =
+            std::env::temp_dir().join(format!("ser-engine-udp-{}-{port}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let cfg_path = dir.join("ser.cfg");
+        fs::write(&cfg_path, cfg).unwrap();
+        let log = fs::File::create(dir.join("stderr.log")).unwrap();
+        let listen = format!("udp:127.0.0.1:{port}");
+        let child = Command::new(SER)
+            .args([
+                "-f",
+                cfg_path.to_str().unwrap(),
+                "-l",
+                &listen,
+                "-n",
+                "2",
+                "-E",
+                "-DD",
+                "-dd",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut s = Server { child, dir };
+        let end = Instant::now() + Duration::from_secs(5);
+        while !s.log().contains("ser started") {
+            let status = s.child.try_wait().ok().flatten();
+            assert!(
+                Instant::now() < end && status.is_none(),
+                "ser did not start ({status:?}):\n{}",
+                s.log()
+            );
+            sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn socket() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let p = s.local_addr().unwrap().port();
+    (s, p)
+}
+
+fn free_udp_port() -> u16 {
+    let (s, p) = socket();
+    drop(s);
+    p
+}
+
+fn recv(s: &UdpSocket, srv: &Server, what: &str) -> String {
+    let mut buf = [0u8; 8192];
+    match s.recv_from(&mut buf) {
+        Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) => panic!("nothing received ({what}): {e}\n{}", srv.log()),
+    }
+}
+
+fn request(method: &str, ruri: &str, me: u16, branch: &str, to_tag: &str, mf: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{branch}\r\n\
+         From: <sip:carol@127.0.0.1>;tag=f1\r\nTo: <sip:bob@127.0.0.1>{to_tag}\r\n\
+         Call-ID: engine-udp-{branch}\r\nCSeq: 1 {method}\r\n{mf}Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn stateless_proxy_over_udp() {
+    let (client, me) = socket();
+    let (uas, uas_port) = socket();
+    let port = free_udp_port();
+    let cfg = format!(
+        "loadmodule \"/usr/lib/ser/modules/sl.so\"\nloadmodule \"maxfwd\"\n\
+         route {{\n\
+           if (!mf_process_maxfwd_header(\"10\")) {{ sl_send_reply(\"483\",\"Too Many Hops\"); exit; }}\n\
+           if (method == \"OPTIONS\" && uri == myself) {{ sl_send_reply(\"200\", \"Keepalive $rU\"); exit; }}\n\
+           if ($rU == \"nobody\") {{ sl_send_reply(\"404\", \"Not Found\"); exit; }}\n\
+           rewritehostport(\"127.0.0.1:{uas_port}\");\n\
+           forward();\n\
+         }}\n"
+    );
+    let srv = Server::start(&cfg, port);
+    let to = ("127.0.0.1", port);
+
+    // answered locally, reason with a pvar
+    let ruri = format!("sip:ping@127.0.0.1:{port}");
+    client
+        .send_to(request("OPTIONS", &ruri, me, "o1", "", "").as_bytes(), to)
+        .unwrap();
+    let r = recv(&client, &srv, "OPTIONS reply");
+    assert!(r.starts_with("SIP/2.0 200 Keepalive ping\r\n"), "{r}");
+
+    // Max-Forwards: 0 → 483
+    let ruri = format!("sip:bob@127.0.0.1:{port}");
+    client
+        .send_to(
+            request("INVITE", &ruri, me, "m0", "", "Max-Forwards: 0\r\n").as_bytes(),
+            to,
+        )
+        .unwrap();
+    let r = recv(&client, &srv, "483");
+    assert!(r.starts_with("SIP/2.0 483 Too Many Hops\r\n"), "{r}");
+
+    // forwarded to the UAS with our Via on top and Max-Forwards decremented
+    client
+        .send_to(
+            request("INVITE", &ruri, me, "i1", "", "Max-Forwards: 70\r\n").as_bytes(),
+            to,
+        )
+        .unwrap();
+    let fwd = recv(&uas, &srv, "forwarded INVITE");
+    assert!(
+        fwd.starts_with(&format!("INVITE sip:bob@127.0.0.1:{uas_port} SIP/2.0\r\n")),
+        "{fwd}"
+    );
+    assert!(
+        fwd.contains(&format!("Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK")),
+        "{fwd}"
+    );
+    assert!(fwd.contains("Max-Forwards: 69\r\n"), "{fwd}");
+
+    // the UAS answers through us: the reply comes back to the client without our Via
+    let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via:")).collect();
+    assert_eq!(vias.len(), 2, "{fwd}");
+    let reply = format!(
+        "SIP/2.0 180 Ringing\r\n{}\r\n{}\r\nFrom: <sip:carol@127.0.0.1>;tag=f1\r\n\
+         To: <sip:bob@127.0.0.1>;tag=t9\r\nCall-ID: engine-udp-i1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    uas.send_to(reply.as_bytes(), to).unwrap();
+    let back = recv(&client, &srv, "forwarded 180");
+    assert!(back.starts_with("SIP/2.0 180 Ringing\r\n"), "{back}");
+    assert_eq!(
+        back.lines().filter(|l| l.starts_with("Via:")).count(),
+        1,
+        "{back}"
+    );
+
+    // 404 with our to-tag; the ACK to it is absorbed (never reaches the UAS)
+    let ruri = format!("sip:nobody@127.0.0.1:{port}");
+    client
+        .send_to(request("INVITE", &ruri, me, "n1", "", "").as_bytes(), to)
+        .unwrap();
+    let r = recv(&client, &srv, "404");
+    assert!(r.starts_with("SIP/2.0 404 Not Found\r\n"), "{r}");
+    let tag = r
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .unwrap_or_else(|| panic!("no to-tag in {r}"))
+        .to_owned();
+    let ack = request("ACK", &ruri, me, "n1", &format!(";tag={tag}"), "");
+    client.send_to(ack.as_bytes(), to).unwrap();
+    // an ACK that is not ours goes through the script (and is forwarded)
+    let ack2 = request(
+        "ACK",
+        &format!("sip:bob@127.0.0.1:{port}"),
+        me,
+        "x1",
+        ";tag=other",
+        "",
+    );
+    client.send_to(ack2.as_bytes(), to).unwrap();
+    let got = recv(&uas, &srv, "foreign ACK");
+    assert!(got.starts_with("ACK "), "{got}");
+    assert!(
+        got.contains("engine-udp-x1"),
+        "the absorbed ACK leaked: {got}"
+    );
+}
