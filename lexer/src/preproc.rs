@@ -403,9 +403,10 @@ impl<'o> Pre<'o> {
 
     fn block_comment(&mut self, src: &Src, start: usize) -> Option<usize> {
         let t = src.text;
+        // Nested, as in cfg.lex (`/* a /* b */ c */` is one comment).
         let mut depth = 0usize;
         let mut i = start;
-        while i + 1 < t.len() || (i < t.len() && depth == 0) {
+        while i < t.len() {
             if t[i] == b'/' && t.get(i + 1) == Some(&b'*') {
                 depth += 1;
                 i += 2;
