@@ -580,9 +580,13 @@ fn shared_config(name: &str) -> String {
 }
 
 /// Load a shared config and return only the messages of its diagnostics.
-fn missing_of(name: &str) -> Vec<String> {
+fn missing_of(name: &str, defines: &[&str]) -> Vec<String> {
     let text = shared_config(name);
-    let parsed = ser_parser::parse_str(name, &text, &ParseOptions::default())
+    let opts = ParseOptions {
+        defines: defines.iter().map(|d| (d.to_string(), None)).collect(),
+        ..ParseOptions::default()
+    };
+    let parsed = ser_parser::parse_str(name, &text, &opts)
         .unwrap_or_else(|d| panic!("{name} does not parse: {d:?}"));
     match route::load(&parsed, &LoadOptions::default()) {
         Ok(_) => Vec::new(),
@@ -594,6 +598,10 @@ fn missing_of(name: &str) -> Vec<String> {
 /// missing names must be exactly the listed ones that are still not built in
 /// (the lists are the state when written; entries drop out as modules land).
 fn assert_only_missing(name: &str, modules: &[&str], functions: &[&str]) {
+    assert_only_missing_with(name, &[], modules, functions)
+}
+
+fn assert_only_missing_with(name: &str, defines: &[&str], modules: &[&str], functions: &[&str]) {
     let module_re =
         regex::Regex::new(r"^module `([a-z_0-9]+)` is not available in this build").unwrap();
     let func_re = regex::Regex::new(
@@ -602,7 +610,7 @@ fn assert_only_missing(name: &str, modules: &[&str], functions: &[&str]) {
     .unwrap();
     let mut got_modules = std::collections::BTreeSet::new();
     let mut got_functions = std::collections::BTreeSet::new();
-    for msg in missing_of(name) {
+    for msg in missing_of(name, defines) {
         if let Some(c) = module_re.captures(&msg) {
             got_modules.insert(c[1].to_owned());
         } else if let Some(c) = func_re.captures(&msg) {
@@ -713,6 +721,73 @@ fn kamailio_31_config_lacks_only_missing_modules() {
             "loose_route",
             "save",
             "lookup",
+        ],
+    );
+}
+
+#[test]
+fn kamailio_31_config_with_every_feature_lacks_only_missing_modules() {
+    assert_only_missing_with(
+        "kamailio-3.1.cfg",
+        &[
+            "WITH_MYSQL",
+            "WITH_AUTH",
+            "WITH_IPAUTH",
+            "WITH_USRLOCDB",
+            "WITH_PRESENCE",
+            "WITH_NAT",
+            "WITH_PSTN",
+            "WITH_ACCDB",
+            "WITH_DEBUG",
+        ],
+        &[
+            "db_mysql",
+            "mi_fifo",
+            "tm",
+            "tmx",
+            "rr",
+            "usrloc",
+            "registrar",
+            "uri_db",
+            "ctl",
+            "mi_rpc",
+            "acc",
+            "auth",
+            "auth_db",
+            "permissions",
+            "presence",
+            "presence_xml",
+            "nathelper",
+            "rtpproxy",
+        ],
+        &[
+            "t_check_trans",
+            "t_relay",
+            "t_on_reply",
+            "t_on_failure",
+            "t_newtran",
+            "t_reply",
+            "t_is_canceled",
+            "t_release",
+            "record_route",
+            "loose_route",
+            "add_rr_param",
+            "check_route_param",
+            "save",
+            "lookup",
+            "www_authorize",
+            "proxy_authorize",
+            "www_challenge",
+            "proxy_challenge",
+            "consume_credentials",
+            "allow_source_address",
+            "handle_publish",
+            "handle_subscribe",
+            "nat_uac_test",
+            "fix_nated_register",
+            "fix_nated_contact",
+            "force_rtp_proxy",
+            "unforce_rtp_proxy",
         ],
     );
 }
