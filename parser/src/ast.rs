@@ -17,6 +17,14 @@
 //! - `yes/no/on/off/true/false/enable/disable` are [`ValueKind::Bool`] in global values and
 //!   `Int` 1/0 in expressions and modparams (as SER's lexer does).
 //! - `$?`, `$retcode`, `$rc` and `retcode` are [`Keyword::Retcode`].
+//! - `(int)e` is `0 + e` and `(str)e` is `"" + e` (`+` converts its right side to the type
+//!   of its left side, so this is the same cast).
+//! - Socket specs given as function arguments (`force_send_socket(udp:1.2.3.4:5060)`) and
+//!   SER 0.8's `uri:host` / `uri:port` are [`Expr::Ident`]s holding that text.
+//! - SER's `%name` attributes are [`Expr::Avp`]s (raw text keeps the `%`).
+//! - `exit()`, `drop()`, `return()` are `exit;`, `drop;`, `return;`.
+//! - A bare name as a modparam value (an undefined `#!define`, e.g. `DBURL`) is a string
+//!   [`ParamValue::Str`] with a warning (Kamailio rejects it).
 
 use std::net::IpAddr;
 
