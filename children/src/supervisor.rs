@@ -112,7 +112,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         match fork_checked()? {
             Forked::Child => {
                 table::set_pid(index, nix::unistd::getpid().as_raw());
-                let code = child_main(&setup, index, spec, links, &workers);
+                let code = child_main(&setup, spec, links);
                 std::process::exit(code);
             }
             Forked::Parent(pid) => {
@@ -284,13 +284,7 @@ fn reap_quiet() {
 }
 
 /// Body of a forked child: signals, per-child init, then its loop.
-fn child_main(
-    setup: &Setup<'_>,
-    index: usize,
-    spec: &ProcSpec,
-    links: Vec<(UnixStream, UnixStream)>,
-    workers: &[usize],
-) -> i32 {
+fn child_main(setup: &Setup<'_>, spec: &ProcSpec, links: Vec<(UnixStream, UnixStream)>) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -315,7 +309,6 @@ fn child_main(
         );
         return 1;
     }
-    let _ = index;
     match &spec.kind {
         ProcKind::Main => {}
         ProcKind::UdpReceiver { sock, .. } => {
@@ -344,7 +337,6 @@ fn child_main(
                 log::error!("{}: no tcp link", spec.desc);
                 return 1;
             };
-            let _ = workers;
             let mut handler = setup.init.handler(spec.rank);
             tcp::worker_loop(
                 setup.sockets,
