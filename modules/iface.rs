@@ -5,6 +5,43 @@
 //! parameters ([`ParamExport`]) and script functions ([`FunctionExport`]).
 //! Each function has a *fixup* that runs once at config load: it validates the
 //! arguments and returns a [`Handler`] closure with everything pre-compiled.
+//!
+//! ```
+//! use ser_modules::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module,
+//!     ParamExport, RouteMask};
+//! use ser_modules::Flow;
+//!
+//! /// `hello("text $rU")`: logs, true when the R-URI has a user.
+//! pub struct Hello;
+//!
+//! static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
+//!     name: "hello",
+//!     min_args: 1,
+//!     max_args: 1,
+//!     routes: RouteMask::REQUEST,
+//!     fixup: fixup_hello,
+//! }];
+//! static PARAMS: &[ParamExport] = &[ParamExport::int("verbose", 0)];
+//!
+//! impl Module for Hello {
+//!     fn name(&self) -> &'static str { "hello" }
+//!     fn params(&self) -> &'static [ParamExport] { PARAMS }
+//!     fn functions(&self) -> &'static [FunctionExport] { FUNCTIONS }
+//! }
+//!
+//! fn fixup_hello(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+//!     let text = fx.format_arg(args, 0)?; // `$pvar`s compiled once, here
+//!     let verbose = fx.module.int("verbose") != 0; // modparam("hello", "verbose", 1)
+//!     Ok(Box::new(move |ctx| {
+//!         if verbose {
+//!             log::info!("{}", ctx.render(&text));
+//!         }
+//!         Flow::from_bool(ctx.ruri().is_some_and(|u| u.contains('@')))
+//!     }))
+//! }
+//! ```
+//! Then add `pub mod hello;` to `lib.rs` and `&crate::hello::Hello` to
+//! [`crate::registry::builtin`].
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
