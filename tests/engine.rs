@@ -460,6 +460,12 @@ fn forward_adds_our_via_and_rewrites_the_ruri() {
     );
     // the sender's Via gets received/rport
     assert!(buf.contains("rport=5062"), "{buf}");
+    // SER 0.8 `forward(uri:host, uri:port)`: the R-URI's host and port
+    let r = run(
+        &load("route { forward(uri:host, uri:port); }"),
+        request("OPTIONS", "sip:a@127.0.0.1:5077", ""),
+    );
+    assert_eq!(r.sent[0].0.to_string(), "127.0.0.1:5077");
     // RFC 3261 16.6: Max-Forwards added when missing
     assert!(buf.contains("Max-Forwards: 70\r\n"), "{buf}");
 }

@@ -105,9 +105,17 @@ static CORE: &[FunctionExport] = &[
 
 type HostPort = Option<(String, Option<u16>)>;
 
+/// `forward(host[, port])`; SER 0.8's `uri:host` / `uri:port` mean "from the
+/// R-URI", which is what no argument means too.
 fn host_port_args(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<HostPort, FixupError> {
-    if args.is_empty() {
+    let is = |i: usize, w: &str| matches!(args.get(i), Some(Arg::Ident(s)) if s == w);
+    if args.is_empty() || (is(0, "uri:host") && (args.len() == 1 || is(1, "uri:port"))) {
         return Ok(None);
+    }
+    if is(0, "uri:host") || is(1, "uri:port") {
+        return Err(FixupError::call(
+            "mixing uri:host/uri:port with a literal is not supported",
+        ));
     }
     let host = fx.str_arg(args, 0)?;
     if host.is_empty() {

@@ -258,10 +258,11 @@ impl Exec<'_> {
             Op::StrNe => b(lv.as_str() != rv.as_str()),
             Op::IntEq => b(li == ri),
             Op::IntNe => b(li != ri),
+            // the left operand's type decides (so `(int)x` = `0 + x`, `(str)x` = `"" + x`)
             Op::Add => match (&lv, &rv) {
-                (Value::Int(a), Value::Int(b)) => Value::Int(a.wrapping_add(*b)),
-                (Value::Int(a), Value::Null) => Value::Int(*a),
-                _ => Value::Str(format!("{}{}", lv.as_str(), rv.as_str())),
+                (Value::Int(a), _) => Value::Int(a.wrapping_add(ri)),
+                (Value::Str(a), _) => Value::Str(format!("{a}{}", rv.as_str())),
+                (Value::Null, _) => rv.clone(),
             },
             Op::Sub => Value::Int(li.wrapping_sub(ri)),
             Op::Mul => Value::Int(li.wrapping_mul(ri)),

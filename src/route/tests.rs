@@ -62,6 +62,10 @@ fn arithmetic_and_concat() {
         Value::from("sip:alice@example.com")
     );
     assert_eq!(eval("-5 + 2"), Value::Int(-3));
+    // casts: the left operand's type decides
+    assert_eq!(eval("(int)\"42\" + 1"), Value::Int(43));
+    assert_eq!(eval("(str)42 + 1"), Value::from("421"));
+    assert_eq!(eval("0 + \"7\""), Value::Int(7));
     // division by zero is an error value, not a crash
     assert_eq!(eval("1 / 0"), Value::Null);
 }
