@@ -785,3 +785,28 @@ fn daemon_start_failure_reaches_the_terminal() {
     assert!(err.contains(&format!("ser: bind {listen}: ")), "{err}");
     assert!(!pidfile.exists());
 }
+
+#[test]
+fn dash_a_defines_reach_the_preprocessor() {
+    let dir = TmpDir::new("defines");
+    let cfg = dir.path("defs.cfg");
+    fs::write(
+        &cfg,
+        "#!ifdef WITH_X\nchildren=1\n#!endif\nroute { drop; }\n",
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec!["-f", cfg.to_str().unwrap(), "-c"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(check(&[]).contains("(0 settings,"));
+    assert!(check(&["-A", "WITH_X"]).contains("(1 settings,"));
+    assert!(check(&["-AWITH_X=1"]).contains("(1 settings,"));
+}
