@@ -135,6 +135,12 @@ fn stateless_proxy_over_udp() {
     let r = recv(&client, &srv, "OPTIONS reply");
     assert!(r.starts_with("SIP/2.0 200 Keepalive ping\r\n"), "{r}");
 
+    // a broken request that can still be answered gets 400, without reaching the script
+    let bad = request("INVITE", &ruri, me, "b1", "", "Max-Forwards: abc\r\n");
+    client.send_to(bad.as_bytes(), to).unwrap();
+    let r = recv(&client, &srv, "400");
+    assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+
     // Max-Forwards: 0 → 483
     let ruri = format!("sip:bob@127.0.0.1:{port}");
     client

@@ -158,10 +158,24 @@ struct Worker {
 
 impl SipHandler for Worker {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
-        let msg = match SipMsg::parse(buf.to_vec()) {
+        // parse, then SER's checks before the script (key headers present and
+        // parseable, Content-Length consistent)
+        let parsed = SipMsg::parse(buf.to_vec()).and_then(|m| m.validate().map(|()| m));
+        let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
-                log::debug!("dropping unparsable message from {src}: {e}");
+                // SER answers a broken request it can still identify with 400
+                match ser_sip::bad_message_reaction(buf, &e, Some(src)) {
+                    ser_sip::Reaction::Reply { code, bytes } => {
+                        log::info!("bad request from {src} ({e}): answering {code}");
+                        if let Err(err) = sock.send_to(&bytes, src) {
+                            log::warn!("cannot send {code} to {src}: {err}");
+                        }
+                    }
+                    ser_sip::Reaction::Drop => {
+                        log::debug!("dropping unparsable message from {src}: {e}")
+                    }
+                }
                 return;
             }
         };
