@@ -13,10 +13,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ser_children::{ChildInit, ListenSocket, Rank, SipHandler, TimerCallback};
+use ser_children::{ChildInit, ListenSocket, Rank, SipHandler, StreamReply, TimerCallback};
 use ser_modules::runtime::ctx::{Env, MsgCtx};
 use ser_modules::runtime::transport::{Dest, Listen, Myself, Proto, Transport};
 use ser_parser::{Diagnostic, Parsed};
@@ -156,34 +156,111 @@ struct Worker {
     env: Env,
 }
 
+/// Parse and run SER's pre-script checks; on failure send what ser-sip says
+/// (400 for a broken request that can still be answered) through `answer`.
+fn parse_checked(buf: &[u8], src: SocketAddr, answer: impl FnOnce(&[u8])) -> Option<SipMsg> {
+    let parsed = SipMsg::parse(buf.to_vec()).and_then(|m| m.validate().map(|()| m));
+    match parsed {
+        Ok(m) => Some(m),
+        Err(e) => {
+            match ser_sip::bad_message_reaction(buf, &e, Some(src)) {
+                ser_sip::Reaction::Reply { code, bytes } => {
+                    log::info!("bad request from {src} ({e}): answering {code}");
+                    answer(&bytes);
+                }
+                ser_sip::Reaction::Drop => {
+                    log::debug!("dropping unparsable message from {src}: {e}")
+                }
+            }
+            None
+        }
+    }
+}
+
+fn run(script: &Script, ctx: &mut MsgCtx<'_>) {
+    if ctx.is_request() {
+        script.run_request(ctx);
+    } else {
+        script.run_reply(ctx);
+    }
+}
+
 impl SipHandler for Worker {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
-        // parse, then SER's checks before the script (key headers present and
-        // parseable, Content-Length consistent)
-        let parsed = SipMsg::parse(buf.to_vec()).and_then(|m| m.validate().map(|()| m));
-        let msg = match parsed {
-            Ok(m) => m,
-            Err(e) => {
-                // SER answers a broken request it can still identify with 400
-                match ser_sip::bad_message_reaction(buf, &e, Some(src)) {
-                    ser_sip::Reaction::Reply { code, bytes } => {
-                        log::info!("bad request from {src} ({e}): answering {code}");
-                        if let Err(err) = sock.send_to(&bytes, src) {
-                            log::warn!("cannot send {code} to {src}: {err}");
-                        }
-                    }
-                    ser_sip::Reaction::Drop => {
-                        log::debug!("dropping unparsable message from {src}: {e}")
-                    }
-                }
-                return;
+        let Some(msg) = parse_checked(buf, src, |bytes| {
+            if let Err(err) = sock.send_to(bytes, src) {
+                log::warn!("cannot answer {src}: {err}");
             }
+        }) else {
+            return;
         };
         let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), Proto::Udp);
-        if ctx.is_request() {
-            self.script.run_request(&mut ctx);
-        } else {
-            self.script.run_reply(&mut ctx);
+        run(&self.script, &mut ctx);
+    }
+
+    fn on_stream_message(
+        &mut self,
+        buf: &[u8],
+        src: SocketAddr,
+        sock: &ListenSocket,
+        reply: &mut dyn StreamReply,
+    ) {
+        let Some(msg) = parse_checked(buf, src, |bytes| {
+            if let Err(err) = reply.send(bytes) {
+                log::warn!("cannot answer {src}: {err}");
+            }
+        }) else {
+            return;
+        };
+        // what goes back to the peer is queued and written on its connection
+        let transport = Arc::new(StreamTransport {
+            peer: src,
+            queued: Mutex::new(Vec::new()),
+        });
+        let mut env = Env::new(
+            transport.clone(),
+            self.env.myself.clone(),
+            self.env.listen.clone(),
+        );
+        env.cfg = self.env.cfg.clone();
+        env.server_header = self.env.server_header.clone();
+        let mut ctx = MsgCtx::new(msg, &env, src, sock.addr(), Proto::Tcp);
+        run(&self.script, &mut ctx);
+        drop(ctx);
+        let queued =
+            std::mem::take(&mut *transport.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        for bytes in queued {
+            if let Err(err) = reply.send(&bytes) {
+                log::warn!("cannot write to {src}: {err}");
+                break;
+            }
+        }
+    }
+}
+
+/// For a message that came over TCP: sends to the peer are queued for its
+/// connection; UDP goes out through the installed sockets; other TCP
+/// destinations need tcp main (not wired yet).
+struct StreamTransport {
+    peer: SocketAddr,
+    queued: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Transport for StreamTransport {
+    fn send(&self, buf: &[u8], dst: &Dest) -> io::Result<()> {
+        match dst.proto {
+            Proto::Tcp if dst.addr == self.peer => {
+                self.queued
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(buf.to_vec());
+                Ok(())
+            }
+            Proto::Udp => SocketsTransport.send(buf, dst),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sending over a new TCP connection is not wired yet",
+            )),
         }
     }
 }

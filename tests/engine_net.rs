@@ -1,4 +1,4 @@
-//! The routing engine inside the real `ser` binary, over UDP on 127.0.0.1: a
+//! The routing engine inside the real `ser` binary, over UDP and TCP on 127.0.0.1: a
 //! stateless proxy config (maxfwd, sl, rewrite + forward) between a client
 //! socket and a UAS socket.  Bounded waits; the server's process group is
 //! killed on drop.
@@ -23,20 +23,23 @@ struct Server {
 
 impl Server {
     fn start(cfg: &str, port: u16) -> Server {
+        Server::start_on(cfg, port, &format!("udp:127.0.0.1:{port}"))
+    }
+
+    fn start_on(cfg: &str, port: u16, listen: &str) -> Server {
         let dir =
-            std::env::temp_dir().join(format!("ser-engine-udp-{}-{port}", std::process::id()));
+            std::env::temp_dir().join(format!("ser-engine-net-{}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let cfg_path = dir.join("ser.cfg");
         fs::write(&cfg_path, cfg).unwrap();
         let log = fs::File::create(dir.join("stderr.log")).unwrap();
-        let listen = format!("udp:127.0.0.1:{port}");
         let child = Command::new(SER)
             .args([
                 "-f",
                 cfg_path.to_str().unwrap(),
                 "-l",
-                &listen,
+                listen,
                 "-n",
                 "2",
                 "-E",
@@ -218,4 +221,44 @@ fn stateless_proxy_over_udp() {
         got.contains("engine-udp-x1"),
         "the absorbed ACK leaked: {got}"
     );
+}
+
+#[test]
+fn requests_over_tcp_are_answered_on_their_connection() {
+    use std::io::{Read, Write};
+    // a port free for both transports
+    let port = loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let cfg = "loadmodule \"sl\"\nroute { if (proto == TCP) sl_send_reply(\"200\", \"tcp $rU\"); else sl_send_reply(\"500\", \"not tcp\"); }\n";
+    let srv = Server::start_on(cfg, port, &format!("127.0.0.1:{port}"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = conn.local_addr().unwrap().port();
+    let req = request(
+        "OPTIONS",
+        &format!("sip:over@127.0.0.1:{port}"),
+        me,
+        "t1",
+        "",
+        "",
+    )
+    .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(3);
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        assert!(Instant::now() < end, "no TCP reply:\n{}", srv.log());
+        match conn.read(&mut buf) {
+            Ok(0) => panic!("connection closed:\n{}", srv.log()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no TCP reply ({e}):\n{}", srv.log()),
+        }
+    }
+    let reply = String::from_utf8_lossy(&got);
+    assert!(reply.starts_with("SIP/2.0 200 tcp over\r\n"), "{reply}");
 }
