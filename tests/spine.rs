@@ -187,11 +187,19 @@ impl Ser {
 impl Drop for Ser {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            if let Ok(pgid) = i32::try_from(c.id()) {
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            let main = i32::try_from(c.id()).unwrap_or(0);
+            let kids = if main > 1 {
+                children_of(main)
+            } else {
+                Vec::new()
+            };
+            if main > 1 {
+                let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
             }
             let _ = c.kill();
             let _ = c.wait();
+            // Until the last child is gone its sockets stay bound.
+            wait_until(Duration::from_secs(2), || kids.iter().all(|k| !alive(*k)));
         }
         if let Some(pid) = self.daemon_pid {
             for p in children_of(pid) {
@@ -636,14 +644,13 @@ fn user_and_group_are_dropped_after_binding() {
 #[test]
 fn config_globals_apply_and_the_command_line_wins() {
     let dir = TmpDir::new("globals");
-    let port = free_port();
-    let cfg = dir.path("globals.cfg");
-    fs::write(
-        &cfg,
-        format!("children=2\nlisten=udp:127.0.0.1:{port}\ndisable_tcp=yes\nroute {{ drop; }}\n"),
-    )
-    .unwrap();
     let receivers = |extra: &[&str]| {
+        let port = free_port();
+        let cfg = dir.path("globals.cfg");
+        let text = format!(
+            "children=2\nlisten=udp:127.0.0.1:{port}\ndisable_tcp=yes\nroute {{ drop; }}\n"
+        );
+        fs::write(&cfg, text).unwrap();
         let mut args = vec!["-f", cfg.to_str().unwrap(), "-E", "-DD", "-ddd"];
         args.extend_from_slice(extra);
         let ser = Ser::start(&dir, &args);
@@ -809,4 +816,31 @@ fn dash_a_defines_reach_the_preprocessor() {
     assert!(check(&[]).contains("(0 settings,"));
     assert!(check(&["-A", "WITH_X"]).contains("(1 settings,"));
     assert!(check(&["-AWITH_X=1"]).contains("(1 settings,"));
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let dir = TmpDir::new("sigint");
+    let cfg = dir.cfg();
+    let pidfile = dir.path("ser.pid");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = udp_args(cfg.to_str().unwrap(), &listen, pidfile.to_str().unwrap());
+    let mut ser = Ser::start(&dir, &args);
+    let main = ser.pid();
+    let kids = children_of(main);
+    assert_eq!(
+        kids.len(),
+        3 + 1 + 1 + 3,
+        "udp receivers, timer, tcp main, tcp workers"
+    );
+    // As Ctrl-C does: the whole process group gets it.
+    let _ = killpg(Pid::from_raw(main), Signal::SIGINT);
+    assert_eq!(
+        ser.wait_exit(Duration::from_secs(2)),
+        Some(0),
+        "{}",
+        ser.log_text()
+    );
+    assert!(kids.iter().all(|k| !alive(*k)));
+    assert!(!pidfile.exists());
 }
