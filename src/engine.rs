@@ -14,9 +14,7 @@
 //! * `timers()`: what the timer process runs;
 //! * `destroy()`: in main after every child stopped.
 
-use std::sync::atomic::AtomicBool;
-
-use ser_children::{ChildInit, ListenSocket, Proto, Rank, SipHandler, TimerCallback};
+use ser_children::{ChildInit, Proto};
 use ser_parser::{Diagnostic, Parsed};
 
 use crate::globals::Globals;
@@ -53,7 +51,7 @@ pub fn load(
             advertise: None,
         })
         .collect();
-    Ok(Box::new(Engine(ScriptInit::new(script, myself, listen))))
+    Ok(Box::new(ScriptInit::new(script, myself, listen)))
 }
 
 fn engine_proto(p: Proto) -> route::Proto {
@@ -62,34 +60,5 @@ fn engine_proto(p: Proto) -> route::Proto {
         Proto::Tcp => route::Proto::Tcp,
         Proto::Tls => route::Proto::Tls,
         Proto::Sctp => route::Proto::Sctp,
-    }
-}
-
-/// The loaded script, with the main-process hooks the spine calls.
-struct Engine(ScriptInit);
-
-impl ChildInit for Engine {
-    fn init_main(&self, _sockets: &'static [ListenSocket]) -> Result<(), String> {
-        self.0.script().init_modules()
-    }
-
-    fn destroy(&self) {
-        self.0.destroy();
-    }
-
-    fn init(&self, rank: Rank, desc: &str) -> Result<(), String> {
-        self.0.init(rank, desc)
-    }
-
-    fn handler(&self, rank: Rank) -> Box<dyn SipHandler> {
-        self.0.handler(rank)
-    }
-
-    fn timers(&self) -> Vec<Box<dyn TimerCallback>> {
-        self.0.timers()
-    }
-
-    fn run_ctl(&self, stop: &AtomicBool) {
-        self.0.run_ctl(stop)
     }
 }
