@@ -420,6 +420,34 @@ mod tests {
         u.socket = "udp:127.0.0.1:5060".into();
         u.ruid = "uloc-5f3a-1-1".into();
         let strings: usize = u.strings().iter().map(|s| s.len() + 2).sum();
-        eprintln!("usrloc: {REC_SIZE} bytes record + {strings} bytes packed strings per contact");
+        // Whole cost in the segment, allocator overhead included: 1000 AORs
+        // with one contact each (exact only when this test runs alone).
+        let t = Table::create().unwrap();
+        let before = ser_shm::stats().real_used;
+        for i in 0..1000 {
+            let aor = format!("user{i:04}");
+            t.update(&aor, false, |l| {
+                l.push(u.clone());
+                (Changed::Yes, ())
+            })
+            .unwrap();
+        }
+        let per = (ser_shm::stats().real_used.saturating_sub(before)) / 1000;
+        // 100 more contacts on one AOR: the marginal cost of a contact.
+        let before = ser_shm::stats().real_used;
+        t.update("user0000", false, |l| {
+            for i in 0..100 {
+                let mut c = u.clone();
+                c.uri = format!("sip:user0000@192.168.1.{i}:5060;transport=udp");
+                l.push(c);
+            }
+            (Changed::Yes, ())
+        })
+        .unwrap();
+        let marginal = (ser_shm::stats().real_used.saturating_sub(before)) / 100;
+        eprintln!(
+            "usrloc: {REC_SIZE} bytes record + {strings} bytes packed strings; \
+             {per} bytes of shm per single-contact AOR, {marginal} per further contact"
+        );
     }
 }
