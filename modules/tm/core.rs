@@ -1356,6 +1356,21 @@ impl Tm {
                         write_br(br, &bd);
                     }
                 }
+                // A transaction the script created (t_newtran) but neither
+                // relayed nor answered: dropped once its longest timer passed.
+                let longest = u64::from(d.fr.max(d.fr_inv));
+                if s.5.is_empty()
+                    && d.up_code < 200
+                    && d.delete_at == 0
+                    && now > d.created + longest
+                {
+                    log::info!(
+                        "tm: transaction {} never relayed nor answered; dropped",
+                        d.id
+                    );
+                    self.start_wait(&mut d, now);
+                    write_tx(s, &d);
+                }
                 // Server side: timer G (our final reply again), H / I.
                 if d.retr_due != 0 && d.retr_due <= now && d.state == State::Completed {
                     sends.push(Send {
