@@ -176,11 +176,7 @@ impl Dialect {
 
 /// Checks a config-given identifier (table or column name).
 pub fn ident(s: &str) -> Result<&str, DbError> {
-    if !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(s)
     } else {
         Err(DbError::BadIdentifier(s.to_owned()))
