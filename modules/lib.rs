@@ -34,6 +34,7 @@ pub mod auth;
 pub mod auth_db;
 pub mod db;
 pub mod domain;
+pub mod ctl;
 pub mod kex;
 pub mod maxfwd;
 pub mod print;

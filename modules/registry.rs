@@ -16,6 +16,10 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::pv::Pv,
         &crate::sanity::Sanity,
         &crate::kex::Kex,
+        &crate::ctl::Ctl,
+        &crate::ctl::MiFifo,
+        &crate::ctl::MiRpc,
+        &crate::ctl::CfgRpc,
         &crate::tm::Tm,
         &crate::tmx::Tmx,
         &crate::usrloc::Usrloc,
@@ -103,10 +107,6 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
     ("gflags", &["is_gflag", "set_gflag"]),
     ("db_mysql", &[]),
     ("mysql", &[]),
-    ("mi_fifo", &[]),
-    ("mi_rpc", &[]),
-    ("ctl", &[]),
-    ("cfg_rpc", &[]),
     ("tls", &[]),
 ];
 

@@ -798,6 +798,39 @@ fn kamailio_31_config_with_every_feature_lacks_only_missing_modules() {
     );
 }
 
+#[test]
+fn rpc_registry_has_module_methods_and_cfg_get() {
+    use ser_fifo::RpcValue;
+    let parsed = ser_parser::parse_str(
+        "rpc.cfg",
+        "pstn.gw_ip = \"10.0.0.9\" desc \"gw\"\nloadmodule \"ctl\"\nloadmodule \"cfg_rpc\"\nroute { drop; }\n",
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    let init = route::serve::load(
+        &parsed,
+        &[("udp", LOCAL.parse().unwrap())],
+        &[],
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    assert!(init.wants_ctl());
+    let reg = init.rpc_registry();
+    let v = reg
+        .call(
+            "cfg.get",
+            vec![RpcValue::Str("pstn".into()), RpcValue::Str("gw_ip".into())],
+        )
+        .unwrap();
+    assert_eq!(v, vec![RpcValue::Str("10.0.0.9".into())]);
+    assert!(reg
+        .call(
+            "cfg.get",
+            vec![RpcValue::Str("x".into()), RpcValue::Str("y".into())]
+        )
+        .is_err());
+}
+
 /// `cargo test --release --test engine timing -- --ignored --nocapture`
 #[test]
 #[ignore]

@@ -262,3 +262,54 @@ fn requests_over_tcp_are_answered_on_their_connection() {
     let reply = String::from_utf8_lossy(&got);
     assert!(reply.starts_with("SIP/2.0 200 tcp over\r\n"), "{reply}");
 }
+
+#[test]
+#[ignore = "start-up must fork the ctl process when ScriptInit::wants_ctl() (startup.rs: ctl: false today)"]
+fn ctl_serves_module_rpcs_and_cfg_get() {
+    use ser_fifo::client::{Client, ClientOptions};
+    use ser_fifo::{CtlAddr, RpcValue};
+    let port = free_udp_port();
+    let sock =
+        std::env::temp_dir().join(format!("ser-engine-ctl-{}-{port}.sock", std::process::id()));
+    let cfg = format!(
+        "pstn.gw_ip = \"10.0.0.9\" desc \"PSTN GW\"\n\
+         loadmodule \"ctl\"\nloadmodule \"cfg_rpc\"\n\
+         modparam(\"ctl\", \"binrpc\", \"unixs:{}\")\n\
+         route {{ drop; }}\n",
+        sock.display()
+    );
+    let srv = Server::start(&cfg, port);
+    let addr = CtlAddr::parse(&format!("unixs:{}", sock.display())).unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut client = loop {
+        match Client::connect(&addr, &ClientOptions::default()) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("ctl socket not there ({e}):\n{}", srv.log()),
+        }
+    };
+    let reply = client
+        .call(
+            "cfg.get",
+            &[RpcValue::Str("pstn".into()), RpcValue::Str("gw_ip".into())],
+        )
+        .unwrap();
+    assert_eq!(
+        reply.values().unwrap(),
+        vec![RpcValue::Str("10.0.0.9".into())]
+    );
+    let methods = client
+        .call("system.listMethods", &[])
+        .unwrap()
+        .values()
+        .unwrap();
+    assert!(
+        methods.contains(&RpcValue::Str("cfg.get".into())),
+        "{methods:?}"
+    );
+    drop(srv);
+    let _ = fs::remove_file(&sock);
+}

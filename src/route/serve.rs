@@ -13,12 +13,16 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ser_children::{ChildInit, ListenSocket, Rank, SipHandler, StreamReply, TimerCallback};
+use ser_fifo::{CtlListener, RpcFault, RpcRegistry, RpcValue};
+use ser_modules::runtime::cfg::CfgStore;
 use ser_modules::runtime::ctx::{Env, MsgCtx};
 use ser_modules::runtime::transport::{Dest, Listen, Myself, Proto, Transport};
+use ser_modules::Value;
 use ser_parser::{Diagnostic, Parsed};
 use ser_sip::SipMsg;
 
@@ -29,6 +33,7 @@ pub struct ScriptInit {
     script: Arc<Script>,
     myself: Myself,
     listen: Vec<Listen>,
+    core_rpc: Option<fn(&mut RpcRegistry)>,
 }
 
 /// Load the config and wrap it for the spine.  `binds` are the resolved listen
@@ -65,7 +70,62 @@ impl ScriptInit {
             script: script.into_shared(),
             myself,
             listen,
+            core_rpc: None,
         }
+    }
+
+    /// Methods the core serves besides the modules' (`core.ps`, `core.version`...),
+    /// registered in the ctl process.
+    pub fn with_core_rpc(mut self, register: fn(&mut RpcRegistry)) -> ScriptInit {
+        self.core_rpc = Some(register);
+        self
+    }
+
+    /// Whether a ctl process is needed (`ctl` / `mi_fifo` loaded with an
+    /// address); start-up forks one when this is true.
+    pub fn wants_ctl(&self) -> bool {
+        !ser_modules::ctl::listen_addrs(self.script.modules()).is_empty()
+    }
+
+    /// The ctl process's registry: core methods, every loaded module's, and
+    /// `cfg.get` when `cfg_rpc` is loaded.
+    pub fn rpc_registry(&self) -> RpcRegistry {
+        let mut reg = RpcRegistry::new();
+        if let Some(core) = self.core_rpc {
+            core(&mut reg);
+        }
+        self.script.modules().register_rpc(&mut reg);
+        if self
+            .script
+            .modules()
+            .iter()
+            .any(|l| l.module.name() == "cfg_rpc")
+        {
+            let cfg = self.script.cfg();
+            let doc: &'static [&'static str] =
+                &["Returns the value of a cfg parameter: group, name."];
+            let r = reg.register("cfg.get", doc, move |ctx| {
+                let group = ctx.scan_str(0)?;
+                let name = ctx.scan_str(1)?;
+                match cfg.get(&group, &name) {
+                    Some(Value::Int(i)) => {
+                        ctx.add(RpcValue::Int(i32::try_from(i).unwrap_or(i32::MAX)))
+                    }
+                    Some(v) => ctx.add(RpcValue::Str(v.as_str().into_owned())),
+                    None => {
+                        return Err(RpcFault::new(
+                            400,
+                            format!("unknown cfg parameter {group}.{name}"),
+                        ))
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                log::warn!("cfg.get not registered: {e:?}");
+            }
+        }
+        reg
     }
 
     /// The script.
@@ -113,6 +173,26 @@ impl ChildInit for ScriptInit {
             script: self.script.clone(),
             env: self.env(),
         })
+    }
+
+    fn run_ctl(&self, stop: &AtomicBool) {
+        let reg = self.rpc_registry();
+        let mut listeners = Vec::new();
+        for addr in ser_modules::ctl::listen_addrs(self.script.modules()) {
+            match CtlListener::bind(&addr) {
+                Ok(l) => listeners.push(l),
+                Err(e) => log::error!("ctl: cannot listen on {addr}: {e}"),
+            }
+        }
+        if listeners.is_empty() {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
+        if let Err(e) = ser_fifo::serve(listeners, &reg, stop) {
+            log::error!("ctl: {e}");
+        }
     }
 
     fn timers(&self) -> Vec<Box<dyn TimerCallback>> {
