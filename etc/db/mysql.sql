@@ -2,7 +2,6 @@
 -- column-compatible with Kamailio's own schema scripts (same names, types,
 -- defaults and `version` rows), so a database made by either works with both.
 CREATE TABLE IF NOT EXISTS version (
-    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
     table_name VARCHAR(32) NOT NULL,
     table_version INTEGER DEFAULT 0 NOT NULL,
     CONSTRAINT version_table_name_idx UNIQUE (table_name)
@@ -20,7 +19,7 @@ CREATE TABLE IF NOT EXISTS location (
     q REAL DEFAULT 1.0 NOT NULL,
     callid VARCHAR(255) DEFAULT 'Default-Call-ID' NOT NULL,
     cseq INTEGER DEFAULT 1 NOT NULL,
-    last_modified DATETIME DEFAULT '2000-01-01 00:00:01' NOT NULL,
+    last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL,
     flags INTEGER DEFAULT 0 NOT NULL,
     cflags INTEGER DEFAULT 0 NOT NULL,
     user_agent VARCHAR(255) DEFAULT '' NOT NULL,
@@ -54,7 +53,7 @@ CREATE TABLE IF NOT EXISTS domain (
     id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
     domain VARCHAR(64) NOT NULL,
     did VARCHAR(64) DEFAULT NULL,
-    last_modified DATETIME DEFAULT '2000-01-01 00:00:01' NOT NULL,
+    last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL,
     CONSTRAINT domain_domain_idx UNIQUE (domain)
 );
 INSERT IGNORE INTO version (table_name, table_version) VALUES ('domain', '2');
@@ -64,7 +63,7 @@ CREATE TABLE IF NOT EXISTS uri (
     username VARCHAR(64) DEFAULT '' NOT NULL,
     domain VARCHAR(64) DEFAULT '' NOT NULL,
     uri_user VARCHAR(64) DEFAULT '' NOT NULL,
-    last_modified DATETIME DEFAULT '2000-01-01 00:00:01' NOT NULL,
+    last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL,
     CONSTRAINT uri_account_idx UNIQUE (username, domain, uri_user)
 );
 INSERT IGNORE INTO version (table_name, table_version) VALUES ('uri', '1');

@@ -388,6 +388,16 @@ impl Conn {
 
     /// Check `version.table_version` for `table` (Kamailio's schema check).
     pub fn check_version(&mut self, table: &str, expected: i64) -> Result<(), DbError> {
+        self.check_version_in(table, expected..=expected)
+    }
+
+    /// Check that `table`'s schema version is one of `ok` (older versions
+    /// with the same columns we use are accepted).
+    pub fn check_version_in(
+        &mut self,
+        table: &str,
+        ok: std::ops::RangeInclusive<i64>,
+    ) -> Result<(), DbError> {
         let rows = self.query(
             "version",
             &["table_version"],
@@ -395,14 +405,13 @@ impl Conn {
             None,
         )?;
         let found = rows.first().and_then(|r| r.first()).map(DbValue::as_int);
-        if found == Some(expected) {
-            Ok(())
-        } else {
-            Err(DbError::Version {
+        match found {
+            Some(v) if ok.contains(&v) => Ok(()),
+            _ => Err(DbError::Version {
                 table: table.to_owned(),
-                expected,
+                expected: *ok.end(),
                 found,
-            })
+            }),
         }
     }
 }
@@ -588,6 +597,8 @@ mod tests {
             c.check_version("subscriber", 7)?;
             c.check_version("location", 9)?;
             assert!(c.check_version("location", 8).is_err());
+            c.check_version_in("location", 6..=9)?;
+            assert!(c.check_version_in("nosuch", 1..=9).is_err());
             c.insert(
                 "subscriber",
                 &[

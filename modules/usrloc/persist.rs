@@ -7,8 +7,10 @@ use crate::db::{self, Cond, DbValue};
 use crate::usrloc::store::{Ucontact, ALL_METHODS};
 use crate::usrloc::{Domain, UlError};
 
-/// Schema version of the `location` table we read and write.
+/// Schema version of the `location` table we create.
 pub const LOCATION_VERSION: i64 = 9;
+/// Oldest version with every column we use (ruid, instance, reg_id).
+pub const LOCATION_MIN_VERSION: i64 = 6;
 
 const COLS: &[&str] = &[
     "username",
@@ -166,15 +168,16 @@ fn aor_of(d: &Domain, user: &str, dom: Option<&str>) -> String {
 pub fn load(d: &Domain) -> Result<usize, UlError> {
     let now = super::now();
     let rows = db::with(&d.cfg.db_url, |c| {
-        c.check_version(&d.name, LOCATION_VERSION).or_else(|e| {
-            // A table named by save("x") may lack a version row; `location` may not.
-            if d.name == "location" {
-                Err(e)
-            } else {
-                log::warn!("usrloc: {e}");
-                Ok(())
-            }
-        })?;
+        c.check_version_in(&d.name, LOCATION_MIN_VERSION..=LOCATION_VERSION)
+            .or_else(|e| {
+                // A table named by save("x") may lack a version row; `location` may not.
+                if d.name == "location" {
+                    Err(e)
+                } else {
+                    log::warn!("usrloc: {e}");
+                    Ok(())
+                }
+            })?;
         c.query(&d.name, COLS, &[], None)
     })?;
     let mut n = 0;
