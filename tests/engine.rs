@@ -869,6 +869,12 @@ fn timing() {
         std::hint::black_box(SipMsg::parse(raw.clone()).unwrap());
     }
     let parse_only = t.elapsed() / n;
+    let t = Instant::now();
+    for _ in 0..n {
+        let m = SipMsg::parse(raw.clone()).unwrap();
+        std::hint::black_box(m.validate().is_ok());
+    }
+    let validate = t.elapsed() / n;
     let s = load(&format!(
         "{SL}loadmodule \"maxfwd\"\nroute {{ if (!mf_process_maxfwd_header(\"10\")) exit; if ($rU == \"alice\" && uri == myself) {{ setflag(1); $var(x) = $rU + \"@\" + $rd; }} }}"
     ));
@@ -886,6 +892,6 @@ fn timing() {
     }
     let small = t.elapsed() / n;
     println!(
-        "kamailio-3.1.cfg parse+load: {per_load:?}; empty route incl. parse: {per_msg:?} (parse alone {parse_only:?}); small route: {small:?}"
+        "kamailio-3.1.cfg parse+load: {per_load:?}; empty route incl. parse: {per_msg:?} (parse alone {parse_only:?}, parse+validate {validate:?}); small route: {small:?}"
     );
 }
