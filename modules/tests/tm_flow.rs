@@ -74,6 +74,7 @@ impl Harness {
         ser_shm::init_once(16 << 20).unwrap();
         let mut modules = Modules::default();
         modules.load("tm").unwrap();
+        modules.load("tmx").unwrap();
         let no_flags = |_: &str| None;
         for (p, v) in [
             ("fr_timer", 2000),
@@ -411,6 +412,32 @@ fn stateful_proxy_scenarios() {
     assert!(is_to(&h.sent(), UAC, &status(404)));
     h.request(&msg, UAC, &|ctx| assert!(newtran(ctx).stops()));
     assert!(is_to(&h.sent(), UAC, &status(404)));
+    h.wait_empty();
+
+    // 7. tmx t_reply_callid answers a pending INVITE from elsewhere; its
+    // ringing branch is cancelled.
+    let inv = invite("call-7", "z9hG4bK-uac-7");
+    h.request(&inv, UAC, &|ctx| assert!(relay(ctx).is_true()));
+    let fwd = take_request(&h.sent(), UAS1, "INVITE");
+    assert!(!h.reply(&uas_reply(&fwd, 180), UAS1));
+    h.sent();
+    let by_callid = h.func(
+        "t_reply_callid",
+        &[
+            Arg::Str("call-7".into()),
+            Arg::Int(1),
+            Arg::Int(480),
+            Arg::Str("Later".into()),
+        ],
+    );
+    let other = in_dialog("OPTIONS", "call-8", "z9hG4bK-uac-8", 1, "");
+    h.request(&other, UAC, &|ctx| assert!(by_callid(ctx).is_true()));
+    let s = h.sent();
+    assert!(is_to(&s, UAC, &status(480)));
+    assert!(is_to(&s, UAS1, &method("CANCEL")));
+    assert!(!h.reply(&uas_reply(&fwd, 487), UAS1));
+    let s = h.sent();
+    assert!(is_to(&s, UAS1, &method("ACK")) && !is_to(&s, UAC, &status(487)));
     h.wait_empty();
 
     let tm = h.tm();

@@ -315,6 +315,34 @@ pub fn build_hop(inv: &SipMsg, method: &str, reply_to: Option<&[u8]>) -> Result<
     Ok(out)
 }
 
+/// RFC 3261 §16.7 step 7: a relayed 401/407 carries the WWW-Authenticate
+/// and Proxy-Authenticate values of every 401/407 the branches received.
+pub fn aggregate_challenges(best: Vec<u8>, others: &[Vec<u8>]) -> Vec<u8> {
+    let Ok(msg) = SipMsg::parse(best.clone()) else {
+        return best;
+    };
+    let mut lumps = Lumps::new();
+    let mut added = 0;
+    for o in others {
+        let Ok(m) = SipMsg::parse(o.clone()) else {
+            continue;
+        };
+        for h in m.headers() {
+            if matches!(
+                h.name,
+                HeaderName::WwwAuthenticate | HeaderName::ProxyAuthenticate
+            ) {
+                lumps.add_header(&msg, h.name.as_str().as_bytes(), m.header_body(h));
+                added += 1;
+            }
+        }
+    }
+    if added == 0 {
+        return best;
+    }
+    ser_sip::apply(&msg, &lumps).unwrap_or(best)
+}
+
 /// Something to send once the lock is released.
 struct Send {
     buf: Vec<u8>,
@@ -453,6 +481,19 @@ impl Tm {
             let t = read_tx(s);
             let stored = t.keys.view(s.1.as_bytes());
             matches(&stored, &inc, purpose, s.4.as_bytes()).then_some(TxRef { hash, id: t.id })
+        })
+    }
+
+    /// The transaction of a Call-ID and CSeq number (tmx `t_reply_callid`);
+    /// CANCEL transactions are skipped.
+    pub fn find_by_callid(&self, callid: &[u8], cseq: u32) -> Option<TxRef> {
+        let hash = ser_shm::hash(&[callid.trim_ascii(), cseq.to_string().as_bytes()]);
+        let b = self.table.bucket(hash);
+        b.iter().find_map(|s| {
+            let t = read_tx(s);
+            let k = t.keys.view(s.1.as_bytes());
+            (k.callid == callid.trim_ascii() && k.cseq == cseq && k.method != b"CANCEL")
+                .then_some(TxRef { hash, id: t.id })
         })
     }
 
@@ -689,19 +730,29 @@ impl Tm {
             }
         };
         let now = self.now_ms();
-        let ok = self
-            .with_tx(t, |s| self.commit_up(s, code, &buf, true, now))
-            .unwrap_or(false);
-        if ok {
-            send_all(
-                env,
-                vec![Send {
-                    buf,
-                    dest: up_dest(&data),
-                }],
-            );
-        }
-        ok
+        // A final answer of ours ends the branches still waiting (CANCEL).
+        let done = self.with_tx(t, |s| {
+            if !self.commit_up(s, code, &buf, true, now) {
+                return None;
+            }
+            Some(if code >= 200 && data.invite {
+                self.cancel_pending(s, None)
+            } else {
+                Vec::new()
+            })
+        });
+        let Some(Some(cancels)) = done else {
+            return false;
+        };
+        send_all(
+            env,
+            vec![Send {
+                buf,
+                dest: up_dest(&data),
+            }],
+        );
+        send_all(env, cancels);
+        true
     }
 
     /// A retransmitted request: send the last reply again.
@@ -1023,8 +1074,12 @@ impl Tm {
                 Ok(n) => n,
                 Err(_) => return, // late or bogus: absorbed
             };
+            let first_provisional = bd.state != State::Proceeding;
             let retrans = bd.state == State::Completed;
-            if retrans && d.invite && code >= 300 {
+            if retrans {
+                if !(d.invite && code >= 300) {
+                    return;
+                }
                 // Retransmitted negative reply: ACK it again.
                 if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
                     if let Ok(ack) = build_hop(&inv, "ACK", reply_to.as_deref()) {
@@ -1043,7 +1098,7 @@ impl Tm {
                 // Provisional: stop INVITE retransmissions (A), non-INVITE go on at T2 (E).
                 if d.invite {
                     bd.retr_due = 0;
-                    if code > 100 || self.params.restart_fr_on_each_reply {
+                    if first_provisional || self.params.restart_fr_on_each_reply {
                         bd.fr_due = now + u64::from(d.fr_inv);
                     }
                 } else if bd.retr_due != 0 {
@@ -1222,12 +1277,22 @@ impl Tm {
     fn relay_best(&self, env: &Env, t: TxRef, branch: usize) {
         let found = self.with_tx(t, |s| {
             let canceled = read_tx(s).canceled;
+            // Challenges of the other 401/407 branches, for aggregation.
+            let others: Vec<Vec<u8>> =
+                s.5.iter()
+                    .enumerate()
+                    .filter(|(i, b)| *i != branch && matches!(read_br(b).code, 401 | 407))
+                    .map(|(_, b)| b.2.as_bytes().to_vec())
+                    .collect();
             s.5.get(branch)
-                .map(|b| (b.2.as_bytes().to_vec(), read_br(b).code, canceled))
+                .map(|b| (b.2.as_bytes().to_vec(), read_br(b).code, canceled, others))
         });
-        let Some(Some((reply, code, canceled))) = found else {
+        let Some(Some((mut reply, code, canceled, others))) = found else {
             return;
         };
+        if matches!(code, 401 | 407) && !reply.is_empty() && !others.is_empty() {
+            reply = aggregate_challenges(reply, &others);
+        }
         if reply.is_empty() || relayed_code(code) != code {
             // A branch that ended locally (timeout, cancel, send error), or a 503.
             let code = if reply.is_empty() && canceled {
@@ -1439,6 +1504,26 @@ mod tests {
         assert_eq!(parse_branch(p.as_bytes()), Some((t, 3)));
         assert_eq!(parse_branch(b"z9hG4bKother"), None);
         assert_eq!(parse_branch(b"z9hG4bKtm.zz.1.0"), None);
+    }
+
+    #[test]
+    fn challenges_aggregated() {
+        let r = |realm: &str, code: &str| {
+            format!(
+                "SIP/2.0 {code} Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKa\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nWWW-Authenticate: Digest realm=\"{realm}\", nonce=\"n\"\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let out = aggregate_challenges(r("a", "401"), &[r("b", "401")]);
+        let m = SipMsg::parse(out).unwrap();
+        let realms: Vec<String> = m
+            .find_all(HeaderName::WwwAuthenticate)
+            .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
+            .collect();
+        assert_eq!(realms.len(), 2, "{realms:?}");
+        assert!(realms[1].contains("realm=\"b\""));
+        let same = aggregate_challenges(r("a", "401"), &[b"garbage".to_vec()]);
+        assert_eq!(same, r("a", "401"));
     }
 
     #[test]
