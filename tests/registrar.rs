@@ -825,3 +825,44 @@ fn ser_oob_flavour_domain_lookup_and_www_authenticate() {
     );
     assert_eq!(r.status(), vec![200], "{:?}", r.reason());
 }
+
+#[test]
+fn sha256_offered_first_and_accepted() {
+    let dir = TmpDir::new("sha");
+    let url = subscriber_db(&dir);
+    let mut cfg = auth_cfg(
+        &url,
+        "loc_sha",
+        "1",
+        "modparam(\"auth_db\", \"calculate_ha1\", yes)\nmodparam(\"auth_db\", \"password_column\", \"password\")",
+    );
+    cfg = cfg.replacen(
+        "route {",
+        "modparam(\"auth\", \"algorithm\", \"SHA-256, MD5\")\nroute {",
+        1,
+    );
+    let s = load(&cfg);
+    let contact = "Contact: <sip:alice@192.0.2.12>\r\n";
+    let r = run(&s, register("alice", "sha1@h", 1, contact));
+    assert_eq!(r.status(), vec![401]);
+    let ch = r.header("WWW-Authenticate");
+    assert_eq!(ch.len(), 2, "{ch:?}");
+    assert!(
+        ch[0].ends_with("algorithm=SHA-256") && ch[1].ends_with("algorithm=MD5"),
+        "{ch:?}"
+    );
+    let nonce = digest_param(&ch[0], "nonce");
+    let h = |s: String| ser_modules::auth::digest::Alg::Sha256.h(&[s.as_bytes()]);
+    let ha1 = h("alice:example.com:secret".into());
+    let ha2 = h("REGISTER:sip:example.com".into());
+    let resp = h(format!("{ha1}:{nonce}:00000001:abcd:auth:{ha2}"));
+    let cred = format!(
+        "Authorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", \
+         uri=\"sip:example.com\", response=\"{resp}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"abcd\"\r\n"
+    );
+    let r = run(
+        &s,
+        register("alice", "sha1@h", 2, &format!("{cred}{contact}")),
+    );
+    assert_eq!(r.status(), vec![200]);
+}

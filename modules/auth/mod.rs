@@ -80,12 +80,7 @@ impl Module for AuthModule {
         if expire <= 0 {
             return Err(format!("nonce_expire must be positive, got {expire}"));
         }
-        if Alg::parse(&env.str("algorithm")).is_none() {
-            return Err(format!(
-                "unsupported algorithm `{}` (MD5, MD5-sess, SHA-256, SHA-256-sess)",
-                env.str("algorithm")
-            ));
-        }
+        parse_algorithms(&env.str("algorithm"))?;
         nonce::init(nonce::NonceCfg {
             secret,
             expire: expire as u64,
@@ -341,29 +336,54 @@ pub fn verify(ctx: &mut MsgCtx<'_>, c: &Credentials, secret: &Secret) -> AuthRes
     }
 }
 
-/// The challenge header line (with CRLF) for `realm`.
-pub fn challenge_header(ctx: &MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, alg: Alg) -> String {
+/// The `algorithm` modparam: one algorithm or a list in order of
+/// preference (`"SHA-256, MD5"`: RFC 7616 §3.7, one challenge each).
+pub fn parse_algorithms(s: &str) -> Result<Vec<Alg>, String> {
+    let mut v = Vec::new();
+    for a in s.split([',', ' ']).filter(|a| !a.trim().is_empty()) {
+        v.push(Alg::parse(a).ok_or_else(|| {
+            format!("unsupported algorithm `{a}` (MD5, MD5-sess, SHA-256, SHA-256-sess)")
+        })?);
+    }
+    if v.is_empty() {
+        v.push(Alg::Md5);
+    }
+    Ok(v)
+}
+
+/// The challenge header line(s) (with CRLF) for `realm`: one per
+/// algorithm, sharing one nonce.
+pub fn challenge_header(
+    ctx: &MsgCtx<'_>,
+    kind: Kind,
+    realm: &str,
+    qop: bool,
+    algs: &[Alg],
+) -> String {
     let cfg = nonce::cfg();
     let n = nonce::generate(&cfg, crate::usrloc::now());
     let stale = ctx.vars.get(STALE_KEY).is_some_and(|v| v.as_int() == 1);
-    let mut h = format!(
-        "{}: Digest realm=\"{}\", nonce=\"{n}\"",
-        kind.challenge_header(),
-        realm.replace('"', "")
-    );
-    if qop {
-        h.push_str(", qop=\"auth\"");
+    let mut out = String::new();
+    for alg in algs {
+        out.push_str(&format!(
+            "{}: Digest realm=\"{}\", nonce=\"{n}\"",
+            kind.challenge_header(),
+            realm.replace('"', "")
+        ));
+        if qop {
+            out.push_str(", qop=\"auth\"");
+        }
+        if stale {
+            out.push_str(", stale=true");
+        }
+        out.push_str(&format!(", algorithm={}\r\n", alg.name()));
     }
-    if stale {
-        h.push_str(", stale=true");
-    }
-    h.push_str(&format!(", algorithm={}\r\n", alg.name()));
-    h
+    out
 }
 
 /// Send a 401/407 with a fresh challenge.
-pub fn challenge(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, alg: Alg) -> Flow {
-    let h = challenge_header(ctx, kind, realm, qop, alg);
+pub fn challenge(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, algs: &[Alg]) -> Flow {
+    let h = challenge_header(ctx, kind, realm, qop, algs);
     let (code, reason) = kind.reply();
     let keep = ctx.reply_headers.len();
     ctx.reply_headers.push(h);
@@ -378,13 +398,13 @@ pub fn challenge(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str, qop: bool, alg: 
 
 /// Sets `$digest_challenge` (SER 3.0 `www_authenticate` failure path).
 pub fn set_challenge_avp(ctx: &mut MsgCtx<'_>, kind: Kind, realm: &str) {
-    let h = challenge_header(ctx, kind, realm, true, Alg::Md5);
+    let h = challenge_header(ctx, kind, realm, true, &[Alg::Md5]);
     ctx.avps
         .assign(&AvpRef::named("digest_challenge"), Value::Str(h));
 }
 
-fn alg_param(env: &ModuleEnv) -> Alg {
-    Alg::parse(&env.str("algorithm")).unwrap_or(Alg::Md5)
+fn alg_param(env: &ModuleEnv) -> Result<Vec<Alg>, FixupError> {
+    parse_algorithms(&env.str("algorithm")).map_err(FixupError::call)
 }
 
 fn fixup_challenge(fx: &FixupCtx<'_>, args: &[Arg], kind: Kind) -> Result<Handler, FixupError> {
@@ -396,10 +416,10 @@ fn fixup_challenge(fx: &FixupCtx<'_>, args: &[Arg], kind: Kind) -> Result<Handle
         fx.module.int("qop")
     };
     let qop = flags & 3 != 0;
-    let alg = alg_param(fx.module);
+    let algs = alg_param(fx.module)?;
     Ok(Box::new(move |ctx| {
         let r = realm_of(ctx, &realm, kind);
-        challenge(ctx, kind, &r, qop, alg)
+        challenge(ctx, kind, &r, qop, &algs)
     }))
 }
 
