@@ -70,6 +70,27 @@ pub fn set_uri_part(uri: &str, part: UriPart, value: Option<&str>) -> Result<Str
 }
 
 impl MsgCtx<'_> {
+    /// A part of the current R-URI; the received one is parsed once (cached
+    /// by ser-sip), a rewritten one per call.
+    pub fn ruri_part(&self, part: UriPart) -> Value {
+        if self.new_uri.is_some() || part == UriPart::Whole {
+            return self.ruri().map_or(Value::Null, |u| uri_part(&u, part));
+        }
+        let Ok(u) = self.msg.parsed_ruri() else {
+            return Value::Null;
+        };
+        match part {
+            UriPart::User => u.user.map_or(Value::Null, |s| Value::Str(self.text(s))),
+            UriPart::Host => Value::Str(self.text(u.host)),
+            UriPart::Port => Value::Int(i64::from(u.port.unwrap_or(if u.scheme == Scheme::Sips {
+                5061
+            } else {
+                5060
+            }))),
+            UriPart::Whole => Value::Null, // handled above
+        }
+    }
+
     fn name_addr_value(&self, which: NameAddr, part: HdrPart) -> Value {
         let na = match which {
             NameAddr::From => self.msg.from(),
@@ -82,7 +103,21 @@ impl MsgCtx<'_> {
             HdrPart::Name => na.display.map_or(Value::Null, |d| {
                 Value::Str(self.text(d).trim_matches('"').to_owned())
             }),
-            HdrPart::Uri(p) => uri_part(&self.text(na.uri.span), p),
+            HdrPart::Uri(p) => match p {
+                UriPart::Whole => Value::Str(self.text(na.uri.span)),
+                UriPart::User => na
+                    .uri
+                    .user
+                    .map_or(Value::Null, |u| Value::Str(self.text(u))),
+                UriPart::Host => Value::Str(self.text(na.uri.host)),
+                UriPart::Port => Value::Int(i64::from(na.uri.port.unwrap_or(
+                    if na.uri.scheme == Scheme::Sips {
+                        5061
+                    } else {
+                        5060
+                    },
+                ))),
+            },
         }
     }
 
@@ -106,7 +141,7 @@ impl MsgCtx<'_> {
     /// Read a select.
     pub fn get_select(&self, sel: &Select) -> Value {
         match sel {
-            Select::Ruri(p) => self.ruri().map_or(Value::Null, |u| uri_part(&u, *p)),
+            Select::Ruri(p) => self.ruri_part(*p),
             Select::NameAddr(w, p) => self.name_addr_value(*w, *p),
             Select::CallId => self.msg.call_id().map_or(Value::Null, |c| {
                 Value::Str(String::from_utf8_lossy(c).into_owned())
@@ -126,7 +161,7 @@ impl MsgCtx<'_> {
     pub fn get_pv(&self, pv: &Pv) -> Value {
         let opt_str = |o: Option<String>| o.map_or(Value::Null, Value::Str);
         match pv {
-            Pv::Ruri(p) => self.ruri().map_or(Value::Null, |u| uri_part(&u, *p)),
+            Pv::Ruri(p) => self.ruri_part(*p),
             Pv::OrigRuri => opt_str(self.orig_ruri()),
             Pv::DstUri => opt_str(self.dst_uri.clone()),
             Pv::HdrUri(w, p) => self.name_addr_value(*w, HdrPart::Uri(*p)),
