@@ -572,6 +572,21 @@ fn load_time_diagnostics() {
         .err()
         .unwrap();
     assert!(e.contains("has no parameter `nope`"), "{e}");
+    let e = try_load(&format!(
+        "{SL}onreply_route {{ sl_send_reply(\"200\", \"x\"); }}"
+    ))
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("`sl_send_reply` cannot be used in onreply_route"),
+        "{e}"
+    );
+    let e = try_load("route { $rm = \"x\"; }").err().unwrap();
+    assert!(e.contains("read-only"), "{e}");
+    let e = try_load("route { if (uri == myself) { break; } }\nroute { exit; }")
+        .err()
+        .unwrap();
+    assert!(e.contains("defined twice"), "{e}");
     // loadmodule with a path selects the built-in module
     assert!(
         try_load("loadmodule \"/usr/lib/ser/modules/sl.so\"\nroute { sl_reply_error(); }").is_ok()
