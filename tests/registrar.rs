@@ -866,3 +866,63 @@ fn sha256_offered_first_and_accepted() {
     );
     assert_eq!(r.status(), vec![200]);
 }
+
+#[test]
+fn received_avp_nat_flag_registered_and_unregister() {
+    let cfg = "loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\n\
+               modparam(\"registrar\", \"received_avp\", \"$avp(i:80)\")\n\
+               route {\n\
+                 if (method==\"REGISTER\") {\n\
+                   $avp(i:80) = \"sip:\" + $si + \":\" + $sp;\n\
+                   setbflag(6);\n\
+                   save(\"loc_nat\"); exit;\n\
+                 }\n\
+                 if (method==\"OPTIONS\") {\n\
+                   if (registered(\"loc_nat\")) { sl_send_reply(\"298\", \"Registered\"); } else { sl_send_reply(\"404\", \"Not Registered\"); }\n\
+                   exit;\n\
+                 }\n\
+                 if (method==\"BYE\") { unregister(\"loc_nat\", \"sip:kai@example.com\"); sl_send_reply(\"200\", \"Gone\"); exit; }\n\
+                 if (lookup(\"loc_nat\")) {\n\
+                   if (isbflagset(6)) { sl_send_reply(\"299\", \"Found behind NAT\"); } else { sl_send_reply(\"299\", \"Found\"); }\n\
+                   exit;\n\
+                 }\n\
+                 sl_send_reply(\"404\", \"Not Found\");\n\
+               }\n";
+    let s = load(cfg);
+    assert_eq!(
+        run(
+            &s,
+            register("kai", "k1@h", 1, "Contact: <sip:kai@10.0.0.5:5060>\r\n")
+        )
+        .status(),
+        vec![200]
+    );
+    let r = run(&s, invite("sip:kai@example.com"));
+    assert_eq!(r.status(), vec![299]);
+    assert_eq!(r.reason(), "Found behind NAT");
+    assert_eq!(r.new_uri.as_deref(), Some("sip:kai@10.0.0.5:5060"));
+    assert_eq!(
+        r.dst_uri.as_deref(),
+        Some("sip:192.0.2.10:5070"),
+        "received from the AVP"
+    );
+
+    let options = |user: &str| {
+        let text = format!(
+            "OPTIONS sip:{user}@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20;branch=z9hG4bK-o\r\n\
+             From: <sip:x@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: o@h\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        SipMsg::parse(text.into_bytes()).unwrap()
+    };
+    assert_eq!(run(&s, options("kai")).status(), vec![298]);
+    assert_eq!(run(&s, options("nobody")).status(), vec![404]);
+    let bye = "BYE sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20;branch=z9hG4bK-b\r\n\
+               From: <sip:x@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: b@h\r\nCSeq: 1 BYE\r\n\
+               Content-Length: 0\r\n\r\n";
+    assert_eq!(
+        run(&s, SipMsg::parse(bye.as_bytes().to_vec()).unwrap()).status(),
+        vec![200]
+    );
+    assert_eq!(run(&s, options("kai")).status(), vec![404]);
+}
