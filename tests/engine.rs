@@ -538,6 +538,15 @@ fn legacy_2001_table_forwards_by_first_match() {
 }
 
 #[test]
+fn the_2001_table_file_routes_by_its_rules() {
+    // nothing is sent: the recording transport only notes the destination
+    let s = load(&shared_config("sip_router-2001.cfg"));
+    let r = run(&s, request("OPTIONS", "sip:x@example.org", ""));
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!(r.sent[0].0.to_string(), "192.168.46.55:5060");
+}
+
+#[test]
 fn load_time_diagnostics() {
     let e = try_load(&format!("{SL}route {{ sl_send_replay(\"200\",\"x\"); }}"))
         .err()
