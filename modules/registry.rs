@@ -28,6 +28,10 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::auth_db::AuthDb,
         &crate::domain::DomainModule,
         &crate::uri_db::UriDb,
+        &crate::db::drivers::DB_SQLITE,
+        &crate::db::drivers::DB_POSTGRES,
+        &crate::db::drivers::DB_MYSQL,
+        &crate::db::drivers::MYSQL,
     ];
     ALL
 }
