@@ -12,6 +12,7 @@
 //! Statements are built from checked identifiers (config-given table and
 //! column names) and bound values; nothing from a message is spliced in.
 
+pub mod drivers;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
