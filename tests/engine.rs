@@ -919,3 +919,50 @@ fn timing() {
         "kamailio-3.1.cfg parse+load: {per_load:?}; empty route incl. parse: {per_msg:?} (parse alone {parse_only:?}, parse+validate {validate:?}); small route: {small:?}"
     );
 }
+
+/// Mangled messages that still parse must never make the engine panic, whatever
+/// the script reads or rewrites.
+#[test]
+fn mangled_messages_do_not_panic() {
+    let cfg = format!(
+        "{SL}loadmodule \"maxfwd\"\nloadmodule \"textops\"\nloadmodule \"sanity\"\nloadmodule \"siputils\"\n\
+         route {{\n\
+           $var(a) = $ru + $rU + $rd + $rp + $fu + $fU + $fd + $fn + $ft + $tu + $tU + $td + $tt + $ci + $cs + $rm + $ua + $au + $ar + $hdr(Via) + $ct + $cl + $rb;\n\
+           $var(b) = @to.tag + @from.uri.host + @ruri.user + @call_id;\n\
+           if (uri == myself || from_uri == myself || to_uri == myself) $var(c) = 1;\n\
+           if ($rU =~ \"^a\") $var(c) = 2;\n\
+           mf_process_maxfwd_header(\"10\");\n\
+           has_totag(); is_method(\"INVITE|ACK\"); search(\"x\"); has_body(\"application/sdp\");\n\
+           append_hf(\"X-A: $rU\\r\\n\"); remove_hf(\"Route\");\n\
+           rewriteuser(\"bob\"); strip(1); prefix(\"9\"); rewritehostport(\"127.0.0.1:5099\");\n\
+           $ru = \"sip:\" + $rU + \"@\" + $rd;\n\
+           sanity_check();\n\
+           if (has_totag()) sl_send_reply(\"404\", \"x $tU\"); else forward();\n\
+         }}\n\
+         onreply_route {{ $var(s) = $rs + $rr; }}"
+    );
+    let s = load(&cfg);
+    let base = request(
+        "INVITE",
+        "sip:alice@127.0.0.1:5060;transport=udp",
+        "Max-Forwards: 5\r\nRoute: <sip:127.0.0.1;lr>\r\nContact: <sip:c@127.0.0.2>\r\n",
+    )
+    .buf()
+    .to_vec();
+    let mut ran = 0;
+    for i in 0..base.len() {
+        for variant in 0..3u8 {
+            let mut m = base.clone();
+            match variant {
+                0 => m.truncate(i),
+                1 => m[i] = b'@',
+                _ => m[i] = b' ',
+            }
+            if let Ok(msg) = SipMsg::parse(m) {
+                let _ = run(&s, msg);
+                ran += 1;
+            }
+        }
+    }
+    assert!(ran > 100, "only {ran} variants parsed");
+}
