@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::auth::{self, AuthResult, Credentials, Kind, Secret};
 use crate::db::{self, DbValue};
 use crate::iface::{
-    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport, RouteMask,
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
 };
 use crate::runtime::avp::AvpRef;
 use crate::runtime::ctx::{MsgCtx, ProcessingError};
@@ -78,6 +78,16 @@ static FUNCTIONS: &[FunctionExport] = &[
 impl Module for AuthDb {
     fn name(&self) -> &'static str {
         "auth_db"
+    }
+    fn child_init(&self, env: &ModuleEnv, rank: i32) -> Result<(), String> {
+        // SIP workers connect now (after fork); a database that is down is
+        // retried on each use rather than stopping the server.
+        if rank > 0 {
+            if let Err(e) = db::with(&env.str("db_url"), |_| Ok(())) {
+                log::warn!("auth_db: {e}");
+            }
+        }
+        Ok(())
     }
     fn params(&self) -> &'static [ParamExport] {
         PARAMS

@@ -420,6 +420,17 @@ impl Module for Usrloc {
         let _ = env.state.set(Box::new(State { domains }));
         Ok(())
     }
+    fn child_init(&self, env: &ModuleEnv, rank: i32) -> Result<(), String> {
+        // SIP workers and the timer process connect after fork; a database
+        // that is down is retried on each use.
+        let cfg = UlCfg::from_env(env);
+        if cfg.db_mode != 0 && (rank > 0 || rank == -1) {
+            if let Err(e) = crate::db::with(&cfg.db_url, |_| Ok(())) {
+                log::warn!("usrloc: {e}");
+            }
+        }
+        Ok(())
+    }
     fn on_tick(&self, env: &ModuleEnv, _proc_env: &crate::runtime::ctx::Env, now: Instant) {
         // Called every timer tick; the work runs every `timer_interval`.
         static NEXT: Mutex<Option<Instant>> = Mutex::new(None);
