@@ -117,6 +117,8 @@ fn sipp(dir: &Path, tag: &str, args: &[&str]) -> Command {
         "-stf",
     ]);
     c.arg(dir.join(format!("{tag}.csv")));
+    // The error log (-trace_err) lands in `dir`, kept when an assertion fails.
+    c.arg("-trace_err").current_dir(dir);
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -227,8 +229,147 @@ fn sipp_calls_through_tm() {
         status.success() && ok == 3 && failed == 0,
         "408 scenario: {status:?}, {ok} ok, {failed} failed"
     );
+
+    // CANCEL: the callee rings and ignores the CANCEL we pass on; the caller
+    // gets 200 for its CANCEL, then 487 when fr_inv_timer ends the branch.
+    let uas_xml = dir.join("ringing_uas.xml");
+    std::fs::write(&uas_xml, RINGING_UAS).unwrap();
+    let uac_xml = dir.join("cancel_uac.xml");
+    std::fs::write(&uac_xml, CANCEL_UAC).unwrap();
+    let ring_port = free_port();
+    let ringing = sipp(
+        &dir,
+        "ringing",
+        &[
+            "-sf",
+            uas_xml.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &ring_port.to_string(),
+        ],
+    )
+    .spawn()
+    .expect("start ringing uas");
+    let _ringing = Proc(ringing);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{ring_port};\n")).unwrap();
+    let status = sipp(
+        &dir,
+        "cancel",
+        &[
+            &format!("127.0.0.1:{ser_port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-sf",
+            uac_xml.to_str().unwrap(),
+            "-inf",
+            csv.to_str().unwrap(),
+            "-m",
+            "5",
+            "-r",
+            "5",
+        ],
+    )
+    .status()
+    .expect("run sipp uac");
+    let (ok, failed) = counts(&dir, "cancel");
+    assert!(
+        status.success() && ok == 5 && failed == 0,
+        "CANCEL scenario: {status:?}, {ok} ok, {failed} failed"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Callee that rings, answers the CANCEL with 200 and never sends 487.
+const RINGING_UAS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ringing uas">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="CANCEL"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// Caller that cancels after the 180 and expects 200 (CANCEL) and 487 (INVITE).
+const CANCEL_UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="cancel uac">
+  <send retrans="500">
+    <![CDATA[
+
+      INVITE sip:[field0]@[field1] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@[field1]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180"/>
+  <send>
+    <![CDATA[
+
+      CANCEL sip:[field0]@[field1] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@[field1]>
+      Call-ID: [call_id]
+      CSeq: 1 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send>
+    <![CDATA[
+
+      ACK sip:[field0]@[field1] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-6]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@[field1]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#;
 
 /// INVITE to a host that never answers: expects 100 then 408 from the proxy, ACKs it.
 const SILENT_UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>

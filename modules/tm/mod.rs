@@ -458,19 +458,19 @@ fn relay_on(
         }
     }
     let targets = targets(ctx);
+    // 100 Trying goes out before the branches: sent after them, it could
+    // reach the caller after a fast final reply that another process relayed.
+    if fresh && tm.data(t).is_some_and(|d| d.invite && d.up_code == 0) {
+        tm.reply_local(
+            ctx.env,
+            t,
+            100,
+            "trying -- your call is important to us",
+            &[],
+        );
+    }
     match tm.relay(ctx.env, ctx, t, &targets, over) {
-        Ok(_) => {
-            if fresh && tm.data(t).is_some_and(|d| d.invite && d.up_code == 0) {
-                tm.reply_local(
-                    ctx.env,
-                    t,
-                    100,
-                    "trying -- your call is important to us",
-                    &[],
-                );
-            }
-            Flow::True
-        }
+        Ok(_) => Flow::True,
         Err(e) => {
             log::warn!("tm: t_relay failed: {e}");
             if fresh {
