@@ -445,6 +445,21 @@ fn stateful_proxy_scenarios() {
     assert_eq!(tm.stat(ser_modules::tm::core::Stat::Waiting), 0);
     assert!(tm.stat(ser_modules::tm::core::Stat::Rpl2xx) >= 3);
     assert!(tm.stat(ser_modules::tm::core::Stat::RepliedLocally) >= 2);
+    // The same numbers over RPC.
+    let mut reg = ser_fifo::RpcRegistry::new();
+    h.modules.register_rpc(&mut reg);
+    let stats = reg.call("tm.stats", Vec::new()).unwrap();
+    let ser_fifo::RpcValue::Struct(fields) = &stats[0] else {
+        panic!("tm.stats: {stats:?}")
+    };
+    let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(field("current"), Some(ser_fifo::RpcValue::long(0)));
+    assert_eq!(field("waiting"), Some(ser_fifo::RpcValue::long(0)));
+    assert!(
+        matches!(field("total"), Some(ser_fifo::RpcValue::Double(t)) if t >= 10.0),
+        "{fields:?}"
+    );
+    assert!(reg.call("tm.list", Vec::new()).unwrap().is_empty());
     assert_eq!(ser_shm::stats().used, baseline, "shm back at baseline");
     ser_shm::check().unwrap();
 }
