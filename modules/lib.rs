@@ -39,6 +39,7 @@ pub mod kex;
 pub mod maxfwd;
 pub mod print;
 pub mod registrar;
+pub mod rr;
 pub mod pv;
 pub mod sanity;
 pub mod siputils;

@@ -28,6 +28,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::auth_db::AuthDb,
         &crate::domain::DomainModule,
         &crate::uri_db::UriDb,
+        &crate::rr::Rr,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
@@ -45,17 +46,6 @@ pub fn find_builtin(name: &str) -> Option<&'static dyn Module> {
 /// functions configs commonly call.  Lets `-c` say "t_relay is in module tm,
 /// which is not available" instead of "unknown function".
 pub const NOT_YET: &[(&str, &[&str])] = &[
-    (
-        "rr",
-        &[
-            "loose_route",
-            "record_route",
-            "add_rr_param",
-            "check_route_param",
-            "rewriteFromRoute",
-            "record_route_preset",
-        ],
-    ),
     ("usrloc", &[]),
     (
         "registrar",
