@@ -3,7 +3,7 @@
 //! Start-up calls [`load`] once in main, after the config is parsed and the
 //! globals are final, and before anything is forked (`-c` stops right after
 //! it): it compiles the script with `route::load` (every fixup runs here) and
-//! wraps it as the [`ChildInit`] the process model drives:
+//! wraps it as the `ser_children::ChildInit` the process model drives:
 //!
 //! * `init_main(sockets)`: in main, after shm is mapped and the sockets are
 //!   bound, before the first fork: the modules' `mod_init`;
@@ -12,15 +12,37 @@
 //! * `handler(rank)`: the message handler of a SIP worker (parse, run the
 //!   request or reply route);
 //! * `timers()`: what the timer process runs;
-//! * `destroy()`: in main after every child stopped.
+//! * `destroy()`: in main after every child stopped;
+//! * `run_ctl(stop)`: the ctl process serves the management listeners
+//!   start-up bound ([`Engine::ctl`]) with the core's RPC methods
+//!   ([`crate::core_rpc`]) and every loaded module's.
+//!
+//! Workers read `@cfg_get` values from the runtime cfg store
+//! ([`crate::cfg_runtime`]), which start-up moves into shm before forking.
 
-use ser_children::{ChildInit, Proto};
-use ser_parser::{Diagnostic, Parsed};
+use std::sync::Arc;
+use std::time::SystemTime;
 
+use ser_children::Proto;
+use ser_modules::ctl::ListenSpec;
+use ser_parser::{Diagnostic, Parsed, Span};
+
+use crate::cfg_runtime::RuntimeCfg;
+use crate::core_rpc::CoreRpc;
 use crate::globals::Globals;
 use crate::listen::BindAddr;
 use crate::route::serve::ScriptInit;
 use crate::route::{self, Listen, LoadOptions, Myself};
+
+/// The loaded config, ready for start-up.
+pub struct Engine {
+    /// What each process runs.
+    pub init: ScriptInit,
+    /// The runtime cfg parameters (custom ones and `core.debug`).
+    pub cfg: Arc<RuntimeCfg>,
+    /// The management listeners to bind before forking (none: no ctl process).
+    pub ctl: Vec<ListenSpec>,
+}
 
 /// Builds the per-process behaviour from the parsed config. `binds` are the
 /// resolved listen addresses: with the `alias=` values they make up what
@@ -29,8 +51,11 @@ pub fn load(
     parsed: &Parsed,
     globals: &Globals,
     binds: &[BindAddr],
-) -> Result<Box<dyn ChildInit>, Vec<Diagnostic>> {
+) -> Result<Engine, Vec<Diagnostic>> {
     let script = route::load(parsed, &LoadOptions::default())?;
+    let ctl = crate::ctl::listen_specs(parsed, script.modules())
+        .map_err(|e| vec![Diagnostic::error(Span::default(), e)])?;
+    let cfg = Arc::new(RuntimeCfg::new(globals.debug, &script.cfg()));
     for w in &script.warnings {
         log::warn!("{}", w.headline(&parsed.sources));
     }
@@ -51,7 +76,14 @@ pub fn load(
             advertise: None,
         })
         .collect();
-    Ok(Box::new(ScriptInit::new(script, myself, listen)))
+    let core = CoreRpc {
+        started: SystemTime::now(),
+        cfg: cfg.clone(),
+    };
+    let init = ScriptInit::new(script, myself, listen)
+        .with_cfg(cfg.clone())
+        .with_core_rpc(Box::new(move |reg, modules| core.register(reg, modules)));
+    Ok(Engine { init, cfg, ctl })
 }
 
 fn engine_proto(p: Proto) -> route::Proto {

@@ -4,7 +4,10 @@
 //! `-l` parsing), logging (`dprint.c`), and the seam to the routing engine.
 #![forbid(unsafe_code)]
 
+pub mod cfg_runtime;
 pub mod config;
+pub mod core_rpc;
+pub mod ctl;
 pub mod engine;
 pub mod flags;
 pub mod globals;

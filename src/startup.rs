@@ -7,11 +7,11 @@ use std::time::Duration;
 use ser_children::daemon::{self, ForkMode};
 use ser_children::plan::PlanInput;
 use ser_children::supervisor::{self, Setup};
-use ser_children::{ListenSocket, Proto, SpawnPlan};
+use ser_children::{ChildInit, ListenSocket, Proto, SpawnPlan};
 
 use crate::flags::{self, Action};
 use crate::globals::Globals;
-use crate::{config, engine, listen, logging, version};
+use crate::{config, ctl, engine, listen, logging, version};
 
 /// How long children get to stop after SIGTERM before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
@@ -73,8 +73,8 @@ pub fn run(args: Vec<String>) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let init = match engine::load(&parsed, &g, &binds) {
-        Ok(init) => init,
+    let engine = match engine::load(&parsed, &g, &binds) {
+        Ok(engine) => engine,
         Err(diags) => {
             eprint!("{}", config::render_all(&parsed.sources, &diags));
             eprintln!("ser: bad config file ({})", g.cfg_file.display());
@@ -85,12 +85,13 @@ pub fn run(args: Vec<String>) -> i32 {
         println!("{}", config::summary(&parsed));
         return 0;
     }
-    serve(&g, &binds, init.as_ref())
+    serve(&g, &binds, &engine)
 }
 
 /// Everything after the checks: becomes a daemon, maps shm, binds, forks,
 /// supervises, cleans up.
-fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::ChildInit) -> i32 {
+fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i32 {
+    let init = &engine.init;
     // Names are resolved before chroot hides /etc/passwd.
     let (uid, gid) = match daemon::resolve_ids(g.user.as_deref(), g.group.as_deref()) {
         Ok(ids) => ids,
@@ -124,6 +125,9 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
     if let Err(e) = ser_shm::init(shm_bytes) {
         return fail(&format!("shared memory ({} MB): {e}", g.shm_mb));
     }
+    if let Err(e) = engine.cfg.attach_shm() {
+        return fail(&format!("runtime cfg: {e}"));
+    }
     let rcvbuf = usize::try_from(g.rcvbuf_max).unwrap_or(usize::MAX);
     let mut sockets = Vec::with_capacity(binds.len());
     for b in binds {
@@ -142,6 +146,16 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
     if let Err(e) = init.init_main(sockets) {
         return fail(&format!("module init: {e}"));
     }
+    // Management sockets: bound before the privilege drop, served by the
+    // ctl process, removed when their listeners drop.
+    let listeners = match ctl::bind(&engine.ctl) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let has_ctl = !listeners.is_empty();
+    if has_ctl {
+        init.set_ctl(listeners, ctl::server_config(init.script().modules()));
+    }
     if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);
     }
@@ -159,7 +173,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], init: &dyn ser_children::Child
         children: g.children as usize,
         tcp_children: g.tcp_workers() as usize,
         dont_fork: g.fork_mode() == ForkMode::NoFork,
-        ctl: false,
+        ctl: has_ctl,
     });
     log::debug!("fork plan:\n{plan}");
     let usr1 = || {

@@ -14,6 +14,10 @@ pub struct Ctl;
 static CTL_PARAMS: &[ParamExport] = &[
     ParamExport::str_multi("binrpc", "unixs:/tmp/ser_ctl"),
     ParamExport::str_multi("fifo", ""),
+    // `0600` in the config is octal (the lexer reads a leading 0 as octal).
+    ParamExport::int("mode", 0o600),
+    ParamExport::str("user", ""),
+    ParamExport::str("group", ""),
 ];
 
 impl Module for Ctl {
@@ -27,7 +31,7 @@ impl Module for Ctl {
         for a in addrs(env, "binrpc").iter().chain(addrs(env, "fifo").iter()) {
             ser_fifo::CtlAddr::parse(a).map_err(|e| format!("ctl: {e}"))?;
         }
-        Ok(())
+        mode_of(env.int("mode")).map(|_| ())
     }
 }
 
@@ -37,6 +41,8 @@ pub struct MiFifo;
 static MI_FIFO_PARAMS: &[ParamExport] = &[
     ParamExport::str("fifo_name", "/tmp/kamailio_fifo"),
     ParamExport::int("fifo_mode", 0o660),
+    ParamExport::str("fifo_user", ""),
+    ParamExport::str("fifo_group", ""),
     ParamExport::str("reply_dir", "/tmp/"),
 ];
 
@@ -46,6 +52,9 @@ impl Module for MiFifo {
     }
     fn params(&self) -> &'static [ParamExport] {
         MI_FIFO_PARAMS
+    }
+    fn init(&self, env: &ModuleEnv) -> Result<(), String> {
+        mode_of(env.int("fifo_mode")).map(|_| ())
     }
 }
 
@@ -68,6 +77,18 @@ impl Module for CfgRpc {
     }
 }
 
+/// A file mode parameter: 0..=0o7777.
+fn mode_of(v: i64) -> Result<u32, String> {
+    u32::try_from(v)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("bad file mode {v:o} (octal expected, e.g. 0660)"))
+}
+
+fn owner(env: &ModuleEnv, param: &str) -> Option<String> {
+    Some(env.str(param)).filter(|s| !s.is_empty())
+}
+
 fn addrs(env: &ModuleEnv, param: &str) -> Vec<String> {
     env.all(param)
         .iter()
@@ -81,29 +102,86 @@ fn addrs(env: &ModuleEnv, param: &str) -> Vec<String> {
 /// The management addresses the loaded modules ask for, in ser-fifo's
 /// syntax (`unixs:/tmp/ser_ctl`, `fifo:/tmp/ser_fifo`).
 pub fn listen_addrs(modules: &Modules) -> Vec<String> {
+    modules.iter().flat_map(module_addrs).collect()
+}
+
+fn module_addrs(l: &crate::registry::Loaded) -> Vec<String> {
     let mut out = Vec::new();
-    for l in modules.iter() {
-        match l.module.name() {
-            "ctl" => {
-                out.extend(addrs(&l.env, "binrpc"));
-                out.extend(addrs(&l.env, "fifo").into_iter().map(|f| {
-                    if f.starts_with("fifo:") {
-                        f
-                    } else {
-                        format!("fifo:{f}")
-                    }
-                }));
-            }
-            "mi_fifo" => {
-                let name = l.env.str("fifo_name");
-                if !name.is_empty() {
-                    out.push(format!("fifo:{name}"));
+    match l.module.name() {
+        "ctl" => {
+            out.extend(addrs(&l.env, "binrpc"));
+            out.extend(addrs(&l.env, "fifo").into_iter().map(|f| {
+                if f.starts_with("fifo:") {
+                    f
+                } else {
+                    format!("fifo:{f}")
                 }
-            }
-            _ => {}
+            }));
         }
+        "mi_fifo" => {
+            let name = l.env.str("fifo_name");
+            if !name.is_empty() {
+                out.push(format!("fifo:{name}"));
+            }
+        }
+        _ => {}
     }
     out
+}
+
+/// One management listener the loaded modules ask for: the address and the
+/// permissions of its socket/FIFO file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// The address, as [`listen_addrs`] gives it.
+    pub addr: ser_fifo::CtlAddr,
+    /// Mode and owner of a Unix socket or FIFO file.
+    pub perms: ser_fifo::SocketPerms,
+}
+
+/// [`listen_addrs`] parsed, with ctl's `mode`/`user`/`group` (mi_fifo: its
+/// `fifo_mode`, `fifo_user`, `fifo_group`).  Errors name the bad address or mode.
+pub fn listen_specs(modules: &Modules) -> Result<Vec<ListenSpec>, String> {
+    let mut out = Vec::new();
+    for l in modules.iter() {
+        let (mode, user, group) = match l.module.name() {
+            "ctl" => (
+                l.env.int("mode"),
+                owner(&l.env, "user"),
+                owner(&l.env, "group"),
+            ),
+            "mi_fifo" => (
+                l.env.int("fifo_mode"),
+                owner(&l.env, "fifo_user"),
+                owner(&l.env, "fifo_group"),
+            ),
+            _ => continue,
+        };
+        let perms = ser_fifo::SocketPerms {
+            mode: mode_of(mode).map_err(|e| format!("{}: {e}", l.module.name()))?,
+            user,
+            group,
+        };
+        for a in module_addrs(l) {
+            let addr =
+                ser_fifo::CtlAddr::parse(&a).map_err(|e| format!("{}: {e}", l.module.name()))?;
+            out.push(ListenSpec {
+                addr,
+                perms: perms.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The reply directory of FIFO clients: mi_fifo's `reply_dir`, else `/tmp/`.
+pub fn fifo_reply_dir(modules: &Modules) -> String {
+    modules
+        .iter()
+        .find(|l| l.module.name() == "mi_fifo")
+        .map(|l| l.env.str("reply_dir"))
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/tmp/".to_owned())
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@ use crate::runtime::value::Value;
 pub trait CfgStore: Send + Sync {
     /// Value of `group.name`, if declared.
     fn get(&self, group: &str, name: &str) -> Option<Value>;
+
+    /// Takes up values changed at runtime (`cfg.set_now_*` over the ctl
+    /// socket).  A worker calls this at each message boundary, so one message
+    /// sees one value of each parameter; a fixed store does nothing.
+    fn refresh(&self) {}
 }
 
 /// One declared parameter.
@@ -37,6 +42,18 @@ impl StaticCfg {
                 desc: desc.to_owned(),
             },
         );
+    }
+
+    /// Every declared parameter as `(group, name, param)`, sorted by group
+    /// and name.
+    pub fn params(&self) -> Vec<(&str, &str, &CfgParam)> {
+        let mut v: Vec<_> = self
+            .params
+            .iter()
+            .map(|((g, n), p)| (g.as_str(), n.as_str(), p))
+            .collect();
+        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        v
     }
 
     /// Whether `group.name` is declared.

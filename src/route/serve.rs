@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ser_children::{ChildInit, ListenSocket, Rank, SipHandler, StreamReply, TimerCallback};
-use ser_fifo::{CtlListener, RpcFault, RpcRegistry, RpcValue};
+use ser_fifo::{CtlConfig, CtlListener, RpcFault, RpcRegistry, RpcValue};
+use ser_modules::registry::Modules;
 use ser_modules::runtime::cfg::CfgStore;
 use ser_modules::runtime::ctx::{Env, MsgCtx};
 use ser_modules::runtime::transport::{Dest, Listen, Myself, Proto, Transport};
@@ -33,8 +34,14 @@ pub struct ScriptInit {
     script: Arc<Script>,
     myself: Myself,
     listen: Vec<Listen>,
-    core_rpc: Option<fn(&mut RpcRegistry)>,
+    core_rpc: Option<CoreRpcFn>,
+    cfg: Arc<dyn CfgStore>,
+    /// The management listeners bound in main, taken by the ctl process.
+    ctl: Mutex<Option<(Vec<CtlListener>, CtlConfig)>>,
 }
+
+/// Registers the core's RPC methods; gets the loaded modules too.
+pub type CoreRpcFn = Box<dyn Fn(&mut RpcRegistry, &Modules)>;
 
 /// Load the config and wrap it for the spine.  `binds` are the resolved listen
 /// addresses as `(proto name, address)`; `aliases` are `alias=` host[:port]s.
@@ -66,19 +73,35 @@ impl ScriptInit {
     /// `myself` holds our listen addresses and aliases; `listen` the sockets
     /// (with advertised names).
     pub fn new(script: Script, myself: Myself, listen: Vec<Listen>) -> ScriptInit {
+        let cfg: Arc<dyn CfgStore> = script.cfg();
         ScriptInit {
             script: script.into_shared(),
             myself,
             listen,
             core_rpc: None,
+            cfg,
+            ctl: Mutex::new(None),
         }
     }
 
     /// Methods the core serves besides the modules' (`core.ps`, `core.version`...),
     /// registered in the ctl process.
-    pub fn with_core_rpc(mut self, register: fn(&mut RpcRegistry)) -> ScriptInit {
+    pub fn with_core_rpc(mut self, register: CoreRpcFn) -> ScriptInit {
         self.core_rpc = Some(register);
         self
+    }
+
+    /// The cfg store workers read (`@cfg_get`), instead of the config's fixed
+    /// values: the runtime store, refreshed at each message boundary.
+    pub fn with_cfg(mut self, cfg: Arc<dyn CfgStore>) -> ScriptInit {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Hands the management listeners (bound in main before fork) to the ctl
+    /// process, which serves them with `config`.
+    pub fn set_ctl(&self, listeners: Vec<CtlListener>, config: CtlConfig) {
+        *self.ctl.lock().unwrap_or_else(|p| p.into_inner()) = Some((listeners, config));
     }
 
     /// Whether a ctl process is needed (`ctl` / `mi_fifo` loaded with an
@@ -91,15 +114,16 @@ impl ScriptInit {
     /// `cfg.get` when `cfg_rpc` is loaded.
     pub fn rpc_registry(&self) -> RpcRegistry {
         let mut reg = RpcRegistry::new();
-        if let Some(core) = self.core_rpc {
-            core(&mut reg);
+        if let Some(core) = &self.core_rpc {
+            core(&mut reg, self.script.modules());
         }
         self.script.modules().register_rpc(&mut reg);
-        if self
-            .script
-            .modules()
-            .iter()
-            .any(|l| l.module.name() == "cfg_rpc")
+        if reg.lookup("cfg.get").is_none()
+            && self
+                .script
+                .modules()
+                .iter()
+                .any(|l| l.module.name() == "cfg_rpc")
         {
             let cfg = self.script.cfg();
             let doc: &'static [&'static str] =
@@ -139,7 +163,7 @@ impl ScriptInit {
             self.myself.clone(),
             self.listen.clone(),
         );
-        env.cfg = self.script.cfg();
+        env.cfg = self.cfg.clone();
         env
     }
 }
@@ -177,20 +201,14 @@ impl ChildInit for ScriptInit {
 
     fn run_ctl(&self, stop: &AtomicBool) {
         let reg = self.rpc_registry();
-        let mut listeners = Vec::new();
-        for addr in ser_modules::ctl::listen_addrs(self.script.modules()) {
-            match CtlListener::bind(&addr) {
-                Ok(l) => listeners.push(l),
-                Err(e) => log::error!("ctl: cannot listen on {addr}: {e}"),
-            }
-        }
-        if listeners.is_empty() {
+        let taken = self.ctl.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((listeners, config)) = taken.filter(|(l, _)| !l.is_empty()) else {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             return;
-        }
-        if let Err(e) = ser_fifo::serve(listeners, &reg, stop) {
+        };
+        if let Err(e) = ser_fifo::serve_with(listeners, &reg, stop, &config) {
             log::error!("ctl: {e}");
         }
     }
@@ -267,6 +285,8 @@ fn run(script: &Script, ctx: &mut MsgCtx<'_>) {
 
 impl SipHandler for Worker {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
+        // One snapshot of the runtime cfg per message.
+        self.env.cfg.refresh();
         let Some(msg) = parse_checked(buf, src, |bytes| {
             if let Err(err) = sock.send_to(bytes, src) {
                 log::warn!("cannot answer {src}: {err}");
@@ -285,6 +305,7 @@ impl SipHandler for Worker {
         sock: &ListenSocket,
         reply: &mut dyn StreamReply,
     ) {
+        self.env.cfg.refresh();
         let Some(msg) = parse_checked(buf, src, |bytes| {
             if let Err(err) = reply.send(bytes) {
                 log::warn!("cannot answer {src}: {err}");
@@ -357,6 +378,7 @@ impl TimerCallback for ModuleTicks {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        self.env.cfg.refresh();
         self.script.modules().tick_all(&self.env, now);
     }
 }
