@@ -37,6 +37,7 @@ pub mod domain;
 pub mod ctl;
 pub mod kex;
 pub mod maxfwd;
+pub mod nathelper;
 pub mod print;
 pub mod registrar;
 pub mod rr;

@@ -29,6 +29,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::domain::DomainModule,
         &crate::uri_db::UriDb,
         &crate::rr::Rr,
+        &crate::nathelper::Nathelper,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
@@ -92,10 +93,6 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
     ("permissions", &["allow_source_address", "allow_routing"]),
     ("presence", &["handle_publish", "handle_subscribe"]),
     ("presence_xml", &[]),
-    (
-        "nathelper",
-        &["nat_uac_test", "fix_nated_register", "fix_nated_contact"],
-    ),
     ("rtpproxy", &["force_rtp_proxy", "unforce_rtp_proxy"]),
     ("alias_db", &["alias_db_lookup"]),
     ("gflags", &["is_gflag", "set_gflag"]),
@@ -335,7 +332,7 @@ mod tests {
     fn load_and_modparam() {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
-        assert_eq!(m.load("rr").err(), Some(LoadError::NotYet("rr".into())));
+        assert_eq!(m.load("acc").err(), Some(LoadError::NotYet("acc".into())));
         assert_eq!(
             m.load("bogus").err(),
             Some(LoadError::Unknown("bogus".into()))
@@ -346,7 +343,7 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
         m.modparam(
-            "rr|maxfwd",
+            "acc|maxfwd",
             "max_limit",
             &ParamValue::Str("30".into()),
             &no_flags,
@@ -354,7 +351,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
         assert!(m
-            .modparam("rr", "enable_full_lr", &ParamValue::Int(1), &no_flags)
+            .modparam("acc", "log_flag", &ParamValue::Int(1), &no_flags)
             .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),

@@ -342,7 +342,6 @@ fn add_param(ctx: &mut MsgCtx<'_>, p: &str) {
 #[derive(Debug, Clone)]
 struct RouteEntry {
     header: usize,
-    index: usize,
     addr: NameAddr,
 }
 
@@ -353,10 +352,9 @@ fn route_entries(ctx: &MsgCtx<'_>) -> Result<Vec<RouteEntry>, String> {
             continue;
         }
         let values = ctx.msg.routes_of(h).map_err(|e| e.to_string())?;
-        for (index, addr) in values.iter().enumerate() {
+        for addr in values {
             out.push(RouteEntry {
                 header: hi,
-                index,
                 addr: addr.clone(),
             });
         }

@@ -1,0 +1,206 @@
+use std::sync::Arc;
+
+use ser_sip::SipMsg;
+
+use super::*;
+use crate::iface::{FixupCtx, ParamValue, ScriptNames};
+use crate::registry::Modules;
+use crate::runtime::ctx::Env;
+use crate::runtime::transport::{Listen, Myself, Recorder};
+
+struct Names;
+impl ScriptNames for Names {
+    fn flag(&self, _: &str) -> Option<u32> {
+        None
+    }
+    fn avp_flag(&self, _: &str) -> Option<u32> {
+        None
+    }
+    fn has_route(&self, _: RouteMask, _: &str) -> bool {
+        false
+    }
+}
+
+fn env() -> Env {
+    let listen = vec![Listen {
+        proto: Proto::Udp,
+        addr: "127.0.0.1:5060".parse().unwrap(),
+        advertise: None,
+    }];
+    Env::new(Arc::new(Recorder::default()), Myself::default(), listen)
+}
+
+fn modules(params: &[(&str, ParamValue)]) -> Modules {
+    let mut m = Modules::default();
+    m.load("nathelper").unwrap();
+    for (p, v) in params {
+        m.modparam("nathelper", p, v, &|_| None).unwrap();
+    }
+    m
+}
+
+fn call(m: &Modules, ctx: &mut MsgCtx<'_>, name: &str, args: &[Arg]) -> Flow {
+    let (l, f) = m.function(name).unwrap();
+    let h = (f.fixup)(
+        &FixupCtx {
+            module: &l.env,
+            names: &Names,
+        },
+        args,
+    )
+    .unwrap();
+    h(ctx)
+}
+
+fn ctx<'e>(env: &'e Env, msg: &str, src: &str) -> MsgCtx<'e> {
+    let m = SipMsg::parse(msg.replace('\n', "\r\n").into_bytes()).unwrap();
+    MsgCtx::new(
+        m,
+        env,
+        src.parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+        Proto::Udp,
+    )
+}
+
+fn out(ctx: &MsgCtx<'_>) -> String {
+    String::from_utf8(ser_sip::apply(&ctx.msg, &ctx.lumps).unwrap()).unwrap()
+}
+
+const REGISTER: &str = "REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.10:5062;branch=z9hG4bK1;rport
+From: <sip:alice@example.com>;tag=1
+To: <sip:alice@example.com>
+Call-ID: r1
+CSeq: 1 REGISTER
+Contact: <sip:alice@192.168.1.10:5062;ob>;expires=60
+Content-Type: application/sdp
+Content-Length: 27
+
+v=0
+c=IN IP4 10.0.0.5
+m=x
+";
+
+const NATTED: &str = "203.0.113.7:40000";
+
+#[test]
+fn nat_uac_tests() {
+    let env = env();
+    let m = modules(&[]);
+    let mut c = ctx(&env, REGISTER, NATTED);
+    for (flags, want) in [
+        (1, true),
+        (2, true),
+        (4, true),
+        (8, true),
+        (16, true),
+        (32, false),
+    ] {
+        assert_eq!(
+            call(&m, &mut c, "nat_uac_test", &[Arg::Int(flags)]),
+            Flow::from_bool(want),
+            "flags {flags}"
+        );
+    }
+    let direct = REGISTER
+        .replace("192.168.1.10:5062", "203.0.113.7:40000")
+        .replace("10.0.0.5", "203.0.113.7");
+    let mut c = ctx(&env, &direct, NATTED);
+    assert_eq!(
+        call(&m, &mut c, "nat_uac_test", &[Arg::Int(31)]),
+        Flow::False
+    );
+    let (l, f) = m.function("nat_uac_test").unwrap();
+    let fx = FixupCtx {
+        module: &l.env,
+        names: &Names,
+    };
+    assert!((f.fixup)(&fx, &[Arg::Int(0)]).is_err());
+}
+
+#[test]
+fn private_ranges() {
+    for (ip, p) in [
+        ("10.1.2.3", true),
+        ("172.16.0.1", true),
+        ("172.32.0.1", false),
+        ("192.168.0.1", true),
+        ("100.64.0.1", true),
+        ("8.8.8.8", false),
+        ("fd00::1", true),
+        ("::1", false),
+    ] {
+        assert_eq!(is_private(ip.parse().unwrap()), p, "{ip}");
+    }
+}
+
+#[test]
+fn fix_nated_contact_rewrites_host_port() {
+    let env = env();
+    let m = modules(&[]);
+    let mut c = ctx(&env, REGISTER, NATTED);
+    assert_eq!(call(&m, &mut c, "fix_nated_contact", &[]), Flow::True);
+    assert!(out(&c).contains("Contact: <sip:alice@203.0.113.7:40000;ob>;expires=60\r\n"));
+    let noport = REGISTER.replace("192.168.1.10:5062;ob", "192.168.1.10");
+    let mut c = ctx(&env, &noport, NATTED);
+    call(&m, &mut c, "fix_nated_contact", &[]);
+    assert!(out(&c).contains("Contact: <sip:alice@203.0.113.7:40000>;expires=60\r\n"));
+}
+
+#[test]
+fn fix_nated_register_sets_received_avp() {
+    let env = env();
+    let m = modules(&[("received_avp", ParamValue::Str("$avp(i:42)".into()))]);
+    let mut c = ctx(&env, REGISTER, NATTED);
+    assert_eq!(call(&m, &mut c, "fix_nated_register", &[]), Flow::True);
+    let pv = parse_pv("$avp(i:42)").unwrap();
+    assert_eq!(c.get_pv(&pv), Value::Str("sip:203.0.113.7:40000".into()));
+    // a bad received_avp is refused at init
+    let m = modules(&[("received_avp", ParamValue::Str("$ru(".into()))]);
+    assert!(m.init_all().is_err());
+}
+
+#[test]
+fn add_rcv_param_header_and_uri_forms() {
+    let env = env();
+    let m = modules(&[]);
+    let mut c = ctx(&env, REGISTER, NATTED);
+    call(&m, &mut c, "add_rcv_param", &[]);
+    assert!(out(&c).contains(
+        "Contact: <sip:alice@192.168.1.10:5062;ob>;expires=60;received=\"sip:203.0.113.7:40000\"\r\n"
+    ));
+    let mut c = ctx(&env, REGISTER, NATTED);
+    call(&m, &mut c, "add_rcv_param", &[Arg::Int(1)]);
+    let o = out(&c);
+    assert!(
+        o.contains("Contact: <sip:alice@192.168.1.10:5062;ob;received=sip:203.0.113.7:40000>;expires=60\r\n"),
+        "{o}"
+    );
+}
+
+#[test]
+fn contact_alias_round_trip() {
+    let env = env();
+    let m = modules(&[]);
+    let mut c = ctx(&env, REGISTER, NATTED);
+    assert_eq!(call(&m, &mut c, "add_contact_alias", &[]), Flow::True);
+    let o = out(&c);
+    assert!(
+        o.contains("<sip:alice@192.168.1.10:5062;ob;alias=203.0.113.7~40000~1>"),
+        "{o}"
+    );
+    let inv = "INVITE sip:alice@192.168.1.10:5062;ob;alias=203.0.113.7~40000~1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK9
+From: <sip:bob@b>;tag=2
+To: <sip:alice@example.com>
+Call-ID: i1
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    let mut c = ctx(&env, inv, "127.0.0.1:5090");
+    assert_eq!(call(&m, &mut c, "handle_ruri_alias", &[]), Flow::True);
+    assert_eq!(c.dst_uri.as_deref(), Some("sip:203.0.113.7:40000"));
+    assert_eq!(c.new_uri.as_deref(), Some("sip:alice@192.168.1.10:5062;ob"));
+}
