@@ -10,10 +10,22 @@
 //! - [`tx`]: the shm representation of a transaction,
 //! - [`core`]: table, forking, reply processing, CANCEL, timers, wait timer.
 //!
-//! The engine must: call [`crate::registry::Modules::set_route_runner`] so
-//! failure/onreply/branch routes can run; call `Modules::on_reply_all`
-//! before stateless reply forwarding; run `Modules::tick_all` in the timer
-//! process on every tick; init modules after `ser_shm::init`, before fork.
+//! The engine drives it through the module interface: `Script::into_shared`
+//! hands the script to tm as its [`crate::iface::RouteRunner`] (failure,
+//! onreply and branch routes), `run_reply` calls `Modules::on_reply_all`
+//! before stateless forwarding, the timer process runs `Modules::tick_all`
+//! every tick, and module init runs after `ser_shm::init`, before fork.
+//!
+//! Behaviour worth knowing (differences from Kamailio are deliberate):
+//! - timers are milliseconds; a value ≤ 300 is read as seconds (SER 0.8/0.9 configs);
+//! - a CANCEL for a branch without any reply ends it at once as 487 without a
+//!   CANCEL on the wire (Kamailio `cancel_b_method=0`); branches with a
+//!   provisional get a CANCEL;
+//! - `noisy_ctimer`, `failure_reply_mode` are accepted; tm always answers a
+//!   timed-out INVITE with 408 and keeps every branch's reply;
+//! - the wait timer (`wt_timer`) stands for timers J/K/D; INVITE server
+//!   transactions use G/H/I as in RFC 3261;
+//! - a selected 503 is relayed as 500; 401/407 challenges are aggregated.
 
 pub mod core;
 pub mod matching;
