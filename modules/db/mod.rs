@@ -18,6 +18,9 @@ mod sqlite;
 #[cfg(feature = "postgres")]
 mod pg;
 
+#[cfg(feature = "mysql")]
+mod my;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
@@ -164,13 +167,17 @@ pub enum Dialect {
     Numbered,
     /// `$1`, `$2` (PostgreSQL).
     Dollar,
+    /// `?` (MySQL).
+    Question,
 }
 
 impl Dialect {
-    fn ph(self, n: usize) -> String {
+    /// The `n`th (1-based) parameter placeholder.
+    pub fn ph(self, n: usize) -> String {
         match self {
             Dialect::Numbered => format!("?{n}"),
             Dialect::Dollar => format!("${n}"),
+            Dialect::Question => "?".to_owned(),
         }
     }
 }
@@ -311,6 +318,9 @@ impl Conn {
             "postgres" | "postgresql" => Box::new(pg::Pg::open(url)?),
             #[cfg(not(feature = "postgres"))]
             "postgres" | "postgresql" => return Err(DbError::NotBuilt("postgres")),
+            #[cfg(feature = "mysql")]
+            "mysql" => Box::new(my::My::open(url)?),
+            #[cfg(not(feature = "mysql"))]
             "mysql" => return Err(DbError::NotBuilt("mysql")),
             _ => return Err(DbError::BadUrl(url.to_owned())),
         };
@@ -633,6 +643,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
+        #[cfg(not(feature = "mysql"))]
         assert!(matches!(
             Conn::open("mysql://u:p@h/db"),
             Err(DbError::NotBuilt("mysql"))

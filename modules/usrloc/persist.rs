@@ -231,24 +231,20 @@ pub fn write_aor(d: &Domain, aor: &str, list: &[Ucontact]) -> Result<(), UlError
     Ok(())
 }
 
-/// Delete expired rows (DB-only mode timer).
+/// Delete expired rows (DB-only mode timer); permanent ones stay.
 pub fn delete_expired(d: &Domain, now: u64) -> Result<(), UlError> {
-    let sql_now = DbValue::DateTime(now as i64);
     db::with(&d.cfg.db_url, |c| {
         let t = db::ident(&d.name)?;
-        let ph = if c_is_pg(c) { "$1" } else { "?1" };
-        let zero = DbValue::DateTime(PERMANENT);
+        let dl = c.dialect();
+        let sql = format!(
+            "DELETE FROM {t} WHERE expires<={} AND expires<>{}",
+            dl.ph(1),
+            dl.ph(2)
+        );
         c.execute_raw(
-            &format!(
-                "DELETE FROM {t} WHERE expires<={ph} AND expires<>{}",
-                if c_is_pg(c) { "$2" } else { "?2" }
-            ),
-            &[sql_now, zero],
+            &sql,
+            &[DbValue::DateTime(now as i64), DbValue::DateTime(PERMANENT)],
         )
     })?;
     Ok(())
-}
-
-fn c_is_pg(c: &db::Conn) -> bool {
-    c.dialect() == db::Dialect::Dollar
 }
