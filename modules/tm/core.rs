@@ -927,18 +927,25 @@ impl Tm {
             return Err("no branch could be built".into());
         }
         let mut sends = Vec::new();
-        self.with_tx(t, |s| {
-            for (slot, dest) in built {
-                sends.push(Send {
-                    buf: slot.1.as_bytes().to_vec(),
-                    dest,
-                });
-                if s.5.push(slot).is_err() {
-                    sends.pop();
+        let placed = self
+            .with_tx(t, |s| {
+                // Branch numbers are in the Via branches already built.
+                if s.5.len() != first {
+                    return false;
                 }
-            }
-        })
-        .ok_or("transaction gone")?;
+                for (slot, dest) in built {
+                    let buf = slot.1.as_bytes().to_vec();
+                    if s.5.push(slot).is_err() {
+                        break; // out of shm: the later branches are not sent
+                    }
+                    sends.push(Send { buf, dest });
+                }
+                true
+            })
+            .ok_or("transaction gone")?;
+        if !placed {
+            return Err("branches were added concurrently".into());
+        }
         let mut ok = 0;
         for (i, snd) in sends.iter().enumerate() {
             match env.transport.send(&snd.buf, &snd.dest) {
