@@ -24,12 +24,12 @@ pub static DB_POSTGRES: DbDriver = DbDriver {
 /// `db_mysql`.
 pub static DB_MYSQL: DbDriver = DbDriver {
     name: "db_mysql",
-    built: false,
+    built: cfg!(feature = "mysql"),
 };
 /// `mysql` (SER 0.8.8 name).
 pub static MYSQL: DbDriver = DbDriver {
     name: "mysql",
-    built: false,
+    built: cfg!(feature = "mysql"),
 };
 
 impl Module for DbDriver {

@@ -4,7 +4,8 @@
 //! A module names its database by `db_url`; the driver is chosen by the
 //! scheme: `sqlite:///abs/path.db` (embedded, always built),
 //! `postgres://user:pass@host/db` (cargo feature `postgres`, on by default),
-//! `mysql://` (not built: a clear error says so).
+//! `mysql://user:pass@host/db` (cargo feature `mysql`, on by default; without
+//! it a clear "driver not built" error).
 //!
 //! Connections are per process and opened on first use ([`with`]), i.e. in
 //! a child after fork, never shared across a fork.  A failed statement that

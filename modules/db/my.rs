@@ -1,5 +1,5 @@
 //! The MySQL driver (`mysql://user:pass@host[:port]/db`), via the blocking
-//! `mysql` crate without TLS (cargo feature `mysql`, off by default).
+//! `mysql` crate without TLS (cargo feature `mysql`, on by default).
 //! Replaces Kamailio's `db_mysql`.  Opened lazily in the process that uses
 //! it (after fork).
 
