@@ -102,7 +102,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "core.pwd",
-            &["Returns the working directory of the server."],
+            &["Returns the working directory of server."],
             |c| {
                 let dir = std::env::current_dir()
                     .map_err(|e| RpcFault::new(500, format!("getcwd failed: {e}")))?;
@@ -113,7 +113,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "core.shmmem",
-            &["Returns shared memory info. It has an optional parameter that specifies the measuring unit: b - bytes (default), k or kb, m or mb, g or gb."],
+            &["Returns shared memory info. It has an optional parameter that specifies the measuring unit: b - bytes (default), k or kb, m or mb, g or gb. Note: when using something different from bytes, the value is truncated."],
             |c| {
                 let shift = match c.scan_opt_str(0)?.as_deref().map(str::to_ascii_lowercase) {
                     None => 0,
@@ -138,7 +138,7 @@ impl CoreRpc {
                 Ok(())
             },
         );
-        reg_or_log(reg, "core.info", &["Verbose info, including version number, compile flags, compiler,repository hash etc."], |c| {
+        reg_or_log(reg, "core.info", &["Verbose info, including version number, compile flags, compiler,repository hash a.s.o."], |c| {
             c.add(RpcValue::structure([
                 ("version", RpcValue::Str(format!("ser {}", env!("CARGO_PKG_VERSION")))),
                 ("id", RpcValue::from(option_env!("SER_GIT_ID").unwrap_or("unknown"))),
@@ -151,7 +151,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "core.sockets_list",
-            &["Returns the list of listen sockets."],
+            &["List local SIP server listen sockets"],
             |c| {
                 let members = ser_children::socket::all()
                     .iter()
@@ -216,7 +216,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "core.kill",
-            &["Sends the given signal (default SIGTERM) to the main process."],
+            &["Sends the given signal to server."],
             |c| {
                 let sig = c.scan_opt_int(0)?.unwrap_or(libc::SIGTERM);
                 let sig = nix::sys::signal::Signal::try_from(sig)
@@ -264,7 +264,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "corex.debug",
-            &["Control debug log level: without a parameter returns it, with one sets it."],
+            &["Control the global level of debug"],
             move |c| {
                 let old = match cfg.current("core", "debug") {
                     Some(Value::Int(n)) => n,
@@ -297,7 +297,7 @@ impl CoreRpc {
         reg_or_log(
             reg,
             "stats.get_statistics",
-            &["Print core and module statistics: all, a group (shmem:) or a statistic's name."],
+            &["get core and modules stats"],
             move |c| {
                 if c.params().is_empty() {
                     return Err(RpcFault::new(400, "Please provide which stats to retrieve"));

@@ -286,6 +286,10 @@ fn kamcmd_and_sercmd_manage_a_running_server() {
     let tm = kam(&["tm.stats"]);
     assert!(tm.contains("\tcurrent: 0\n"), "{tm}");
     kam(&["ul.dump"]);
+    assert_eq!(
+        kam(&["ctl.listen"]),
+        format!("binrpc\nunix_stream\n{}\n\n", sock.display())
+    );
 
     if let Some(sercmd) = sercmd() {
         // Same bytes as kamcmd for replies that do not change between calls.

@@ -1,8 +1,11 @@
 //! Management modules: `ctl` (binrpc listeners, SER FIFO), `mi_fifo`
 //! (Kamailio's FIFO), `mi_rpc` and `cfg_rpc`.  The servers themselves are
-//! ser-fifo's; these modules carry the script-side parameters and the
-//! `cfg.*` RPCs, and the ctl process serves every module's RPCs on
-//! [`listen_addrs`].
+//! ser-fifo's and the core binds and serves them (src/ctl.rs, the ctl
+//! process); these modules carry the script-side parameters
+//! ([`listen_specs`]), and `cfg_rpc` switches on the core's `cfg.*` methods
+//! (src/core_rpc.rs), whose values live in the core's runtime cfg store.
+
+use ser_fifo::{CtlAddr, RpcRegistry, RpcValue};
 
 use crate::iface::{Module, ModuleEnv, ParamExport, ParamValue};
 use crate::registry::Modules;
@@ -29,9 +32,60 @@ impl Module for Ctl {
     }
     fn init(&self, env: &ModuleEnv) -> Result<(), String> {
         for a in addrs(env, "binrpc").iter().chain(addrs(env, "fifo").iter()) {
-            ser_fifo::CtlAddr::parse(a).map_err(|e| format!("ctl: {e}"))?;
+            CtlAddr::parse(a).map_err(|e| format!("ctl: {e}"))?;
         }
         mode_of(env.int("mode")).map(|_| ())
+    }
+    fn register_rpc(&self, env: &ModuleEnv, reg: &mut RpcRegistry) {
+        let mut rows = Vec::new();
+        for a in addrs(env, "binrpc").into_iter().chain(
+            addrs(env, "fifo")
+                .into_iter()
+                .map(|f| format!("fifo:{}", f.trim_start_matches("fifo:"))),
+        ) {
+            if let Ok(addr) = CtlAddr::parse(&a) {
+                rows.push(listen_row(&addr));
+            }
+        }
+        let r = reg.register("ctl.listen", &["list ctl listen sockets"], move |ctx| {
+            for row in &rows {
+                for v in row {
+                    ctx.add(v.clone());
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            log::error!("ctl: cannot register ctl.listen: {e}");
+        }
+    }
+}
+
+/// What `ctl.listen` says of a listener, as Kamailio's ctl: protocol,
+/// transport, address, port (empty for files).
+fn listen_row(addr: &CtlAddr) -> [RpcValue; 4] {
+    let s = |t: &str| RpcValue::Str(t.to_owned());
+    match addr {
+        CtlAddr::UnixStream(p) => [
+            s("binrpc"),
+            s("unix_stream"),
+            s(&p.to_string_lossy()),
+            s(""),
+        ],
+        CtlAddr::UnixDgram(p) => [s("binrpc"), s("unix_dgram"), s(&p.to_string_lossy()), s("")],
+        CtlAddr::Fifo(p) => [s("fifo"), s("fifo"), s(&p.to_string_lossy()), s("")],
+        CtlAddr::Tcp { host, port } => [
+            s("binrpc"),
+            s("tcp"),
+            s(host),
+            RpcValue::Int(i32::from(*port)),
+        ],
+        CtlAddr::Udp { host, port } => [
+            s("binrpc"),
+            s("udp"),
+            s(host),
+            RpcValue::Int(i32::from(*port)),
+        ],
     }
 }
 
@@ -67,8 +121,9 @@ impl Module for MiRpc {
     }
 }
 
-/// `loadmodule "cfg_rpc"`: the cfg framework's RPCs (`cfg.get` reads the
-/// custom parameters; runtime changes come with the shm cfg store).
+/// `loadmodule "cfg_rpc"`: the cfg framework's RPCs (`cfg.get`, `cfg.list`,
+/// `cfg.help`, `cfg.set_now_*`, `cfg.seti`/`sets`), registered by the core
+/// when this module is loaded.
 pub struct CfgRpc;
 
 impl Module for CfgRpc {
@@ -134,7 +189,7 @@ fn module_addrs(l: &crate::registry::Loaded) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
     /// The address, as [`listen_addrs`] gives it.
-    pub addr: ser_fifo::CtlAddr,
+    pub addr: CtlAddr,
     /// Mode and owner of a Unix socket or FIFO file.
     pub perms: ser_fifo::SocketPerms,
 }
@@ -163,8 +218,7 @@ pub fn listen_specs(modules: &Modules) -> Result<Vec<ListenSpec>, String> {
             group,
         };
         for a in module_addrs(l) {
-            let addr =
-                ser_fifo::CtlAddr::parse(&a).map_err(|e| format!("{}: {e}", l.module.name()))?;
+            let addr = CtlAddr::parse(&a).map_err(|e| format!("{}: {e}", l.module.name()))?;
             out.push(ListenSpec {
                 addr,
                 perms: perms.clone(),
@@ -228,5 +282,37 @@ mod tests {
                 "fifo:/tmp/kamailio_fifo"
             ]
         );
+        m.modparam("ctl", "mode", &ParamValue::Int(0o640), &none)
+            .unwrap();
+        let specs = listen_specs(&m).unwrap();
+        assert_eq!(specs.len(), 4);
+        assert_eq!(specs[0].perms.mode, 0o640);
+        assert_eq!(specs[3].perms.mode, 0o660);
+        assert_eq!(fifo_reply_dir(&m), "/tmp/");
+
+        let mut reg = RpcRegistry::new();
+        m.register_rpc(&mut reg);
+        let rows = reg.call("ctl.listen", vec![]).unwrap();
+        let s = |t: &str| RpcValue::Str(t.into());
+        assert_eq!(
+            rows,
+            [
+                s("binrpc"),
+                s("tcp"),
+                s("127.0.0.1"),
+                RpcValue::Int(2046),
+                s("binrpc"),
+                s("unix_stream"),
+                s("/tmp/x"),
+                s(""),
+                s("fifo"),
+                s("fifo"),
+                s("/tmp/ser_fifo"),
+                s("")
+            ]
+        );
+        m.modparam("ctl", "mode", &ParamValue::Int(0o17777), &none)
+            .unwrap();
+        assert!(listen_specs(&m).is_err());
     }
 }
