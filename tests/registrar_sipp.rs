@@ -239,3 +239,41 @@ fn write_through_registrations_survive_a_killed_server() {
     let _ser = Ser::start(&dir.0, port);
     check_lookups(port, 200);
 }
+
+#[test]
+fn write_back_registrations_are_flushed_at_shutdown() {
+    let Some(scn) = prerequisites() else { return };
+    let dir = TmpDir::new("db2");
+    let url = format!("sqlite://{}/ser.db", dir.0.display());
+    ser_modules::db::with(&url, |c| {
+        c.batch(ser_modules::db::schema("sqlite").unwrap())
+    })
+    .unwrap();
+    ser_modules::db::close_all();
+    let params = format!(
+        "modparam(\"usrloc\", \"db_mode\", 2)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")\n\
+         modparam(\"usrloc\", \"timer_interval\", 3600)"
+    );
+    fs::write(dir.0.join("ser.cfg"), config(&params)).unwrap();
+    let port = free_udp_port();
+    let mut ser = Ser::start(&dir.0, port);
+    assert!(
+        sipp_register(&scn, &dir.0, port, 100),
+        "sipp: not every REGISTER got a 200"
+    );
+    // Graceful stop: usrloc's destroy writes the pending changes.
+    let pid = i32::try_from(ser.child.id()).unwrap();
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+    let stopped = (0..250).any(|_| {
+        sleep(Duration::from_millis(20));
+        matches!(ser.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(stopped, "ser did not stop on SIGTERM");
+    drop(ser);
+    let rows =
+        ser_modules::db::with(&url, |c| c.query("location", &["contact"], &[], None)).unwrap();
+    assert_eq!(rows.len(), 100);
+    let port = free_udp_port();
+    let _ser = Ser::start(&dir.0, port);
+    check_lookups(port, 100);
+}
