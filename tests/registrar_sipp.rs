@@ -277,3 +277,122 @@ fn write_back_registrations_are_flushed_at_shutdown() {
     let _ser = Ser::start(&dir.0, port);
     check_lookups(port, 100);
 }
+
+/// REGISTER, 401 with a digest challenge, REGISTER with sipp's own
+/// Authorization (an independent digest implementation; credentials from
+/// `-au`/`-ap`), 200.
+const AUTH_SCENARIO: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="register_with_digest">
+  <send retrans="500">
+    <![CDATA[
+
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@example.com>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@example.com>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:[field0]@127.0.0.1:5999>
+      Expires: 3600
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:[field0]@example.com>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[field0]@example.com>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:[field0]@127.0.0.1:5999>
+      [authentication]
+      Expires: 3600
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+#[test]
+fn sipp_digest_authentication_against_the_subscriber_table() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let dir = TmpDir::new("auth");
+    let url = format!("sqlite://{}/ser.db", dir.0.display());
+    let n = 100;
+    ser_modules::db::with(&url, |c| {
+        c.batch(ser_modules::db::schema("sqlite").unwrap())?;
+        for i in 0..n {
+            c.insert(
+                "subscriber",
+                &[
+                    (
+                        "username",
+                        ser_modules::db::DbValue::Str(format!("user{i}")),
+                    ),
+                    (
+                        "domain",
+                        ser_modules::db::DbValue::Str("example.com".into()),
+                    ),
+                    ("password", ser_modules::db::DbValue::Str(format!("pw{i}"))),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    ser_modules::db::close_all();
+    let cfg = format!(
+        "debug=2\nchildren=2\ndisable_tcp=yes\n\
+         loadmodule \"sl\"\nloadmodule \"usrloc\"\nloadmodule \"registrar\"\n\
+         loadmodule \"auth\"\nloadmodule \"auth_db\"\n\
+         modparam(\"auth_db\", \"db_url\", \"{url}\")\n\
+         modparam(\"auth_db\", \"calculate_ha1\", yes)\n\
+         modparam(\"auth_db\", \"password_column\", \"password\")\n\
+         route {{\n\
+           if (method==\"REGISTER\") {{\n\
+             if (!www_authorize(\"$td\", \"subscriber\")) {{ www_challenge(\"$td\", \"1\"); exit; }}\n\
+             if ($au != $tU) {{ sl_send_reply(\"403\", \"Forbidden auth ID\"); exit; }}\n\
+             if (!save(\"location\")) {{ sl_reply_error(); }}\n\
+             exit;\n\
+           }}\n\
+           if (lookup(\"location\")) {{ sl_send_reply(\"299\", \"$ru\"); exit; }}\n\
+           sl_send_reply(\"404\", \"Not Found\");\n\
+         }}\n"
+    );
+    fs::write(dir.0.join("ser.cfg"), cfg).unwrap();
+    fs::write(dir.0.join("auth.xml"), AUTH_SCENARIO).unwrap();
+    // sipp takes one user's credentials: every call registers user7 anew,
+    // each answering its own challenge (fresh nonce, qop=auth).
+    fs::write(dir.0.join("auth.csv"), "SEQUENTIAL\nuser7;\n").unwrap();
+    let port = free_udp_port();
+    let _ser = Ser::start(&dir.0, port);
+    let ok = Command::new("timeout")
+        .args(["60", "sipp", "-sf"])
+        .arg(dir.0.join("auth.xml"))
+        .arg("-inf")
+        .arg(dir.0.join("auth.csv"))
+        .args(["-au", "user7", "-ap", "pw7"])
+        .args(["-m", "100", "-r", "100", "-i", "127.0.0.1"])
+        .args(["-timeout", "40", "-nostdin"])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(&dir.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "sipp: not every authenticated REGISTER got a 200");
+    assert_eq!(ask(port, 7), "SIP/2.0 299 sip:user7@127.0.0.1:5999");
+    assert_eq!(ask(port, 8), "SIP/2.0 404 Not Found");
+}
