@@ -376,6 +376,41 @@ fn param_text(buf: &[u8], params: &[ser_sip::Param], name: &[u8]) -> Option<Stri
     })
 }
 
+/// The Contact header fields of a REGISTER: whether one is `*`, how many
+/// fields there are, and the contacts; `None` if one does not parse.
+fn new_contacts(
+    ctx: &MsgCtx<'_>,
+    cfg: &RegCfg,
+    hdr_expires: Option<u32>,
+) -> Option<(bool, usize, Vec<NewContact>)> {
+    let m = &ctx.msg;
+    let buf = m.buf();
+    let mut star = false;
+    let mut n = 0;
+    let mut list = Vec::new();
+    for h in m.find_all(HeaderName::Contact) {
+        n += 1;
+        match m.contacts_of(h).ok()? {
+            Contacts::Star => star = true,
+            Contacts::List(cs) => {
+                for c in cs {
+                    list.push(NewContact {
+                        uri: String::from_utf8_lossy(c.addr.uri.span.of(buf)).into_owned(),
+                        expires: c.expires.or(hdr_expires).unwrap_or(cfg.default_expires),
+                        q: c.q.map_or(cfg.default_q, i32::from),
+                        instance: param_text(buf, &c.addr.params, b"+sip.instance")
+                            .unwrap_or_default(),
+                        reg_id: param_text(buf, &c.addr.params, b"reg-id")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                    });
+                }
+            }
+        }
+    }
+    Some((star, n, list))
+}
+
 /// `save(table[, flags])`: RFC 3261 §10.3 processing of a REGISTER.
 pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow {
     if !ctx.is_request() {
@@ -393,32 +428,11 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
         Err(_) => return fail(ctx, flags, 400, "Bad Expires Header", &[]),
     };
     // Collect the Contact header fields.
-    let mut star = false;
-    let mut list: Vec<NewContact> = Vec::new();
-    let buf = ctx.msg.buf().to_vec();
-    let heads: Vec<ser_sip::Header> = ctx.msg.find_all(HeaderName::Contact).cloned().collect();
-    for h in &heads {
-        match ctx.msg.contacts_of(h) {
-            Ok(Contacts::Star) => star = true,
-            Ok(Contacts::List(cs)) => {
-                for c in cs {
-                    let e = c.expires.or(hdr_expires).unwrap_or(cfg.default_expires);
-                    list.push(NewContact {
-                        uri: String::from_utf8_lossy(c.addr.uri.span.of(&buf)).into_owned(),
-                        expires: e,
-                        q: c.q.map_or(cfg.default_q, i32::from),
-                        instance: param_text(&buf, &c.addr.params, b"+sip.instance")
-                            .unwrap_or_default(),
-                        reg_id: param_text(&buf, &c.addr.params, b"reg-id")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                    });
-                }
-            }
-            Err(_) => return fail(ctx, flags, 400, "Bad Contact Header", &[]),
-        }
-    }
-    if star && (hdr_expires != Some(0) || !list.is_empty() || heads.len() > 1) {
+    let (star, n_heads, mut list) = match new_contacts(ctx, cfg, hdr_expires) {
+        Some(x) => x,
+        None => return fail(ctx, flags, 400, "Bad Contact Header", &[]),
+    };
+    if star && (hdr_expires != Some(0) || !list.is_empty() || n_heads > 1) {
         return fail(ctx, flags, 400, "Invalid Contact", &[]);
     }
     // Expiry bounds: RFC 3261 §10.3 step 7 (423), max_expires clamps.
