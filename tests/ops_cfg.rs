@@ -7,8 +7,14 @@
 //! fails until it is removed from the list, so the list only ever shrinks.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 const SER: &str = env!("CARGO_BIN_EXE_ser");
 
@@ -113,11 +119,9 @@ fn default_config_checks_with_every_switch_combination() {
     assert_variant(&["WITH_DEBUG"]);
 }
 
-/// With the not-yet modules taken out (their lines deleted, their calls
-/// replaced by no-ops), the rest of the config — every other module,
-/// parameter and function call — must check clean today.
-#[test]
-fn default_config_is_otherwise_clean() {
+/// `etc/ser.cfg` with the not-yet modules taken out: their lines deleted,
+/// their calls replaced by no-ops.
+fn stripped_config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(cfg_path()).unwrap();
     let mut stripped = String::new();
     for line in text.lines() {
@@ -134,10 +138,22 @@ fn default_config_is_otherwise_clean() {
         stripped.push_str(&line);
         stripped.push('\n');
     }
-    let dir = std::env::temp_dir().join(format!("ser-ops-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("ser.cfg");
     std::fs::write(&path, stripped).unwrap();
+    path
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ser-ops-cfg-{tag}-{}", std::process::id()))
+}
+
+/// Without the not-yet modules, the rest of the config (every other module,
+/// parameter and function call) checks clean today.
+#[test]
+fn default_config_is_otherwise_clean() {
+    let dir = scratch("clean");
+    let path = stripped_config(&dir);
     for defines in [
         &[][..],
         &["WITH_AUTH", "WITH_USRLOCDB"],
@@ -157,5 +173,173 @@ fn default_config_is_otherwise_clean() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `ser` in the foreground, stopped with SIGTERM on drop.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn recv_msg(sock: &UdpSocket) -> Option<String> {
+    let mut buf = [0u8; 8192];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Sends `req` until something other than a provisional reply comes back.
+fn transact(sock: &UdpSocket, port: u16, req: &str) -> Option<String> {
+    for _ in 0..10 {
+        sock.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+        while let Some(m) = recv_msg(sock) {
+            if !m.starts_with("SIP/2.0 1") {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+/// Out of the box (minus the not-yet modules) the config is a registrar and
+/// a stateful proxy: alice registers, bob's MESSAGE to alice reaches her
+/// contact through tm, her 200 comes back to bob, and a call to an unknown
+/// user gets 404.
+#[test]
+fn default_config_registers_and_relays() {
+    let dir = scratch("run");
+    let cfg = stripped_config(&dir);
+    let port = free_udp_port();
+    let log = dir.join("ser.log");
+    let child = Command::new(SER)
+        .arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-n", "1", "-m", "16"])
+        .arg("-l")
+        .arg(format!("udp:127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server { child, log };
+
+    let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bob = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&alice, &bob] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let a = alice.local_addr().unwrap();
+    let b = bob.local_addr().unwrap();
+
+    let register = format!(
+        "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {a};branch=z9hG4bK-ops-reg1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a1\r\n\
+         To: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: ops-reg-1@127.0.0.1\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:alice@{a}>\r\n\
+         Expires: 600\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let reply = transact(&alice, port, &register)
+        .unwrap_or_else(|| panic!("no reply to REGISTER\n{}", server.log()));
+    assert!(
+        reply.starts_with("SIP/2.0 200"),
+        "{reply}\n{}",
+        server.log()
+    );
+    assert!(reply.contains(&format!("sip:alice@{a}")), "{reply}");
+
+    let message = format!(
+        "MESSAGE sip:alice@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {b};branch=z9hG4bK-ops-msg1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:bob@127.0.0.1>;tag=b1\r\n\
+         To: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: ops-msg-1@127.0.0.1\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Length: 5\r\n\r\nhello"
+    );
+    bob.send_to(message.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let relayed = recv_msg(&alice)
+        .or_else(|| recv_msg(&alice))
+        .unwrap_or_else(|| panic!("MESSAGE not relayed to alice\n{}", server.log()));
+    assert!(
+        relayed.starts_with(&format!("MESSAGE sip:alice@{a} SIP/2.0")),
+        "{relayed}"
+    );
+    // alice answers with the Vias she got; tm sends the 200 on to bob.
+    let vias: Vec<&str> = relayed
+        .split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with("via:") || l.starts_with("v:"))
+        .collect();
+    assert_eq!(vias.len(), 2, "{relayed}");
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n\
+         From: <sip:bob@127.0.0.1>;tag=b1\r\n\
+         To: <sip:alice@127.0.0.1>;tag=a2\r\n\
+         Call-ID: ops-msg-1@127.0.0.1\r\n\
+         CSeq: 1 MESSAGE\r\n\
+         Content-Length: 0\r\n\r\n",
+        vias.join("\r\n")
+    );
+    alice.send_to(ok.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let back = recv_msg(&bob)
+        .or_else(|| recv_msg(&bob))
+        .unwrap_or_else(|| panic!("200 not relayed to bob\n{}", server.log()));
+    assert!(back.starts_with("SIP/2.0 200 OK"), "{back}");
+    assert!(back.contains("branch=z9hG4bK-ops-msg1"), "{back}");
+
+    let invite = format!(
+        "INVITE sip:nobody@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {b};branch=z9hG4bK-ops-inv1;rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:bob@127.0.0.1>;tag=b2\r\n\
+         To: <sip:nobody@127.0.0.1>\r\n\
+         Call-ID: ops-inv-1@127.0.0.1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:bob@{b}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let reply = transact(&bob, port, &invite)
+        .unwrap_or_else(|| panic!("no reply to INVITE\n{}", server.log()));
+    assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
