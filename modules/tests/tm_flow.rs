@@ -414,6 +414,24 @@ fn stateful_proxy_scenarios() {
     assert!(is_to(&h.sent(), UAC, &status(404)));
     h.wait_empty();
 
+    // 4b. CANCEL before any reply: no CANCEL on the wire until the callee's
+    // first provisional (RFC 3261 9.1), then the 487 goes upstream.
+    let inv = invite("call-4b", "z9hG4bK-uac-4b");
+    h.request(&inv, UAC, &|ctx| assert!(relay(ctx).is_true()));
+    let fwd = take_request(&h.sent(), UAS1, "INVITE");
+    let cancel = in_dialog("CANCEL", "call-4b", "z9hG4bK-uac-4b", 1, "");
+    h.request(&cancel, UAC, &|ctx| {
+        relay(ctx);
+    });
+    let s = h.sent();
+    assert!(is_to(&s, UAC, &status(200)) && !is_to(&s, UAS1, &method("CANCEL")));
+    assert!(!h.reply(&uas_reply(&fwd, 180), UAS1));
+    let fcancel = take_request(&h.sent(), UAS1, "CANCEL");
+    assert!(!h.reply(&uas_reply(&fcancel, 200), UAS1));
+    assert!(!h.reply(&uas_reply(&fwd, 487), UAS1));
+    assert!(is_to(&h.sent(), UAC, &status(487)));
+    h.wait_empty();
+
     // 7. tmx t_reply_callid answers a pending INVITE from elsewhere; its
     // ringing branch is cancelled.
     let inv = invite("call-7", "z9hG4bK-uac-7");
@@ -456,7 +474,7 @@ fn stateful_proxy_scenarios() {
     assert_eq!(field("current"), Some(ser_fifo::RpcValue::long(0)));
     assert_eq!(field("waiting"), Some(ser_fifo::RpcValue::long(0)));
     assert!(
-        matches!(field("total"), Some(ser_fifo::RpcValue::Double(t)) if t >= 9.0),
+        matches!(field("total"), Some(ser_fifo::RpcValue::Double(t)) if t >= 11.0),
         "{fields:?}"
     );
     assert!(reg.call("tm.list", Vec::new()).unwrap().is_empty());

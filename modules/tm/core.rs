@@ -66,6 +66,10 @@ pub struct Params {
     pub failure_reply_mode: i64,
     /// `noisy_ctimer` (accepted; tm always answers a timed-out INVITE with 408).
     pub noisy_ctimer: bool,
+    /// `cancel_b_method`: how a branch without any reply is cancelled — 0:
+    /// ended at once as if it answered 487; 1 (default, RFC 3261 §9.1): it
+    /// goes on and gets its CANCEL when a provisional reply arrives.
+    pub cancel_b_method: i64,
 }
 
 /// tm's state: the shm table (shared by all processes) and per-process settings.
@@ -1113,8 +1117,9 @@ impl Tm {
                 }
                 write_br(b, &bd);
                 relay_now = code > 100 && d.up_code < 200;
-                // A CANCEL waiting for this branch's first reply goes out now.
-                if d.canceled && !bd.cancel_sent && d.invite {
+                // A CANCEL waiting for this branch's first reply goes out now
+                // (the transaction was cancelled or already answered).
+                if (d.canceled || d.up_code >= 200) && !bd.cancel_sent && d.invite {
                     if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
                         if let Ok(c) = build_hop(&inv, "CANCEL", None) {
                             sends.push(Send {
@@ -1184,10 +1189,9 @@ impl Tm {
     }
 
     /// CANCEL every pending branch of a transaction (called under its lock);
-    /// branches without any reply yet are not cancelled on the wire (RFC 3261
-    /// §9.1) but finish at once with a local 487 — unless they are INVITE
-    /// branches still waiting for a provisional, which get their CANCEL when it
-    /// arrives (`canceled` is set on the transaction by the caller).
+    /// a branch without any reply yet is never cancelled on the wire (RFC 3261
+    /// §9.1): by `cancel_b_method` it ends at once as 487 (0) or gets its
+    /// CANCEL when its first provisional arrives (1).
     fn cancel_pending(&self, s: &mut TxSlot, except: Option<usize>) -> Vec<Send> {
         let mut out = Vec::new();
         for (i, b) in s.5.iter_mut().enumerate() {
@@ -1208,12 +1212,16 @@ impl Tm {
                     }
                 }
                 bd.cancel_sent = true;
-            } else {
+            } else if self.params.cancel_b_method == 0 {
                 // No reply yet: stop retransmitting, finish the branch as 487.
                 bd.state = State::Terminated;
                 bd.code = 487;
                 bd.retr_due = 0;
                 bd.fr_due = 0;
+            } else {
+                // No reply yet: no CANCEL may be sent before a provisional
+                // (RFC 3261 §9.1); it goes out when one arrives.
+                continue;
             }
             write_br(b, &bd);
         }

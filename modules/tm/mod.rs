@@ -18,9 +18,9 @@
 //!
 //! Behaviour worth knowing (differences from Kamailio are deliberate):
 //! - timers are milliseconds; a value ≤ 300 is read as seconds (SER 0.8/0.9 configs);
-//! - a CANCEL for a branch without any reply ends it at once as 487 without a
-//!   CANCEL on the wire (Kamailio `cancel_b_method=0`); branches with a
-//!   provisional get a CANCEL;
+//! - a branch without any reply is never cancelled on the wire: it gets its
+//!   CANCEL when its first provisional arrives (`cancel_b_method` 1, default)
+//!   or ends at once as 487 (`cancel_b_method` 0);
 //! - `noisy_ctimer`, `failure_reply_mode` are accepted; tm always answers a
 //!   timed-out INVITE with 408 and keeps every branch's reply;
 //! - the wait timer (`wt_timer`) stands for timers J/K/D; INVITE server
@@ -93,6 +93,7 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("failure_reply_mode", 3),
     ParamExport::int("noisy_ctimer", 1),
     ParamExport::int("hash_size", 2048),
+    ParamExport::int("cancel_b_method", 1),
 ];
 
 static FUNCTIONS: &[FunctionExport] = &[
@@ -276,6 +277,7 @@ impl Module for Tm {
             restart_fr_on_each_reply: env.int("restart_fr_on_each_reply") != 0,
             failure_reply_mode: env.int("failure_reply_mode"),
             noisy_ctimer: env.int("noisy_ctimer") != 0,
+            cancel_b_method: env.int("cancel_b_method"),
         };
         let buckets = usize::try_from(env.int("hash_size"))
             .unwrap_or(2048)
