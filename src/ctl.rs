@@ -54,12 +54,25 @@ pub fn listen_specs(parsed: &Parsed, modules: &Modules) -> Result<Vec<ListenSpec
 }
 
 /// Binds every spec; the first failure is the error (the server does not
-/// start half-manageable).
-pub fn bind(specs: &[ListenSpec]) -> Result<Vec<CtlListener>, String> {
+/// start half-manageable).  Files without their own `user`/`group` are given
+/// to the server's (`user=`, `-u`), so that the unprivileged processes still
+/// own, and on shutdown can remove, them.
+pub fn bind(
+    specs: &[ListenSpec],
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Vec<CtlListener>, String> {
     specs
         .iter()
         .map(|s| {
-            let l = CtlListener::bind_addr(&s.addr, &s.perms).map_err(|e| format!("ctl: {e}"))?;
+            let mut perms = s.perms.clone();
+            if perms.user.is_none() {
+                perms.user = user.map(str::to_owned);
+            }
+            if perms.group.is_none() {
+                perms.group = group.map(str::to_owned);
+            }
+            let l = CtlListener::bind_addr(&s.addr, &perms).map_err(|e| format!("ctl: {e}"))?;
             log::info!("ctl: listening on {}", s.addr);
             Ok(l)
         })

@@ -148,7 +148,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     }
     // Management sockets: bound before the privilege drop, served by the
     // ctl process, removed when their listeners drop.
-    let listeners = match ctl::bind(&engine.ctl) {
+    let listeners = match ctl::bind(&engine.ctl, g.user.as_deref(), g.group.as_deref()) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
