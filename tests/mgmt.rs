@@ -93,6 +93,10 @@ impl Server {
     fn stop(&mut self) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         kill(pid, Signal::SIGTERM).unwrap();
+        self.wait_exit();
+    }
+
+    fn wait_exit(&mut self) {
         let end = Instant::now() + Duration::from_secs(5);
         while self.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < end, "ser did not stop:\n{}", self.log());
@@ -456,7 +460,10 @@ route { drop; }
     assert!(up.starts_with("200 OK\nnow:: "), "{up}");
     let ps = fifo_call(&mi, "core.ps", &[]);
     assert!(ps.contains("ctl handler"), "{ps}");
-    srv.stop();
+    // core.kill: SIGTERM to main, which stops everything.
+    assert_eq!(fifo_call(&core, "core.kill", &[]), "200 OK\n");
+    srv.wait_exit();
+    assert!(srv.log().contains("signal 15 received"), "{}", srv.log());
     assert!(!core.exists() && !mi.exists(), "FIFO files left behind");
 }
 
