@@ -340,6 +340,12 @@ fn stateful_proxy_scenarios() {
     h.tick_after(2100);
     let s = h.sent();
     assert!(is_to(&s, UAC, &status(408)), "408 after fr_timer");
+    // Timer G: the 408 again while no ACK comes (T1 = 400 ms after it).
+    h.tick_after(2600);
+    assert!(
+        is_to(&h.sent(), UAC, &status(408)),
+        "timer G retransmission"
+    );
     // The UAC ACKs our 408: absorbed (hop-by-hop).
     let ack = in_dialog(
         "ACK",
