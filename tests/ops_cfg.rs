@@ -119,8 +119,9 @@ fn default_config_checks_with_every_switch_combination() {
     assert_variant(&["WITH_DEBUG"]);
 }
 
-/// `etc/ser.cfg` with the not-yet modules taken out: their lines deleted,
-/// their calls replaced by no-ops.
+/// `etc/ser.cfg` with the not-yet modules taken out (their lines deleted,
+/// rr's calls replaced by no-ops while rr is not built in) and the ctl socket
+/// moved into `dir`, so parallel runs do not share `/tmp/ser_ctl`.
 fn stripped_config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(cfg_path()).unwrap();
     let mut stripped = String::new();
@@ -132,9 +133,15 @@ fn stripped_config(dir: &Path) -> PathBuf {
         if drops {
             continue;
         }
-        let line = line
-            .replace("record_route();", "xlog(\"L_DBG\", \"rr\\n\");")
-            .replace("loose_route()", "has_totag()");
+        let mut line = line.replace(
+            "unixs:/tmp/ser_ctl",
+            &format!("unixs:{}", dir.join("ser_ctl").display()),
+        );
+        if NOT_YET.contains(&"rr") {
+            line = line
+                .replace("record_route();", "xlog(\"L_DBG\", \"rr\\n\");")
+                .replace("loose_route()", "has_totag()");
+        }
         stripped.push_str(&line);
         stripped.push('\n');
     }
@@ -201,6 +208,17 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `sercmd` next to `ser` in the target dir, if built (tests/ops.rs builds it).
+fn sercmd_bin() -> Option<PathBuf> {
+    let p = Path::new(SER).with_file_name("sercmd");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("{} not built: sercmd check skipped", p.display());
+        None
     }
 }
 
@@ -340,6 +358,32 @@ fn default_config_registers_and_relays() {
     let reply = transact(&bob, port, &invite)
         .unwrap_or_else(|| panic!("no reply to INVITE\n{}", server.log()));
     assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
+
+    // sercmd reaches the ctl socket the config declares.
+    if let Some(sercmd) = sercmd_bin() {
+        let ctl = format!("unixs:{}", dir.join("ser_ctl").display());
+        let out = Command::new(&sercmd)
+            .args(["-s", &ctl, "core.version"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ser"),
+            "sercmd core.version: {stdout}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        let out = Command::new(&sercmd)
+            .args(["-s", &ctl, "ul.dump"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("alice"),
+            "sercmd ul.dump: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
