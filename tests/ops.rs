@@ -441,3 +441,64 @@ fn startup_errors_exit_1_with_one_line() {
         "{err}"
     );
 }
+
+/// What an operator sees in the log of a start and a stop: every listen
+/// address, the process count, and why it stopped.
+#[test]
+fn startup_and_shutdown_are_logged() {
+    let tmp = TmpDir::new("log");
+    let port = free_port();
+    let cfg = tmp.path("ser.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "debug=2\nlisten=udp:127.0.0.1:{port}\ndisable_tcp=yes\n\
+             loadmodule \"sl\"\nroute {{ sl_send_reply(\"200\", \"ok\"); }}\n"
+        ),
+    )
+    .unwrap();
+    let log = tmp.path("ser.log");
+    let mut child = Command::new(SER)
+        .arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-n", "2", "-m", "16"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let t = Instant::now();
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ser started")
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        sleep(Duration::from_millis(50));
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        sleep(Duration::from_millis(50));
+    };
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{text}");
+    for want in [
+        "INFO: <core> [startup.rs:".to_string(),
+        format!("listening on udp:127.0.0.1:{port}"),
+        // main + 2 receivers + timer (+ ctl, when the config has one)
+        "ser started: ".to_string(),
+        "signal 15 received, shutting down".to_string(),
+        "ser exiting".to_string(),
+    ] {
+        assert!(text.contains(&want), "log lacks `{want}`:\n{text}");
+    }
+}
