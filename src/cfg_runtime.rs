@@ -161,8 +161,15 @@ impl RuntimeCfg {
     /// for an integer parameter must be a number, a number for a text
     /// parameter is written as text.
     pub fn set(&self, group: &str, name: &str, value: Value) -> Result<(), SetError> {
-        let i = self.find(group, name).ok_or(SetError::Unknown)?;
-        let value = match (self.defs[i].int, value) {
+        let change = self.check(group, name, value)?;
+        self.commit(vec![change])
+    }
+
+    /// Validates a change of `group.name` and converts `value` to the
+    /// parameter's type: the change [`commit`](Self::commit) takes.
+    pub fn check(&self, group: &str, name: &str, value: Value) -> Result<Change, SetError> {
+        let index = self.find(group, name).ok_or(SetError::Unknown)?;
+        let value = match (self.defs[index].int, value) {
             (true, Value::Str(s)) => {
                 Value::Int(s.trim().parse().map_err(|_| SetError::NotANumber)?)
             }
@@ -171,32 +178,62 @@ impl RuntimeCfg {
             (false, Value::Null) => Value::Str(String::new()),
             (_, v) => v,
         };
+        Ok(Change { index, value })
+    }
+
+    /// `(group, name, new value)` of a checked change (`cfg.diff`).
+    pub fn describe_change<'a>(&'a self, c: &'a Change) -> (&'a str, &'a str, &'a Value) {
+        let d = &self.defs[c.index];
+        (&d.group, &d.name, &c.value)
+    }
+
+    /// Applies `changes` at once: one version step, so a message sees all of
+    /// them or none (Kamailio's `cfg.commit`).
+    pub fn commit(&self, changes: Vec<Change>) -> Result<(), SetError> {
         match self.shared.get() {
             Some(shared) => {
                 // Allocate before locking: the lock is held only to swap.
-                let slot = to_slot(&value).map_err(|_| SetError::NoMemory)?;
-                let old = {
-                    let mut slots = shared.1.lock();
-                    let old = std::mem::replace(&mut slots[i], slot);
+                let slots: Vec<(usize, (i64, ShmStr))> = changes
+                    .iter()
+                    .map(|c| to_slot(&c.value).map(|s| (c.index, s)))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| SetError::NoMemory)?;
+                let old: Vec<(i64, ShmStr)> = {
+                    let mut shm = shared.1.lock();
+                    let old = slots
+                        .into_iter()
+                        .map(|(i, slot)| std::mem::replace(&mut shm[i], slot))
+                        .collect();
                     shared.0.fetch_add(1, Ordering::Release);
                     old
                 };
                 drop(old);
+                self.refresh();
             }
             None => {
                 let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-                local.values[i] = value;
-                local.version += 1;
-                if (group, name) == (CORE_GROUP, "debug") {
-                    apply_debug(&local.values[i]);
+                for c in changes {
+                    if c.index == DEBUG_INDEX {
+                        apply_debug(&c.value);
+                    }
+                    local.values[c.index] = c.value;
                 }
-                return Ok(());
+                local.version += 1;
             }
         }
-        self.refresh();
         Ok(())
     }
 }
+
+/// A checked change of one parameter (see [`RuntimeCfg::check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    index: usize,
+    value: Value,
+}
+
+/// `core.debug` is always the first parameter.
+const DEBUG_INDEX: usize = 0;
 
 fn to_slot(v: &Value) -> Result<(i64, ShmStr), ser_shm::ShmError> {
     Ok(match v {
@@ -236,7 +273,7 @@ impl CfgStore for RuntimeCfg {
         if local.version == version {
             return;
         }
-        let debug_before = local.values.first().cloned();
+        let debug_before = local.values.get(DEBUG_INDEX).cloned();
         {
             let slots = shared.1.lock();
             local.values = slots
@@ -247,7 +284,7 @@ impl CfgStore for RuntimeCfg {
             // Read under the lock: a change after it bumps the version again.
             local.version = shared.0.load(Ordering::Acquire);
         }
-        if let Some(debug) = local.values.first() {
+        if let Some(debug) = local.values.get(DEBUG_INDEX) {
             if debug_before.as_ref() != Some(debug) {
                 apply_debug(debug);
             }

@@ -4,6 +4,7 @@
 //! when `cfg_rpc` is loaded.  Reply shapes follow Kamailio 5.6 as `kamcmd`
 //! prints them.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ use ser_fifo::{RpcCtx, RpcFault, RpcRegistry, RpcValue};
 use ser_modules::registry::Modules;
 use ser_modules::Value;
 
-use crate::cfg_runtime::{RuntimeCfg, SetError};
+use crate::cfg_runtime::{Change, RuntimeCfg, SetError};
 
 /// What the core methods need to know.
 pub struct CoreRpc {
@@ -381,47 +382,82 @@ fn register_cfg(reg: &mut RpcRegistry, cfg: Arc<RuntimeCfg>) {
         Some(RpcValue::Int(n)) => Ok(Value::Int(i64::from(*n))),
         _ => Ok(Value::Str(c.scan_str(i)?)),
     };
-    let setters: [(&'static str, &'static [&'static str], Conv); 6] = [
-        (
-            "cfg.set_now_int",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_int,
-        ),
-        (
-            "cfg.set_now_string",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_str,
-        ),
-        (
-            "cfg.set",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_any,
-        ),
-        (
-            "cfg.seti",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_int,
-        ),
-        (
-            "cfg.sets",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_str,
-        ),
-        (
-            "cfg.set_now",
-            &["Set the value of a configuration variable and commit the change immediately"],
-            as_any,
-        ),
+    const SET_NOW: &[&str] =
+        &["Set the value of a configuration variable and commit the change immediately"];
+    const SET_DELAYED: &[&str] =
+        &["Prepare the change of a configuration variable, but does not commit the new value yet"];
+    let setters: [(&'static str, &'static [&'static str], Conv, bool); 8] = [
+        ("cfg.set_now_int", SET_NOW, as_int, false),
+        ("cfg.set_now_string", SET_NOW, as_str, false),
+        ("cfg.set", SET_NOW, as_any, false),
+        ("cfg.seti", SET_NOW, as_int, false),
+        ("cfg.sets", SET_NOW, as_str, false),
+        ("cfg.set_delayed", SET_DELAYED, as_any, true),
+        ("cfg.set_delayed_int", SET_DELAYED, as_int, true),
+        ("cfg.set_delayed_string", SET_DELAYED, as_str, true),
     ];
-    for (name, doc, conv) in setters {
+    // Prepared changes of the ctl process (Kamailio keeps one list per
+    // cfg_rpc context, shared by every client too).
+    let pending: Rc<RefCell<Vec<Change>>> = Rc::default();
+    for (name, doc, conv, delayed) in setters {
         let cfg = cfg.clone();
+        let pending = pending.clone();
         reg_or_log(reg, name, doc, move |c| {
             let group = c.scan_str(0)?;
             let var = c.scan_str(1)?;
             let value = conv(c, 2)?;
-            cfg.set(&group, &var, value).map_err(cfg_fault)
+            let change = cfg.check(&group, &var, value).map_err(cfg_fault)?;
+            if delayed {
+                let mut p = pending.borrow_mut();
+                p.retain(|old| {
+                    cfg.describe_change(old).0 != group || cfg.describe_change(old).1 != var
+                });
+                p.push(change);
+                Ok(())
+            } else {
+                cfg.commit(vec![change]).map_err(cfg_fault)
+            }
         });
     }
+    let (c2, p2) = (cfg.clone(), pending.clone());
+    reg_or_log(
+        reg,
+        "cfg.commit",
+        &["Commit the previously prepared configuration changes"],
+        move |_| {
+            let changes = std::mem::take(&mut *p2.borrow_mut());
+            c2.commit(changes).map_err(cfg_fault)
+        },
+    );
+    let p2 = pending.clone();
+    reg_or_log(
+        reg,
+        "cfg.rollback",
+        &["Drop the prepared configuration changes"],
+        move |_| {
+            p2.borrow_mut().clear();
+            Ok(())
+        },
+    );
+    let (c2, p2) = (cfg.clone(), pending);
+    reg_or_log(
+        reg,
+        "cfg.diff",
+        &["List the pending configuration changes that have not been committed yet"],
+        move |c| {
+            for change in p2.borrow().iter() {
+                let (group, name, new) = c2.describe_change(change);
+                let old = c2.current(group, name).unwrap_or_default();
+                c.add(RpcValue::structure([
+                    ("group name", RpcValue::from(group)),
+                    ("variable name", RpcValue::from(name)),
+                    ("old value", cfg_value(old)),
+                    ("new value", cfg_value(new.clone())),
+                ]));
+            }
+            Ok(())
+        },
+    );
     let c2 = cfg.clone();
     reg_or_log(
         reg,
@@ -571,6 +607,46 @@ mod tests {
         assert_eq!(
             reg.call("cfg.help", vec![s("pstn"), s("gw_ip")]).unwrap(),
             [s("PSTN GW Address"), s("(parameter type is string)")]
+        );
+        reg.call(
+            "cfg.set_delayed_string",
+            vec![s("pstn"), s("gw_ip"), s("9.9.9.9")],
+        )
+        .unwrap();
+        assert_eq!(
+            reg.call("cfg.get", vec![s("pstn"), s("gw_ip")]).unwrap(),
+            [s("1.2.3.4")]
+        );
+        assert_eq!(
+            reg.call("cfg.diff", vec![]).unwrap(),
+            [RpcValue::structure([
+                ("group name", s("pstn")),
+                ("variable name", s("gw_ip")),
+                ("old value", s("1.2.3.4")),
+                ("new value", s("9.9.9.9")),
+            ])]
+        );
+        reg.call("cfg.commit", vec![]).unwrap();
+        assert_eq!(
+            reg.call("cfg.get", vec![s("pstn"), s("gw_ip")]).unwrap(),
+            [s("9.9.9.9")]
+        );
+        assert!(reg.call("cfg.diff", vec![]).unwrap().is_empty());
+        reg.call("cfg.set_delayed", vec![s("pstn"), s("gw_ip"), s("x")])
+            .unwrap();
+        reg.call("cfg.rollback", vec![]).unwrap();
+        reg.call("cfg.commit", vec![]).unwrap();
+        assert_eq!(
+            reg.call("cfg.get", vec![s("pstn"), s("gw_ip")]).unwrap(),
+            [s("9.9.9.9")]
+        );
+        assert_eq!(
+            reg.call(
+                "cfg.set_delayed_int",
+                vec![s("nope"), s("x"), RpcValue::Int(1)]
+            )
+            .unwrap_err(),
+            RpcFault::new(400, "Failed to set the variable")
         );
         assert_eq!(
             reg.call("cfg.list", vec![]).unwrap(),
