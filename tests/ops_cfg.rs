@@ -121,7 +121,7 @@ fn default_config_checks_with_every_switch_combination() {
 
 /// `etc/ser.cfg` with the not-yet modules taken out (their lines deleted,
 /// rr's calls replaced by no-ops while rr is not built in) and the ctl socket
-/// moved into `dir`, so parallel runs do not share `/tmp/ser_ctl`.
+/// and the database moved into `dir`, so parallel runs share nothing.
 fn stripped_config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(cfg_path()).unwrap();
     let mut stripped = String::new();
@@ -133,10 +133,15 @@ fn stripped_config(dir: &Path) -> PathBuf {
         if drops {
             continue;
         }
-        let mut line = line.replace(
-            "unixs:/tmp/ser_ctl",
-            &format!("unixs:{}", dir.join("ser_ctl").display()),
-        );
+        let mut line = line
+            .replace(
+                "unixs:/tmp/ser_ctl",
+                &format!("unixs:{}", dir.join("ser_ctl").display()),
+            )
+            .replace(
+                "sqlite:///usr/local/etc/ser/ser.db",
+                &format!("sqlite://{}", dir.join("ser.db").display()),
+            );
         if NOT_YET.contains(&"rr") {
             line = line
                 .replace("record_route();", "xlog(\"L_DBG\", \"rr\\n\");")
@@ -249,6 +254,29 @@ fn transact(sock: &UdpSocket, port: u16, req: &str) -> Option<String> {
     None
 }
 
+/// Starts the stripped default config in the foreground on a free port.
+fn start_default(dir: &Path, defines: &[&str]) -> (Server, u16) {
+    let cfg = stripped_config(dir);
+    let port = free_udp_port();
+    let log = dir.join("ser.log");
+    let mut cmd = Command::new(SER);
+    cmd.arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-n", "1", "-m", "16"])
+        .arg("-l")
+        .arg(format!("udp:127.0.0.1:{port}"));
+    for d in defines {
+        cmd.arg("-A").arg(d);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Server { child, log }, port)
+}
+
 /// Out of the box (minus the not-yet modules) the config is a registrar and
 /// a stateful proxy: alice registers, bob's MESSAGE to alice reaches her
 /// contact through tm, her 200 comes back to bob, and a call to an unknown
@@ -256,21 +284,7 @@ fn transact(sock: &UdpSocket, port: u16, req: &str) -> Option<String> {
 #[test]
 fn default_config_registers_and_relays() {
     let dir = scratch("run");
-    let cfg = stripped_config(&dir);
-    let port = free_udp_port();
-    let log = dir.join("ser.log");
-    let child = Command::new(SER)
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-n", "1", "-m", "16"])
-        .arg("-l")
-        .arg(format!("udp:127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server { child, log };
+    let (server, port) = start_default(&dir, &[]);
 
     let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
     let bob = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -384,6 +398,123 @@ fn default_config_registers_and_relays() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The value of `name="..."` (or `name=token`) in a header line.
+fn auth_param(hdr: &str, name: &str) -> Option<String> {
+    let i = hdr.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &hdr[i..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next().map(str::to_owned)
+    } else {
+        rest.split([',', ' ', '\r']).next().map(str::to_owned)
+    }
+}
+
+/// WITH_AUTH: a REGISTER without credentials is challenged (401), with the
+/// digest of a user of the SQLite subscriber table it is saved (200).
+#[test]
+fn default_config_with_auth_challenges_and_accepts() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        eprintln!("sqlite3 not found (apt package `sqlite3`): WITH_AUTH run skipped");
+        return;
+    }
+    let dir = scratch("auth");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("ser.db");
+    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("etc/db/sqlite.sql");
+    let sql = format!(
+        ".read {}\nINSERT INTO subscriber (username, domain, password) \
+         VALUES ('alice', '127.0.0.1', 'secret');\n",
+        schema.display()
+    );
+    let mut child = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), sql.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "sqlite3 failed");
+
+    let (server, port) = start_default(&dir, &["WITH_AUTH"]);
+    let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
+    alice
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let a = alice.local_addr().unwrap();
+    let uri = format!("sip:127.0.0.1:{port}");
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {a};branch=z9hG4bK-ops-auth{cseq};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.1>;tag=a1\r\n\
+             To: <sip:alice@127.0.0.1>\r\n\
+             Call-ID: ops-auth-1@127.0.0.1\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:alice@{a}>\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let reply = transact(&alice, port, &register(1, ""))
+        .unwrap_or_else(|| panic!("no reply to REGISTER\n{}", server.log()));
+    assert!(
+        reply.starts_with("SIP/2.0 401"),
+        "{reply}\n{}",
+        server.log()
+    );
+    let challenge = reply
+        .split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .unwrap_or_else(|| panic!("no WWW-Authenticate: {reply}"));
+    let realm = auth_param(challenge, "realm").unwrap();
+    assert_eq!(realm, "127.0.0.1");
+    let nonce = auth_param(challenge, "nonce").unwrap();
+    let qop = auth_param(challenge, "qop").map(|q| {
+        q.split(',')
+            .map(str::trim)
+            .find(|q| *q == "auth")
+            .unwrap_or("")
+            .to_owned()
+    });
+    let qop = qop.unwrap_or_default();
+    use ser_modules::auth::digest::{ha1, response, Alg};
+    let ha1 = ha1(Alg::Md5, "alice", &realm, "secret");
+    let (nc, cnonce) = ("00000001", "0a4f113b");
+    let resp = response(
+        Alg::Md5,
+        &ha1,
+        &nonce,
+        nc,
+        cnonce,
+        &qop,
+        "REGISTER",
+        &uri,
+        b"",
+    );
+    let qop_part = if qop.is_empty() {
+        String::new()
+    } else {
+        format!(", qop={qop}, nc={nc}, cnonce=\"{cnonce}\"")
+    };
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{realm}\", \
+         nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"{qop_part}\r\n"
+    );
+    let reply = transact(&alice, port, &register(2, &auth)).unwrap_or_else(|| {
+        panic!(
+            "no reply to the REGISTER with credentials\n{}",
+            server.log()
+        )
+    });
+    assert!(
+        reply.starts_with("SIP/2.0 200"),
+        "{reply}\n{}",
+        server.log()
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
