@@ -142,6 +142,7 @@ fn make_install_places_the_tree() {
     assert!(unit.contains("ExecStart=/usr/local/sbin/ser -P /run/ser/ser.pid -f ${CFGFILE}"));
     assert!(unit.contains("CFGFILE=/usr/local/etc/ser/ser.cfg"));
     assert!(unit.contains("EnvironmentFile=-/usr/local/etc/default/ser"));
+    assert!(unit.contains("ReadWritePaths=-/usr/local/etc/ser/\n"));
     let defaults = fs::read_to_string(p("/usr/local/etc/default/ser")).unwrap();
     assert!(defaults.contains("CFGFILE=/usr/local/etc/ser/ser.cfg\n"));
 
