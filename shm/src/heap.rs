@@ -427,6 +427,11 @@ impl Heap {
         self.lock.owner()
     }
 
+    /// The allocator lock itself (for recovery after its holder died).
+    pub(crate) fn raw_lock(&self) -> &Lock {
+        &self.lock
+    }
+
     /// A consistent snapshot of the counters.
     pub(crate) fn stats(&self) -> ShmStats {
         let st = self.locked();
