@@ -79,10 +79,20 @@ pub fn bind(
         .collect()
 }
 
-/// The ctl server's settings: FIFO replies go to mi_fifo's `reply_dir`.
-pub fn server_config(modules: &Modules) -> CtlConfig {
+/// The ctl server's settings: FIFO replies go to the core's `fifo_dir`
+/// (SER 0.9) if set, else to mi_fifo's `reply_dir` (default `/tmp/`).
+pub fn server_config(parsed: &Parsed, modules: &Modules) -> CtlConfig {
+    let core_dir = parsed.config.items().iter().find_map(|item| match item {
+        Item::Assign { name, value, .. } if name == "fifo_dir" => match &value.kind {
+            ValueKind::Str(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
     CtlConfig {
-        fifo_reply_dir: ser_modules::ctl::fifo_reply_dir(modules).into(),
+        fifo_reply_dir: core_dir
+            .unwrap_or_else(|| ser_modules::ctl::fifo_reply_dir(modules))
+            .into(),
         ..CtlConfig::default()
     }
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ser_children::Proto;
+use ser_fifo::CtlConfig;
 use ser_modules::ctl::ListenSpec;
 use ser_parser::{Diagnostic, Parsed, Span};
 
@@ -42,6 +43,8 @@ pub struct Engine {
     pub cfg: Arc<RuntimeCfg>,
     /// The management listeners to bind before forking (none: no ctl process).
     pub ctl: Vec<ListenSpec>,
+    /// How the ctl process serves them.
+    pub ctl_config: CtlConfig,
 }
 
 /// Builds the per-process behaviour from the parsed config. `binds` are the
@@ -55,6 +58,7 @@ pub fn load(
     let script = route::load(parsed, &LoadOptions::default())?;
     let ctl = crate::ctl::listen_specs(parsed, script.modules())
         .map_err(|e| vec![Diagnostic::error(Span::default(), e)])?;
+    let ctl_config = crate::ctl::server_config(parsed, script.modules());
     let cfg = Arc::new(RuntimeCfg::new(globals.debug, &script.cfg()));
     for w in &script.warnings {
         log::warn!("{}", w.headline(&parsed.sources));
@@ -83,7 +87,12 @@ pub fn load(
     let init = ScriptInit::new(script, myself, listen)
         .with_cfg(cfg.clone())
         .with_core_rpc(Box::new(move |reg, modules| core.register(reg, modules)));
-    Ok(Engine { init, cfg, ctl })
+    Ok(Engine {
+        init,
+        cfg,
+        ctl,
+        ctl_config,
+    })
 }
 
 fn engine_proto(p: Proto) -> route::Proto {

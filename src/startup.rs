@@ -154,7 +154,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     };
     let has_ctl = !listeners.is_empty();
     if has_ctl {
-        init.set_ctl(listeners, ctl::server_config(init.script().modules()));
+        init.set_ctl(listeners, engine.ctl_config.clone());
     }
     if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);

@@ -395,13 +395,13 @@ fn bad_input_on_the_ctl_socket_leaves_the_server_serving() {
 }
 
 /// A FIFO request (`:method:reply_fifo` + params + empty line); returns the reply.
-fn fifo_call(fifo: &Path, method: &str, params: &[&str]) -> String {
+fn fifo_call(fifo: &Path, reply_dir: &Path, method: &str, params: &[&str]) -> String {
     let name = format!(
         "ser_mgmt_reply_{}_{}",
         std::process::id(),
         method.replace('.', "_")
     );
-    let reply = Path::new("/tmp").join(&name);
+    let reply = reply_dir.join(&name);
     let _ = fs::remove_file(&reply);
     nix::unistd::mkfifo(&reply, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let mut req = format!(":{method}:{name}\n");
@@ -441,6 +441,7 @@ fn fifo_served_for_core_fifo_and_mi_fifo() {
 debug=2
 fifo="@DIR@/ser_fifo"
 fifo_mode=0600
+fifo_dir="@DIR@/"
 loadmodule "sl"
 loadmodule "mi_fifo"
 modparam("mi_fifo", "fifo_name", "@DIR@/kamailio_fifo")
@@ -454,14 +455,14 @@ route { drop; }
         assert!(meta.file_type().is_fifo(), "{}", p.display());
         assert_eq!(meta.permissions().mode() & 0o7777, mode, "{}", p.display());
     }
-    let v = fifo_call(&core, "core.version", &[]);
+    let v = fifo_call(&core, &srv.dir, "core.version", &[]);
     assert!(v.starts_with("200 OK\nser 3.0.0 ("), "{v}");
-    let up = fifo_call(&mi, "uptime", &[]);
+    let up = fifo_call(&mi, &srv.dir, "uptime", &[]);
     assert!(up.starts_with("200 OK\nnow:: "), "{up}");
-    let ps = fifo_call(&mi, "core.ps", &[]);
+    let ps = fifo_call(&mi, &srv.dir, "core.ps", &[]);
     assert!(ps.contains("ctl handler"), "{ps}");
     // core.kill: SIGTERM to main, which stops everything.
-    assert_eq!(fifo_call(&core, "core.kill", &[]), "200 OK\n");
+    assert_eq!(fifo_call(&core, &srv.dir, "core.kill", &[]), "200 OK\n");
     srv.wait_exit();
     assert!(srv.log().contains("signal 15 received"), "{}", srv.log());
     assert!(!core.exists() && !mi.exists(), "FIFO files left behind");
