@@ -40,14 +40,38 @@ impl CoreRpc {
     /// (their `*.stats` methods feed `stats.get_statistics`; `cfg_rpc` adds
     /// the `cfg.*` methods).
     pub fn register(&self, reg: &mut RpcRegistry, modules: &Modules) {
-        self.register_core(reg);
+        self.register_core(reg, modules);
         self.register_stats(reg, modules);
         if modules.iter().any(|l| l.module.name() == "cfg_rpc") {
             register_cfg(reg, self.cfg.clone());
         }
     }
 
-    fn register_core(&self, reg: &mut RpcRegistry) {
+    fn register_core(&self, reg: &mut RpcRegistry, modules: &Modules) {
+        // Kamailio lists the most recently loaded module first.
+        let mut names: Vec<&'static str> = modules.iter().map(|l| l.module.name()).collect();
+        names.reverse();
+        reg_or_log(reg, "core.modules", &["List loaded modules"], move |c| {
+            for n in &names {
+                c.add(RpcValue::from(*n));
+            }
+            Ok(())
+        });
+        reg_or_log(reg, "core.flags", &["Returns the compile flags."], |c| {
+            c.add(RpcValue::Str(crate::version::BUILD_FLAGS.join(", ")));
+            Ok(())
+        });
+        reg_or_log(
+            reg,
+            "core.arg",
+            &["Returns the list of command line arguments used on startup."],
+            |c| {
+                for a in std::env::args() {
+                    c.add(RpcValue::Str(a));
+                }
+                Ok(())
+            },
+        );
         reg_or_log(
             reg,
             "core.version",

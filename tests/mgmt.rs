@@ -290,6 +290,8 @@ fn kamcmd_and_sercmd_manage_a_running_server() {
     let tm = kam(&["tm.stats"]);
     assert!(tm.contains("\tcurrent: 0\n"), "{tm}");
     kam(&["ul.dump"]);
+    assert_eq!(kam(&["core.modules"]), "cfg_rpc\nctl\nusrloc\ntm\nsl\n");
+    assert!(kam(&["core.arg"]).starts_with(&format!("{SER}\n-f\n")));
     assert_eq!(
         kam(&["ctl.listen"]),
         format!("binrpc\nunix_stream\n{}\n\n", sock.display())
