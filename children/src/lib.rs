@@ -31,6 +31,7 @@ pub mod supervisor;
 pub mod sys;
 pub mod table;
 pub mod tcp;
+pub mod tcp_conn;
 pub mod timer;
 pub mod udp;
 

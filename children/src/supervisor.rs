@@ -6,8 +6,16 @@
 //! and unblocks; main installs its handlers only after the last fork (no
 //! thread is ever started: signal-hook's `Signals` is a self-pipe read by
 //! this thread) and then unblocks, so nothing that arrived meanwhile is lost.
+//!
+//! A child that dies unexpectedly: main first releases the shm locks the
+//! dead pid held ([`ser_shm::release_locks_of`], then [`ser_shm::check`]),
+//! then either stops everything (SER's behaviour, `child_respawn = no`) or
+//! forks a replacement into the same table slot, with the same rank,
+//! sockets and per-child init ([`Respawn`]). A slot that keeps dying
+//! ([`CrashGuard`]) stops the server.
 
-use std::os::unix::net::UnixStream;
+use std::collections::VecDeque;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +49,72 @@ pub struct Setup<'a> {
     pub on_usr1: &'a dyn Fn(),
     /// Lets a waiting daemon creator exit once everything is forked.
     pub notice: StartNotice,
+    /// What to do when a child dies.
+    pub respawn: Respawn,
+}
+
+/// What main does when a child dies (`child_respawn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Respawn {
+    /// Fork a replacement; false stops the whole server (SER's default).
+    pub enabled: bool,
+    /// More deaths than this of one process slot ...
+    pub max_deaths: usize,
+    /// ... within this window stop the server (a crash loop).
+    pub window: Duration,
+}
+
+impl Respawn {
+    /// SER's behaviour: any death stops the server.
+    pub const OFF: Respawn = Respawn {
+        enabled: false,
+        max_deaths: 5,
+        window: Duration::from_secs(10),
+    };
+    /// Replace dead children; more than 5 deaths of one slot in 10 s stop
+    /// the server.
+    pub const ON: Respawn = Respawn {
+        enabled: true,
+        ..Respawn::OFF
+    };
+}
+
+impl Default for Respawn {
+    fn default() -> Self {
+        Respawn::OFF
+    }
+}
+
+/// Counts recent deaths per process slot to catch a crash loop.
+#[derive(Debug)]
+pub struct CrashGuard {
+    policy: Respawn,
+    deaths: Vec<VecDeque<Instant>>,
+}
+
+impl CrashGuard {
+    /// A guard for a plan of `slots` processes.
+    pub fn new(slots: usize, policy: Respawn) -> Self {
+        CrashGuard {
+            policy,
+            deaths: vec![VecDeque::new(); slots],
+        }
+    }
+
+    /// Records a death of `slot` at `now`; the number of deaths within the
+    /// window when that exceeds the limit (stop), `None` otherwise.
+    pub fn record(&mut self, slot: usize, now: Instant) -> Option<usize> {
+        let window = self.policy.window;
+        let q = self.deaths.get_mut(slot)?;
+        while q
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > window)
+        {
+            q.pop_front();
+        }
+        q.push_back(now);
+        (q.len() > self.policy.max_deaths).then_some(q.len())
+    }
 }
 
 /// Why main stopped supervising.
@@ -53,6 +127,17 @@ pub enum Exit {
         /// The dead child's description.
         desc: String,
     },
+    /// One process slot died too often in a short time.
+    CrashLoop {
+        /// The dead child's description.
+        desc: String,
+    },
+    /// Shared memory failed its check after a dead child's locks were
+    /// released.
+    ShmCorrupt {
+        /// What [`ser_shm::check`] found.
+        msg: String,
+    },
 }
 
 impl Exit {
@@ -60,7 +145,7 @@ impl Exit {
     pub fn code(&self) -> i32 {
         match self {
             Exit::Signal(_) => 0,
-            Exit::ChildDied { .. } => 1,
+            Exit::ChildDied { .. } | Exit::CrashLoop { .. } | Exit::ShmCorrupt { .. } => 1,
         }
     }
 }
@@ -80,6 +165,23 @@ fn main_sigset() -> SigSet {
         set.add(s);
     }
     set
+}
+
+/// What a forked child needs from [`Setup`].
+#[derive(Clone, Copy)]
+struct ChildEnv<'a> {
+    sockets: &'a [ListenSocket],
+    init: &'a dyn ChildInit,
+    tcp_lifetime: Duration,
+}
+
+/// The unix sockets linking tcp main and its workers, and the handoff
+/// socket for outgoing connections: main keeps them when respawning, so a
+/// replacement inherits the very same sockets (connections queued for a
+/// dead worker wait in its link for the replacement).
+struct Links {
+    workers: Vec<(UnixStream, UnixStream)>,
+    handoff: Option<UnixDatagram>,
 }
 
 /// The UDP sockets, in the order plan indices refer to.
@@ -107,12 +209,31 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     for _ in &workers {
         links.push(UnixStream::pair().map_err(|e| Error::io("socketpair", e))?);
     }
+    // Outgoing TCP: every process may open connections; the ones opened
+    // outside the workers reach tcp main over this datagram pair.
+    crate::tcp_conn::configure(crate::tcp_conn::TcpConfig {
+        enabled: !workers.is_empty(),
+        lifetime: setup.tcp_lifetime,
+        ..Default::default()
+    });
+    let handoff = if workers.is_empty() {
+        None
+    } else {
+        let (tx, rx) = UnixDatagram::pair().map_err(|e| Error::io("socketpair", e))?;
+        crate::tcp_conn::set_handoff(tx);
+        Some(rx)
+    };
 
+    let env = ChildEnv {
+        sockets: setup.sockets,
+        init: setup.init,
+        tcp_lifetime: setup.tcp_lifetime,
+    };
     for (index, spec) in setup.plan.procs.iter().enumerate().skip(1) {
         match fork_checked()? {
             Forked::Child => {
                 table::set_pid(index, nix::unistd::getpid().as_raw());
-                let code = child_main(&setup, spec, links);
+                let code = child_main(env, spec, links, handoff);
                 std::process::exit(code);
             }
             Forked::Parent(pid) => {
@@ -121,7 +242,16 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
             }
         }
     }
-    drop(links);
+    let mut kept = if setup.respawn.enabled {
+        Some(Links {
+            workers: links,
+            handoff,
+        })
+    } else {
+        drop(links);
+        drop(handoff);
+        None
+    };
     for p in table::process_table() {
         log::debug!(
             "process table: {} pid={} rank={} {}",
@@ -138,11 +268,16 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         grace,
         on_usr1,
         notice,
+        respawn,
         ..
     } = setup;
 
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
-        .map_err(|e| Error::io("install signal handlers", e))?;
+    // In an Option so a respawned child can drop main's copy (and with it
+    // the handlers that would forward its signals to main's self-pipe).
+    let mut signals = Some(
+        Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(|e| Error::io("install signal handlers", e))?,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     main_sigset()
         .thread_unblock()
@@ -176,13 +311,18 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
 
     notice.started();
     log::info!("ser started: {} processes", plan.len());
+    let mut guard = CrashGuard::new(plan.len(), respawn);
     loop {
+        let Some(sigs) = signals.as_mut() else {
+            // infallible in main: only a respawned child takes it.
+            return Err(Error::io("signals", std::io::ErrorKind::Other.into()));
+        };
         // A child that died before the handlers existed left SIGCHLD
         // pending; it is delivered now and handled like any other.
         // Handle a batch with SIGTERM/SIGINT first: on Ctrl-C the children
         // stop too, and their SIGCHLD must not turn an orderly stop into a
         // "child died" exit.
-        let mut batch: Vec<i32> = signals.wait().collect();
+        let mut batch: Vec<i32> = sigs.wait().collect();
         batch.sort_by_key(|s| !matches!(*s, SIGTERM | SIGINT));
         for sig in batch {
             match sig {
@@ -192,10 +332,62 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
                     return Ok(Exit::Signal(sig));
                 }
                 SIGCHLD => {
-                    if let Some(desc) = reap_dead() {
-                        log::info!("terminating due to SIGCHLD");
-                        shutdown_children(grace);
-                        return Ok(Exit::ChildDied { desc });
+                    for dead in reap_dead() {
+                        if let Some(exit) = recover_locks(&dead) {
+                            shutdown_children(grace);
+                            return Ok(exit);
+                        }
+                        if !respawn.enabled {
+                            log::info!("terminating due to SIGCHLD");
+                            shutdown_children(grace);
+                            return Ok(Exit::ChildDied { desc: dead.desc });
+                        }
+                        if let Some(n) = guard.record(dead.index, Instant::now()) {
+                            log::error!(
+                                "child '{}' died {n} times within {} s (crash loop): \
+                                 shutting down",
+                                dead.desc,
+                                respawn.window.as_secs()
+                            );
+                            shutdown_children(grace);
+                            return Ok(Exit::CrashLoop { desc: dead.desc });
+                        }
+                        let Some(spec) = plan.procs.get(dead.index) else {
+                            continue;
+                        };
+                        // Blocked across the fork: until the child has its
+                        // own handlers, a signal to it must wait.
+                        let _ = main_sigset().thread_block();
+                        let forked = fork_checked();
+                        if !matches!(forked, Ok(Forked::Child)) {
+                            let _ = main_sigset().thread_unblock();
+                        }
+                        match forked {
+                            Ok(Forked::Child) => {
+                                // Main's signal handlers and pipe are not ours.
+                                drop(signals.take());
+                                table::set_pid(dead.index, nix::unistd::getpid().as_raw());
+                                let links = kept.take().unwrap_or(Links {
+                                    workers: Vec::new(),
+                                    handoff: None,
+                                });
+                                let code = child_main(env, spec, links.workers, links.handoff);
+                                std::process::exit(code);
+                            }
+                            Ok(Forked::Parent(pid)) => {
+                                table::set_pid(dead.index, pid.as_raw());
+                                log::warn!(
+                                    "respawned '{}' (rank {}) as pid {pid}",
+                                    spec.desc,
+                                    spec.rank.as_i32()
+                                );
+                            }
+                            Err(e) => {
+                                log::error!("cannot respawn '{}': {e}", spec.desc);
+                                shutdown_children(grace);
+                                return Ok(Exit::ChildDied { desc: dead.desc });
+                            }
+                        }
                     }
                 }
                 SIGHUP => log::info!("SIGHUP received, ignoring it"),
@@ -206,13 +398,51 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     }
 }
 
-/// Reaps every dead child, logging each; returns the description of the
-/// first planned child found dead.
-fn reap_dead() -> Option<String> {
-    let mut first = None;
+/// A planned child that died.
+struct Dead {
+    index: usize,
+    pid: i32,
+    desc: String,
+}
+
+/// Releases the shm locks `dead` held and checks the heap afterwards; the
+/// exit when shared memory can no longer be trusted.
+fn recover_locks(dead: &Dead) -> Option<Exit> {
+    // SAFETY: `dead.pid` was just reaped by waitpid, so it is gone and can
+    // never touch shm again; what it left half-done is checked below.
+    let released = unsafe { ser_shm::release_locks_of(dead.pid) };
+    if released.is_empty() {
+        return None;
+    }
+    for r in &released {
+        log::error!(
+            "child {} [{}] died holding the {} lock #{}: released it; \
+             its last change there may be half done",
+            dead.pid,
+            dead.desc,
+            r.group,
+            r.index
+        );
+    }
+    match ser_shm::check() {
+        Ok(()) => {
+            log::info!("shared memory check passed after lock recovery");
+            None
+        }
+        Err(msg) => {
+            log::error!("shared memory is corrupt after child {} died: {msg}", dead.pid);
+            Some(Exit::ShmCorrupt { msg })
+        }
+    }
+}
+
+/// Reaps every dead child, logging each; returns the planned ones (their
+/// table slots cleared).
+fn reap_dead() -> Vec<Dead> {
+    let mut found = Vec::new();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return first,
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
             Ok(status) => {
                 let Some(pid) = status.pid() else { continue };
                 let index = table::index_of(pid.as_raw());
@@ -230,9 +460,13 @@ fn reap_dead() -> Option<String> {
                     ),
                     _ => continue,
                 }
-                if let Some(i) = index {
-                    table::set_pid(i, 0);
-                    first.get_or_insert(desc);
+                if let Some(index) = index {
+                    table::set_pid(index, 0);
+                    found.push(Dead {
+                        index,
+                        pid: pid.as_raw(),
+                        desc,
+                    });
                 }
             }
         }
@@ -284,7 +518,12 @@ fn reap_quiet() {
 }
 
 /// Body of a forked child: signals, per-child init, then its loop.
-fn child_main(setup: &Setup<'_>, spec: &ProcSpec, links: Vec<(UnixStream, UnixStream)>) -> i32 {
+fn child_main(
+    setup: ChildEnv<'_>,
+    spec: &ProcSpec,
+    links: Vec<(UnixStream, UnixStream)>,
+    handoff: Option<UnixDatagram>,
+) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -330,7 +569,7 @@ fn child_main(setup: &Setup<'_>, spec: &ProcSpec, links: Vec<(UnixStream, UnixSt
         }
         ProcKind::TcpMain => {
             let mains = links.into_iter().map(|(m, _)| m).collect();
-            tcp::main_loop(setup.sockets, mains, &stop);
+            tcp::main_loop(setup.sockets, mains, handoff, &stop);
         }
         ProcKind::TcpReceiver { child } => {
             let Some(link) = links.into_iter().nth(*child).map(|(_, w)| w) else {

@@ -6,15 +6,18 @@
 //! together with the index of the listen socket. A worker polls its link
 //! and its connections, reads, frames SIP messages with `ser_sip::frame_stream` and
 //! calls the handler; replies go back on the same connection. Unlike SER a
-//! worker keeps its connections until they close (no hand-back to tcp main
-//! yet), and there is no connection lookup for sending from other processes.
+//! worker keeps its connections until they close (no hand-back to tcp main).
+//! Sending from any process goes through [`crate::tcp_conn`]: connections
+//! opened by non-workers reach tcp main over the handoff socket and are
+//! given to a worker like accepted ones.
 
-use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::io::{ErrorKind, IoSlice, IoSliceMut, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -35,8 +38,14 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 2048;
 const STOP_POLL_MS: u16 = 250;
 
 /// tcp main: accepts on every TCP socket and passes connections to the
-/// workers until `stop` is set.
-pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &AtomicBool) {
+/// workers until `stop` is set; connections other processes opened arrive
+/// on `handoff` and are passed on the same way.
+pub fn main_loop(
+    sockets: &[ListenSocket],
+    workers: Vec<UnixStream>,
+    handoff: Option<UnixDatagram>,
+    stop: &AtomicBool,
+) {
     let listeners: Vec<(usize, &ListenSocket)> = sockets
         .iter()
         .enumerate()
@@ -59,6 +68,9 @@ pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &Atom
             .filter_map(|(_, s)| s.tcp())
             .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
             .collect();
+        if let Some(h) = &handoff {
+            fds.push(PollFd::new(h.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
             Ok(0) => continue,
             Ok(_) => {}
@@ -69,7 +81,33 @@ pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &Atom
                 continue;
             }
         }
+        let handed = handoff.is_some()
+            && fds
+                .last()
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
         drop(fds);
+        if let (true, Some(h), false) = (handed, &handoff, workers.is_empty()) {
+            match recv_fd(h.as_raw_fd()) {
+                Ok(Some((_, fd))) => {
+                    let stream = TcpStream::from(fd);
+                    let v4 = stream.peer_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+                    // the listen socket a handed-over connection counts as
+                    let index = listeners
+                        .iter()
+                        .find(|(_, s)| s.addr().is_ipv4() == v4)
+                        .or(listeners.first())
+                        .map_or(0, |(i, _)| *i);
+                    let w = &workers[next % workers.len()];
+                    next = next.wrapping_add(1);
+                    if let Err(e) = send_fd(w, &(index as u32).to_ne_bytes(), stream.as_raw_fd()) {
+                        log::error!("tcp main: passing an outgoing connection: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::error!("tcp main: handoff: {e}"),
+            }
+        }
         for (index, s) in &listeners {
             let Some(l) = s.tcp() else { continue };
             loop {
@@ -101,9 +139,14 @@ pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &Atom
 }
 
 fn send_fd(link: &UnixStream, data: &[u8], fd: RawFd) -> nix::Result<usize> {
+    send_fd_raw(link.as_raw_fd(), data, fd)
+}
+
+/// Sends `data` with `fd` attached (SCM_RIGHTS) on the unix socket `link`.
+pub(crate) fn send_fd_raw(link: RawFd, data: &[u8], fd: RawFd) -> nix::Result<usize> {
     let fds = [fd];
     sendmsg::<()>(
-        link.as_raw_fd(),
+        link,
         &[IoSlice::new(data)],
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::empty(),
@@ -113,16 +156,11 @@ fn send_fd(link: &UnixStream, data: &[u8], fd: RawFd) -> nix::Result<usize> {
 
 /// Receives one passed connection: the listen socket index and the fd.
 /// `Ok(None)` when tcp main closed the link.
-fn recv_fd(link: &UnixStream) -> nix::Result<Option<(usize, OwnedFd)>> {
+fn recv_fd(link: RawFd) -> nix::Result<Option<(usize, OwnedFd)>> {
     let mut data = [0u8; 4];
     let mut iov = [IoSliceMut::new(&mut data)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        link.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )?;
+    let msg = recvmsg::<()>(link, &mut iov, Some(&mut space), MsgFlags::empty())?;
     if msg.bytes == 0 {
         return Ok(None);
     }
@@ -144,24 +182,20 @@ fn recv_fd(link: &UnixStream) -> nix::Result<Option<(usize, OwnedFd)>> {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     sock: usize,
     buf: Vec<u8>,
     last_read: Instant,
 }
 
-struct Reply<'a>(&'a mut TcpStream);
+struct Reply<'a>(&'a TcpStream);
 
 impl StreamReply for Reply<'_> {
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        // The connection is non-blocking for reads; write with a bounded
-        // blocking send so a reply is not cut short.
-        self.0.set_nonblocking(false)?;
-        self.0.set_write_timeout(Some(Duration::from_secs(1)))?;
-        let r = self.0.write_all(bytes);
-        self.0.set_nonblocking(true)?;
-        r
+        // The connection is non-blocking for reads; wait for room so a
+        // reply is not cut short, within a bound.
+        crate::tcp_conn::write_all_timeout(self.0, bytes, crate::tcp_conn::SEND_TIMEOUT)
     }
 }
 
@@ -174,10 +208,22 @@ pub fn worker_loop(
     lifetime: Duration,
     stop: &AtomicBool,
 ) {
+    crate::tcp_conn::mark_worker();
     let mut conns: Vec<Conn> = Vec::new();
     let mut link_open = true;
     let mut chunk = vec![0u8; 16 * 1024];
     while !stop.load(Ordering::Relaxed) && (link_open || !conns.is_empty()) {
+        for (stream, peer) in crate::tcp_conn::take_fresh() {
+            if stream.set_nonblocking(true).is_ok() {
+                conns.push(Conn {
+                    stream,
+                    peer,
+                    sock: first_tcp(sockets, peer),
+                    buf: Vec::new(),
+                    last_read: Instant::now(),
+                });
+            }
+        }
         let mut fds = Vec::with_capacity(conns.len() + 1);
         fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
         fds.extend(
@@ -193,7 +239,13 @@ pub fn worker_loop(
         drop(fds);
         let now = Instant::now();
         let before = conns.len();
-        conns.retain(|c| now.duration_since(c.last_read) < lifetime);
+        conns.retain(|c| {
+            let keep = now.duration_since(c.last_read) < lifetime;
+            if !keep {
+                crate::tcp_conn::unregister(&c.stream, c.peer);
+            }
+            keep
+        });
         if conns.len() != before {
             // Indices moved; what is readable stays readable for the next
             // (level-triggered) poll.
@@ -220,23 +272,28 @@ pub fn worker_loop(
             }
         }
         for i in closed.into_iter().rev() {
-            conns.swap_remove(i);
+            let c = conns.swap_remove(i);
+            crate::tcp_conn::unregister(&c.stream, c.peer);
         }
         if link_open && ready[0] {
-            match recv_fd(&link) {
+            match recv_fd(link.as_raw_fd()) {
                 Ok(Some((sock, fd))) => {
                     let stream = TcpStream::from(fd);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
                         (Ok(peer), _) if conns.len() >= MAX_CONNECTIONS_PER_WORKER => {
                             log::warn!("tcp worker: too many connections, refusing {peer}")
                         }
-                        (Ok(peer), Ok(())) if sock < sockets.len() => conns.push(Conn {
-                            stream,
-                            peer,
-                            sock,
-                            buf: Vec::new(),
-                            last_read: Instant::now(),
-                        }),
+                        (Ok(peer), Ok(())) if sock < sockets.len() => {
+                            let stream = Arc::new(stream);
+                            crate::tcp_conn::register(stream.clone(), peer);
+                            conns.push(Conn {
+                                stream,
+                                peer,
+                                sock,
+                                buf: Vec::new(),
+                                last_read: Instant::now(),
+                            })
+                        }
                         _ => log::warn!("tcp worker: dropping unusable connection"),
                     }
                 }
@@ -251,6 +308,16 @@ pub fn worker_loop(
     }
 }
 
+/// Index of the first TCP listen socket of `peer`'s address family (what an
+/// outgoing connection counts as having arrived on).
+fn first_tcp(sockets: &[ListenSocket], peer: SocketAddr) -> usize {
+    sockets
+        .iter()
+        .position(|s| s.proto() == Proto::Tcp && s.addr().is_ipv4() == peer.is_ipv4())
+        .or_else(|| sockets.iter().position(|s| s.proto() == Proto::Tcp))
+        .unwrap_or(0)
+}
+
 /// Reads what is available and handles complete messages; false when the
 /// connection is finished (EOF, error, or not SIP).
 fn read_conn(
@@ -260,7 +327,7 @@ fn read_conn(
     chunk: &mut [u8],
 ) -> bool {
     loop {
-        match c.stream.read(chunk) {
+        match (&*c.stream).read(chunk) {
             Ok(0) => return false,
             Ok(n) => {
                 c.buf.extend_from_slice(&chunk[..n]);
@@ -286,7 +353,7 @@ fn read_conn(
                 let sock = &sockets[c.sock];
                 log::trace!("tcp: message of {n} bytes from {} on {sock}", c.peer);
                 let peer = c.peer;
-                let mut reply = Reply(&mut c.stream);
+                let mut reply = Reply(&c.stream);
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     handler.on_stream_message(&msg, peer, sock, &mut reply)
                 }));
@@ -301,6 +368,7 @@ fn read_conn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn fd_passing_over_socketpair() {
@@ -310,7 +378,7 @@ mod tests {
         let (srv, _) = l.accept().unwrap();
         send_fd(&a, &7u32.to_ne_bytes(), srv.as_raw_fd()).unwrap();
         drop(srv);
-        let (idx, fd) = recv_fd(&b).unwrap().unwrap();
+        let (idx, fd) = recv_fd(b.as_raw_fd()).unwrap().unwrap();
         assert_eq!(idx, 7);
         let mut got = TcpStream::from(fd);
         (&client).write_all(b"hi").unwrap();
@@ -347,7 +415,7 @@ mod tests {
         let (m, w) = UnixStream::pair().unwrap();
         let main = {
             let (s, st) = (sockets.clone(), stop.clone());
-            std::thread::spawn(move || main_loop(&s, vec![m], &st))
+            std::thread::spawn(move || main_loop(&s, vec![m], None, &st))
         };
         let worker = {
             let (s, st) = (sockets.clone(), stop.clone());

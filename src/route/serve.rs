@@ -222,16 +222,25 @@ impl ChildInit for ScriptInit {
 }
 
 /// Sends over the installed UDP sockets: the one asked for (`force_send_socket`,
-/// the receiving socket), else the first of the destination's address family.
+/// the receiving socket), else the first of the destination's address family;
+/// TCP over a connection this process holds to the peer, else a new one
+/// (`ser_children::tcp_conn`).
 struct SocketsTransport;
 
 impl Transport for SocketsTransport {
     fn send(&self, buf: &[u8], dst: &Dest) -> io::Result<()> {
-        if dst.proto != Proto::Udp {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "only UDP sending is wired yet",
-            ));
+        match dst.proto {
+            Proto::Udp => {}
+            Proto::Tcp => return ser_children::tcp_conn::send(dst.addr, buf),
+            Proto::Tls | Proto::Sctp => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "sending over {} is not supported by this build",
+                        dst.proto.as_str()
+                    ),
+                ))
+            }
         }
         let socks = ser_children::socket::all();
         let udp = |s: &&ListenSocket| s.udp().is_some();
@@ -313,56 +322,18 @@ impl SipHandler for Worker {
         }) else {
             return;
         };
-        // what goes back to the peer is queued and written on its connection
-        let transport = Arc::new(StreamTransport {
-            peer: src,
-            queued: Mutex::new(Vec::new()),
-        });
-        let mut env = Env::new(
-            transport.clone(),
-            self.env.myself.clone(),
-            self.env.listen.clone(),
-        );
-        env.cfg = self.env.cfg.clone();
-        env.server_header = self.env.server_header.clone();
-        let mut ctx = MsgCtx::new(msg, &env, src, sock.addr(), Proto::Tcp);
+        // Everything to the peer goes out on its connection: this worker
+        // holds it (ser_children::tcp_conn), also under the Via's sent-by.
+        if msg.is_request() {
+            if let Ok(v) = msg.via1() {
+                let port = v.port.unwrap_or(5060);
+                if port != src.port() {
+                    ser_children::tcp_conn::add_alias(SocketAddr::new(src.ip(), port), src);
+                }
+            }
+        }
+        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), Proto::Tcp);
         run(&self.script, &mut ctx);
-        drop(ctx);
-        let queued =
-            std::mem::take(&mut *transport.queued.lock().unwrap_or_else(|p| p.into_inner()));
-        for bytes in queued {
-            if let Err(err) = reply.send(&bytes) {
-                log::warn!("cannot write to {src}: {err}");
-                break;
-            }
-        }
-    }
-}
-
-/// For a message that came over TCP: sends to the peer are queued for its
-/// connection; UDP goes out through the installed sockets; other TCP
-/// destinations need tcp main (not wired yet).
-struct StreamTransport {
-    peer: SocketAddr,
-    queued: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Transport for StreamTransport {
-    fn send(&self, buf: &[u8], dst: &Dest) -> io::Result<()> {
-        match dst.proto {
-            Proto::Tcp if dst.addr == self.peer => {
-                self.queued
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(buf.to_vec());
-                Ok(())
-            }
-            Proto::Udp => SocketsTransport.send(buf, dst),
-            _ => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "sending over a new TCP connection is not wired yet",
-            )),
-        }
     }
 }
 
