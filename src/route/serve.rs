@@ -104,8 +104,9 @@ impl ScriptInit {
         *self.ctl.lock().unwrap_or_else(|p| p.into_inner()) = Some((listeners, config));
     }
 
-    /// Whether a ctl process is needed (`ctl` / `mi_fifo` loaded with an
-    /// address); start-up forks one when this is true.
+    /// Whether the modules ask for a ctl process (`ctl` / `mi_fifo` loaded
+    /// with an address).  Start-up forks one when it bound any management
+    /// listener ([`crate::ctl`], which adds the core `fifo=`).
     pub fn wants_ctl(&self) -> bool {
         !ser_modules::ctl::listen_addrs(self.script.modules()).is_empty()
     }
