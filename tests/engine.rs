@@ -547,6 +547,33 @@ fn the_2001_table_file_routes_by_its_rules() {
 }
 
 #[test]
+fn module_pvars_and_named_routes_run_by_modules() {
+    // what tm does for a failure route: fill $T_* and run the route by name
+    let s = load("failure_route[F] { if ($T_reply_code == 486) $var(r) = \"busy\"; }");
+    let rec = Arc::new(Recorder::default());
+    let env = env(&rec);
+    let mut ctx = MsgCtx::new(
+        request("INVITE", "sip:a@b", ""),
+        &env,
+        SRC.parse().unwrap(),
+        LOCAL.parse().unwrap(),
+        Proto::Udp,
+    );
+    ctx.module_pvs
+        .insert("T_reply_code".into(), Value::Int(486));
+    let out = s.run_route(ser_parser::ast::RouteKind::Failure, Some("F"), &mut ctx);
+    assert_eq!(out, Outcome::Done);
+    assert_eq!(
+        ctx.get_pv(&parse_pv("$var(r)").unwrap()),
+        Value::from("busy")
+    );
+    assert_eq!(
+        s.run_route(ser_parser::ast::RouteKind::Failure, Some("NOPE"), &mut ctx),
+        Outcome::NoRoute
+    );
+}
+
+#[test]
 fn load_time_diagnostics() {
     let e = try_load(&format!("{SL}route {{ sl_send_replay(\"200\",\"x\"); }}"))
         .err()

@@ -195,7 +195,7 @@ impl MsgCtx<'_> {
             Pv::MsgBuf => Value::Str(String::from_utf8_lossy(self.msg.buf()).into_owned()),
             Pv::MsgLen => Value::Int(self.msg_len() as i64),
             Pv::Sel(s) => self.get_select(s),
-            Pv::Tm(_) => Value::Null,
+            Pv::Tm(name) => self.module_pvs.get(name).cloned().unwrap_or(Value::Null),
             Pv::MsgFlags => Value::Int(i64::from(self.flags.0)),
             Pv::BranchFlags => Value::Int(i64::from(self.bflags.0)),
             Pv::BranchUri => opt_str(self.branches.last().map(|b| b.uri.clone())),

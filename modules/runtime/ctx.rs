@@ -108,6 +108,9 @@ pub struct MsgCtx<'e> {
     /// A Max-Forwards header was added by a lump (maxfwd), so forwarding must
     /// not add the RFC 3261 default one.
     pub max_forwards_added: bool,
+    /// Values of module pvars (`$T_reply_code`, `$T_branch_idx`...), set by the
+    /// module that owns them (tm, for the failure/onreply/branch contexts it builds).
+    pub module_pvs: HashMap<String, Value>,
 }
 
 impl<'e> MsgCtx<'e> {
@@ -142,6 +145,7 @@ impl<'e> MsgCtx<'e> {
             last_error: None,
             replied: None,
             max_forwards_added: false,
+            module_pvs: HashMap::new(),
         }
     }
 

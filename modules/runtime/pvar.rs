@@ -85,7 +85,7 @@ pub enum Pv {
     MsgLen,
     /// `$sel(...)` — a select.
     Sel(Select),
-    /// `$T_*` (tm pvars; read by tm once it lands, null until then).
+    /// `$T_*` (tm pvars): read from [`crate::runtime::ctx::MsgCtx::module_pvs`], null when unset.
     Tm(String),
     /// `$mf`: message flags.
     MsgFlags,

@@ -388,7 +388,12 @@ impl Compiler {
     fn pv_of(&mut self, e: &Expr) -> Option<Pv> {
         let r = match e {
             Expr::Pvar(p) => parse_pv(&p.raw).map_err(|m| (p.span, m)),
-            Expr::Avp(a) => avp_ref(a).map(Pv::Avp).map_err(|m| (a.span, m)),
+            // a class-less `$name` the parser took for an AVP may be a pvar we know
+            // (`$T_reply_code`)
+            Expr::Avp(a) => match parse_pv(&a.raw) {
+                Ok(pv) if a.class.is_none() && !matches!(pv, Pv::Avp(_)) => Ok(pv),
+                _ => avp_ref(a).map(Pv::Avp).map_err(|m| (a.span, m)),
+            },
             Expr::Select(s) => select_of(s).map(Pv::Sel).map_err(|m| (s.span, m)),
             other => Err((other.span(), "not a variable".to_owned())),
         };
