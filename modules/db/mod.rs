@@ -398,6 +398,31 @@ impl Conn {
         self.drv.batch(sql)
     }
 
+    /// Run `f` in a transaction: committed if it succeeds, rolled back if
+    /// not (several processes rewriting one AOR never interleave).
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let begin = match self.dialect() {
+            // Take the write lock at once: no lock upgrade, no deadlock.
+            Dialect::Numbered => "BEGIN IMMEDIATE",
+            Dialect::Dollar => "BEGIN",
+            Dialect::Question => "START TRANSACTION",
+        };
+        self.drv.batch(begin)?;
+        match f(self) {
+            Ok(v) => {
+                self.drv.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.drv.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Check `version.table_version` for `table` (Kamailio's schema check).
     pub fn check_version(&mut self, table: &str, expected: i64) -> Result<(), DbError> {
         self.check_version_in(table, expected..=expected)
@@ -641,6 +666,15 @@ mod tests {
                 c.delete("subscriber", &[("username", DbValue::Str("alice".into()))])?,
                 1
             );
+            // A failed transaction leaves nothing behind.
+            let r: Result<(), DbError> = c.transaction(|c| {
+                c.insert("subscriber", &[("username", DbValue::Str("tx".into()))])?;
+                Err(DbError::Query("abort".into()))
+            });
+            assert!(r.is_err());
+            assert!(c.query("subscriber", &["username"], &[], None)?.is_empty());
+            c.transaction(|c| c.insert("subscriber", &[("username", DbValue::Str("tx".into()))]))?;
+            assert_eq!(c.query("subscriber", &["username"], &[], None)?.len(), 1);
             Ok(())
         })
         .unwrap();

@@ -222,11 +222,13 @@ pub fn write_aor(d: &Domain, aor: &str, list: &[Ucontact]) -> Result<(), UlError
     }
     let k = keys(d, aor);
     db::with(&d.cfg.db_url, |c| {
-        c.delete(&d.name, &k)?;
-        for u in list {
-            c.insert(&d.name, &row_values(d, aor, u))?;
-        }
-        Ok(())
+        c.transaction(|c| {
+            c.delete(&d.name, &k)?;
+            for u in list {
+                c.insert(&d.name, &row_values(d, aor, u))?;
+            }
+            Ok(())
+        })
     })?;
     Ok(())
 }

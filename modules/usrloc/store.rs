@@ -168,6 +168,8 @@ impl Table {
     /// A new table in shm (main process, before fork).
     pub fn create() -> Result<Table, ser_shm::ShmError> {
         let ht = ser_shm::ShmBox::leak(ser_shm::ShmBox::new(HashTable::new(BUCKETS)?)?);
+        // Lock recovery: main releases a bucket lock a dead child held.
+        ser_shm::register_table("usrloc", ht);
         Ok(Table { ht })
     }
 
