@@ -7,6 +7,12 @@
 //! shm block (u16 length + bytes each), the numbers sit beside it.  Callers
 //! work on a decoded private copy ([`Ucontact`]) and write the whole list
 //! back under the bucket lock ([`Table::update`]).
+//!
+//! Measured (`bytes_per_contact` test, allocator overhead included): a
+//! further contact of an AOR costs ~230 bytes of shm (56-byte record +
+//! one block for a typical 148 bytes of strings); an AOR with one contact
+//! ~610 bytes while buckets are nearly empty (bucket vector spare capacity
+//! and the AOR's own blocks), less as buckets fill.
 
 use ser_shm::{hash, HashTable, ShmStr, ShmVec};
 
