@@ -30,18 +30,19 @@ pub mod runtime {
     pub mod value;
 }
 
+pub mod acc;
 pub mod auth;
 pub mod auth_db;
+pub mod ctl;
 pub mod db;
 pub mod domain;
-pub mod ctl;
 pub mod kex;
 pub mod maxfwd;
 pub mod nathelper;
 pub mod print;
+pub mod pv;
 pub mod registrar;
 pub mod rr;
-pub mod pv;
 pub mod sanity;
 pub mod siputils;
 pub mod sl;

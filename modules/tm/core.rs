@@ -416,6 +416,8 @@ impl Tm {
         }
         let e = |e: ser_shm::ShmError| e.to_string();
         let table = ShmBox::leak(ShmBox::new(HashTable::new(buckets).map_err(e)?).map_err(e)?);
+        // Lock recovery: main releases a bucket lock a dead child held.
+        ser_shm::register_table("tm transactions", table);
         let stats =
             ShmBox::leak(ShmBox::new(std::array::from_fn(|_| AtomicU64::new(0))).map_err(e)?);
         let next_id = ShmBox::leak(ShmBox::new(AtomicU64::new(1)).map_err(e)?);
@@ -470,9 +472,14 @@ impl Tm {
     }
 
     /// Run `f` on a transaction under its bucket lock.
+    /// Replies noted for [`super::hooks`] are reported after the lock is released.
     fn with_tx<R>(&self, t: TxRef, f: impl FnOnce(&mut TxSlot) -> R) -> Option<R> {
-        let mut b = self.table.bucket(t.hash);
-        b.iter_mut().find(|s| s.0[0] == t.id).map(f)
+        let r = {
+            let mut b = self.table.bucket(t.hash);
+            b.iter_mut().find(|s| s.0[0] == t.id).map(f)
+        };
+        super::hooks::fire();
+        r
     }
 
     /// Find the transaction a request belongs to.
@@ -667,6 +674,18 @@ impl Tm {
         }
         t.state = next;
         t.up_code = code;
+        if super::hooks::wanted() {
+            super::hooks::note(super::hooks::ReplyOut {
+                request: s.1.as_bytes().to_vec(),
+                reply: bytes.to_vec(),
+                code,
+                flags: t.flags,
+                avps: Meta::decode(s.2.as_bytes()).avp_store(),
+                local,
+                src: t.src,
+                dst: t.local,
+            });
+        }
         match next {
             State::Completed if t.invite => {
                 // Timer G (UDP only) until the ACK, timer H gives up.

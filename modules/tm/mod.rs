@@ -28,6 +28,7 @@
 //! - a selected 503 is relayed as 500; 401/407 challenges are aggregated.
 
 pub mod core;
+pub mod hooks;
 pub mod matching;
 pub mod select;
 pub mod state;
