@@ -104,11 +104,11 @@ uninstall:
 
 # ser.cfg with the Debian paths (/etc/ser, database in /var/lib/ser), for
 # the [package.metadata.deb] assets of Cargo.toml.
+DEB_ASSETS ?= target/deb
 deb-assets:
-	mkdir -p target/deb
-	$(MAKE) --no-print-directory SBINDIR=/usr/sbin CFGDIR=/etc/ser DATADIR=/usr/share/ser \
-		DBFILE=/var/lib/ser/ser.db DEFAULTSDIR=/etc/default subst-cfg \
-		SUBST_OUT=target/deb/ser.cfg
+	mkdir -p $(DEB_ASSETS)
+	$(MAKE) --no-print-directory CFGDIR=/etc/ser DATADIR=/usr/share/ser \
+		DBFILE=/var/lib/ser/ser.db SUBST_OUT=$(DEB_ASSETS)/ser.cfg subst-cfg
 
 subst-cfg:
 	$(SUBST_CFG) etc/ser.cfg > $(SUBST_OUT)

@@ -503,3 +503,87 @@ fn startup_and_shutdown_are_logged() {
         assert!(text.contains(&want), "log lacks `{want}`:\n{text}");
     }
 }
+
+/// The `[package.metadata.deb]` assets exist (or are made by `make
+/// deb-assets` / the release build), the maintainer scripts are valid sh,
+/// and the Debian config names the Debian paths and checks clean.
+#[test]
+fn debian_package_metadata_is_complete() {
+    let root = Path::new(ROOT);
+    let toml = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let section = toml
+        .split("[package.metadata.deb]")
+        .nth(1)
+        .expect("[package.metadata.deb] in Cargo.toml");
+    let mut sources = Vec::new();
+    for line in section.lines().map(str::trim) {
+        if let Some(inner) = line.strip_prefix("[\"") {
+            sources.push(inner.split('"').next().unwrap().to_owned());
+        }
+    }
+    assert!(sources.len() >= 8, "{sources:?}");
+    for src in &sources {
+        if src.starts_with("target/") {
+            continue;
+        }
+        if let Some(dir) = src.strip_suffix("/*.sql") {
+            assert!(root.join(dir).join("sqlite.sql").is_file(), "{src}");
+            continue;
+        }
+        assert!(root.join(src).is_file(), "deb asset {src} missing");
+    }
+    assert!(section.contains("maintainer-scripts = \"etc/debian/\""));
+    assert!(root.join("etc/ser.service").is_file());
+    for script in ["postinst", "postrm", "prerm"] {
+        let p = root.join("etc/debian").join(script);
+        assert_eq!(mode(&p) & 0o111, 0o111, "{script} not executable");
+        let out = Command::new("sh").arg("-n").arg(&p).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", describe(&out));
+    }
+    let postinst = fs::read_to_string(root.join("etc/debian/postinst")).unwrap();
+    assert!(postinst.contains("adduser --system"));
+    assert!(postinst.contains("#DEBHELPER#"));
+
+    if !have("make") {
+        eprintln!("make not found: deb-assets check skipped");
+        return;
+    }
+    let tmp = TmpDir::new("deb");
+    let out = Command::new("make")
+        .args(["-s", "-C", ROOT, "deb-assets"])
+        .arg(format!("DEB_ASSETS={}", tmp.0.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let cfg = tmp.path("ser.cfg");
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("sqlite:///var/lib/ser/ser.db"));
+    assert!(!text.contains("/usr/local"), "{text}");
+    let out = Command::new(SER)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Every option `sercmd -h` prints is in sercmd.8.
+#[test]
+fn sercmd_8_lists_every_option() {
+    let out = Command::new(sercmd_bin()).arg("-h").output().unwrap();
+    let help = text(&out.stdout);
+    let page = fs::read_to_string(Path::new(ROOT).join("man/sercmd.8")).unwrap();
+    let mut n = 0;
+    for line in help.lines() {
+        let Some(flag) = line.strip_prefix("    -").and_then(|r| r.chars().next()) else {
+            continue;
+        };
+        n += 1;
+        assert!(
+            page.contains(&format!(".B \\-{flag}\n")) || page.contains(&format!(".BI \\-{flag} ")),
+            "sercmd.8 does not document -{flag}"
+        );
+    }
+    assert!(n >= 8, "only {n} options in sercmd -h:\n{help}");
+}
