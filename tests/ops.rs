@@ -281,6 +281,8 @@ struct InitScript {
     tmp: TmpDir,
     cfg: PathBuf,
     pid_file: PathBuf,
+    /// SER_USER / SER_GROUP (empty: stay root).
+    user: (&'static str, &'static str),
 }
 
 impl InitScript {
@@ -298,7 +300,12 @@ impl InitScript {
         .unwrap();
         // The run directory does not exist yet: the script creates it.
         let pid_file = tmp.path("run/ser.pid");
-        InitScript { tmp, cfg, pid_file }
+        InitScript {
+            tmp,
+            cfg,
+            pid_file,
+            user: ("", ""),
+        }
     }
 
     fn run(&self, action: &str, cfg: &Path) -> Output {
@@ -309,8 +316,8 @@ impl InitScript {
             .env("PIDFILE", &self.pid_file)
             .env("DEFAULTS", self.tmp.path("no-defaults"))
             .env("SHM_MEMORY", "16")
-            .env("SER_USER", "")
-            .env("SER_GROUP", "")
+            .env("SER_USER", self.user.0)
+            .env("SER_GROUP", self.user.1)
             .env("SER_PLAIN_OUTPUT", "1")
             .output()
             .unwrap()
@@ -586,4 +593,53 @@ fn sercmd_8_lists_every_option() {
         );
     }
     assert!(n >= 8, "only {n} options in sercmd -h:\n{help}");
+}
+
+/// As root, the init script runs ser as SER_USER/SER_GROUP: the run
+/// directory is handed to that user, the processes drop to it after
+/// binding, and stop still removes the pid file.
+#[test]
+fn init_script_runs_ser_as_its_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: privilege drop through the init script not tested");
+        return;
+    }
+    let (Ok(Some(user)), Ok(Some(group))) = (
+        nix::unistd::User::from_name("nobody"),
+        nix::unistd::Group::from_name("nogroup"),
+    ) else {
+        eprintln!("no nobody/nogroup: privilege drop through the init script not tested");
+        return;
+    };
+    let port = free_port();
+    let mut s = InitScript::new(port);
+    s.user = ("nobody", "nogroup");
+    let _guard = PidGuard(s.pid_file.clone());
+    let out = s.run("start", &s.cfg);
+    assert!(out.status.success(), "start: {}", describe(&out));
+    let pid = read_pid(&s.pid_file).expect("pid file written");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert!(
+        ids("Uid:").iter().all(|u| *u == user.uid.to_string()),
+        "{status}"
+    );
+    assert!(
+        ids("Gid:").iter().all(|g| *g == group.gid.to_string()),
+        "{status}"
+    );
+    assert_eq!(
+        options(port).as_deref(),
+        Some("SIP/2.0 200 init script test")
+    );
+    let out = s.run("stop", &s.cfg);
+    assert!(out.status.success(), "stop: {}", describe(&out));
+    assert!(!alive(pid));
+    assert!(!s.pid_file.exists(), "pid file left behind");
 }
