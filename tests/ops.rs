@@ -440,6 +440,24 @@ fn startup_errors_exit_1_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "ser: unknown user 'no-such-user-ops'\n");
 
+    // Privileges that cannot be dropped: an unprivileged ser asked for root.
+    if nix::unistd::geteuid().is_root() && have("setpriv") {
+        let free = free_port();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", SER])
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-u", "0", "-g", "0", "-l"])
+            .arg(format!("udp:127.0.0.1:{free}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert_eq!(
+            text(&out.stderr),
+            "ser: setgid 0: Operation not permitted (os error 1)\n"
+        );
+    }
+
     fs::write(&cfg, "route { sl_send_reply(\"200\"; }\n").unwrap();
     let out = run(&["-DD"]);
     assert_eq!(out.status.code(), Some(1));
