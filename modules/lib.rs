@@ -43,6 +43,7 @@ pub mod gflags;
 pub mod kex;
 pub mod maxfwd;
 pub mod nathelper;
+pub mod permissions;
 pub mod print;
 pub mod pv;
 pub mod registrar;
