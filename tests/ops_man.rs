@@ -15,6 +15,9 @@ use ser_modules::registry;
 
 const SER: &str = env!("CARGO_BIN_EXE_ser");
 
+/// How to bring the pages up to date.
+const UPDATE: &str = "UPDATE_MAN=1 cargo test -p ser --test ops_man";
+
 fn man_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("man")
@@ -177,8 +180,7 @@ fn check_page(name: &str, parts: &[(&str, String)]) {
         .position(|(a, b)| a != b)
         .map_or(current.lines().count().min(want.lines().count()), |i| i);
     panic!(
-        "man/{name} is out of date from line {} (generated: {:?}); run \
-         UPDATE_MAN=1 cargo test -p ser --test ops_man",
+        "man/{name} is out of date from line {} (generated: {:?}); run {UPDATE}",
         line + 1,
         want.lines().nth(line)
     );
@@ -228,13 +230,13 @@ fn ser_cfg_5_lists_every_module_function() {
     for m in registry::builtin() {
         assert!(
             page.contains(&format!(".SS {}\n", roff(m.name()))),
-            "module {}",
+            "module {} is not in man/ser.cfg.5: run {UPDATE}",
             m.name()
         );
         for f in m.functions() {
             assert!(
                 page.contains(&format!(".B {}()\n", roff(f.name))),
-                "{}: function {}",
+                "{}: function {} is not in man/ser.cfg.5: run {UPDATE}",
                 m.name(),
                 f.name
             );
@@ -242,7 +244,7 @@ fn ser_cfg_5_lists_every_module_function() {
         for p in m.params() {
             assert!(
                 page.contains(&format!(".B {}\n", roff(p.name))),
-                "{}: parameter {}",
+                "{}: parameter {} is not in man/ser.cfg.5: run {UPDATE}",
                 m.name(),
                 p.name
             );
