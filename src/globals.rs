@@ -44,6 +44,9 @@ pub struct Globals {
     pub disable_tcp: bool,
     /// `tcp_connection_lifetime=`, seconds.
     pub tcp_lifetime: u32,
+    /// `child_respawn=yes`: main replaces a dead child instead of stopping
+    /// the server (SER stops: the default).
+    pub child_respawn: bool,
     /// `-m`, MB.
     pub shm_mb: u32,
     /// `-b`: receive buffer probing ceiling.
@@ -94,6 +97,7 @@ impl Default for Globals {
             tcp_children: None,
             disable_tcp: false,
             tcp_lifetime: 120,
+            child_respawn: false,
             shm_mb: DEFAULT_SHM_MB,
             rcvbuf_max: MAX_RECV_BUFFER_SIZE as u32,
             user: None,
@@ -202,6 +206,7 @@ impl Globals {
                     "tcp_children" => self.tcp_children = Some(ranged(value)?),
                     "disable_tcp" => self.disable_tcp = boolean(value)?,
                     "tcp_connection_lifetime" => self.tcp_lifetime = ranged(value)?,
+                    "child_respawn" => self.child_respawn = boolean(value)?,
                     "user" | "uid" => self.user = Some(text(value)?),
                     "group" | "gid" => self.group = Some(text(value)?),
                     "chroot" => self.chroot = Some(text(value)?.into()),

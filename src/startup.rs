@@ -198,8 +198,11 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
         tcp_lifetime: Duration::from_secs(u64::from(g.tcp_lifetime.max(1))),
         on_usr1: &usr1,
         notice,
-        // SER's default; `child_respawn` is not a core parameter yet.
-        respawn: supervisor::Respawn::OFF,
+        respawn: if g.child_respawn {
+            supervisor::Respawn::ON
+        } else {
+            supervisor::Respawn::OFF
+        },
     });
     init.destroy();
     daemon::remove_pid_files(&dopts);

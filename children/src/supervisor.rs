@@ -588,3 +588,33 @@ fn child_main(
     }
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_guard_counts_deaths_per_slot_within_the_window() {
+        let mut g = CrashGuard::new(3, Respawn::ON);
+        let t0 = Instant::now();
+        for i in 0..5 {
+            assert_eq!(g.record(1, t0 + Duration::from_secs(i)), None);
+        }
+        // Another slot has its own count.
+        assert_eq!(g.record(2, t0), None);
+        assert_eq!(g.record(1, t0 + Duration::from_secs(5)), Some(6));
+        // Deaths older than the window are forgotten.
+        let mut g = CrashGuard::new(2, Respawn::ON);
+        for i in 0..20 {
+            assert_eq!(g.record(1, t0 + Duration::from_secs(3 * i)), None);
+        }
+        assert_eq!(g.record(7, t0), None);
+    }
+
+    #[test]
+    fn respawn_is_off_by_default_as_in_ser() {
+        assert_eq!(Respawn::default(), Respawn::OFF);
+        assert!(Respawn::ON.enabled);
+        assert_eq!(Exit::CrashLoop { desc: "timer".into() }.code(), 1);
+    }
+}

@@ -37,6 +37,8 @@ pub const CORE: &[&str] = &[
     "workdir",
     "disable_core_dump",
     "open_files_limit",
+    // ours: main replaces a dead child instead of stopping the server
+    "child_respawn",
     "shm_mem_size",
     "shm",
     "shm_mem",
