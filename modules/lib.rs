@@ -44,6 +44,8 @@ pub mod kex;
 pub mod maxfwd;
 pub mod nathelper;
 pub mod permissions;
+pub mod presence;
+pub mod presence_xml;
 pub mod print;
 pub mod pv;
 pub mod registrar;

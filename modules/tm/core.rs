@@ -203,6 +203,12 @@ fn to_tag(t: TxRef) -> String {
     format!("tm{:x}-{:x}", t.hash, t.id)
 }
 
+/// The To-tag tm puts in its own replies of a transaction (presence keeps
+/// it as the dialog's local tag).
+pub fn local_to_tag(t: TxRef) -> String {
+    to_tag(t)
+}
+
 /// A target of t_relay: one branch to create.
 #[derive(Debug, Clone)]
 pub struct Target {
