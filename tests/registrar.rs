@@ -131,6 +131,7 @@ struct Run {
     replies: Vec<SipMsg>,
     new_uri: Option<String>,
     dst_uri: Option<String>,
+    send_socket: Option<SocketAddr>,
     branches: Vec<String>,
 }
 
@@ -183,6 +184,7 @@ fn run(script: &Script, msg: SipMsg) -> Run {
         replies,
         new_uri: ctx.new_uri.clone(),
         dst_uri: ctx.dst_uri.clone(),
+        send_socket: ctx.send_socket,
         branches: ctx.branches.iter().map(|b| b.uri.clone()).collect(),
     }
 }
@@ -249,6 +251,11 @@ fn register_replies_with_contacts_and_lookup_rewrites_the_ruri() {
     let r = run(&s, invite("sip:alice@example.com"));
     assert_eq!(r.status(), vec![299]);
     assert_eq!(r.new_uri.as_deref(), Some("sip:alice@192.0.2.11:5070"));
+    assert_eq!(
+        r.send_socket,
+        Some(LOCAL.parse().unwrap()),
+        "the socket it registered through"
+    );
     assert_eq!(r.branches, vec!["sip:alice@192.0.2.10:5070".to_string()]);
 
     let r = run(&s, invite("sip:nobody@example.com"));

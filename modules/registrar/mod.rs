@@ -643,6 +643,10 @@ pub fn lookup(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, uri: Option<&Forma
     ctx.new_uri = Some(first.uri.clone());
     ctx.dst_uri = dst_of(&first, cfg);
     ctx.bflags = Flags(ctx.bflags.0 | first.cflags);
+    // Send from the socket the contact registered through (NAT bindings).
+    if let Some(sock) = registered_socket(ctx, &first.socket) {
+        ctx.send_socket = Some(sock);
+    }
     if cfg.append_branches {
         for c in list {
             let dst = dst_of(&c, cfg);
@@ -654,6 +658,23 @@ pub fn lookup(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, uri: Option<&Forma
         }
     }
     Flow::True
+}
+
+/// The listening socket named by a stored `proto:ip:port`, if still ours.
+fn registered_socket(ctx: &MsgCtx<'_>, text: &str) -> Option<std::net::SocketAddr> {
+    let (proto, rest) = text.split_once(':')?;
+    let (ip, port) = rest.rsplit_once(':')?;
+    let ip: std::net::IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let addr = std::net::SocketAddr::new(ip, port.parse().ok()?);
+    ctx.env
+        .listen
+        .iter()
+        .any(|l| l.addr == addr && l.proto.as_str().eq_ignore_ascii_case(proto))
+        .then_some(addr)
 }
 
 /// Where to send for a contact: its NAT `received` address, or the first
