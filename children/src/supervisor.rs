@@ -224,6 +224,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         Some(rx)
     };
 
+    let hold_hook = test_hook::install();
     let env = ChildEnv {
         sockets: setup.sockets,
         init: setup.init,
@@ -233,6 +234,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         match fork_checked()? {
             Forked::Child => {
                 table::set_pid(index, nix::unistd::getpid().as_raw());
+                test_hook::maybe_hold(hold_hook, &spec.desc);
                 let code = child_main(env, spec, links, handoff);
                 std::process::exit(code);
             }
@@ -398,6 +400,38 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     }
 }
 
+/// Debug builds only: `SER_TEST_DIE_HOLDING_LOCK=<desc>` makes the first
+/// child whose description contains `<desc>` take a registered shm lock and
+/// keep it forever, so a test can kill it while it holds the lock (the
+/// replacement does not take it again).
+mod test_hook {
+    use ser_shm::{LockSet, ShmBox};
+
+    /// The lock and the description to match, made in main before fork.
+    pub type Hook = Option<(&'static LockSet, String)>;
+
+    const VAR: &str = "SER_TEST_DIE_HOLDING_LOCK";
+
+    pub fn install() -> Hook {
+        if !cfg!(debug_assertions) {
+            return None;
+        }
+        let want = std::env::var(VAR).ok().filter(|v| !v.is_empty())?;
+        let set: &'static LockSet = ShmBox::leak(ShmBox::new(LockSet::new(1).ok()?).ok()?);
+        ser_shm::register_locks("test hook", set.iter());
+        Some((set, want))
+    }
+
+    pub fn maybe_hold(hook: Hook, desc: &str) {
+        if let Some((set, want)) = hook {
+            if desc.contains(want.as_str()) {
+                log::warn!("{desc}: holding the test hook lock until killed");
+                std::mem::forget(set.get(0).lock());
+            }
+        }
+    }
+}
+
 /// A planned child that died.
 struct Dead {
     index: usize,
@@ -430,7 +464,10 @@ fn recover_locks(dead: &Dead) -> Option<Exit> {
             None
         }
         Err(msg) => {
-            log::error!("shared memory is corrupt after child {} died: {msg}", dead.pid);
+            log::error!(
+                "shared memory is corrupt after child {} died: {msg}",
+                dead.pid
+            );
             Some(Exit::ShmCorrupt { msg })
         }
     }
@@ -614,7 +651,13 @@ mod tests {
     #[test]
     fn respawn_is_off_by_default_as_in_ser() {
         assert_eq!(Respawn::default(), Respawn::OFF);
-        assert!(Respawn::ON.enabled);
-        assert_eq!(Exit::CrashLoop { desc: "timer".into() }.code(), 1);
+        const { assert!(Respawn::ON.enabled) };
+        assert_eq!(
+            Exit::CrashLoop {
+                desc: "timer".into()
+            }
+            .code(),
+            1
+        );
     }
 }
