@@ -32,10 +32,10 @@ pub mod runtime {
 
 pub mod acc;
 pub mod acc_db;
-pub mod avp;
-pub mod avp_db;
 pub mod auth;
 pub mod auth_db;
+pub mod avp;
+pub mod avp_db;
 pub mod ctl;
 pub mod db;
 pub mod domain;
