@@ -255,21 +255,55 @@ fn max_forwards_zero_gets_483() {
     );
 }
 
+#[test]
+fn options_over_ipv6() {
+    let Ok(c) = UdpSocket::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    let port = free_port();
+    let srv = Server::start(
+        "ipv6",
+        &proxy_cfg("forward()"),
+        &[format!("udp:[::1]:{port}")],
+        &[],
+    );
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = c.local_addr().unwrap().port();
+    let req = format!(
+        "OPTIONS sip:[::1]:{port} SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:{me};branch=z9hG4bK6\r\n\
+         From: <sip:a@[::1]>;tag=1\r\nTo: <sip:b@[::1]>\r\n\
+         Call-ID: v6\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.send_to(req.as_bytes(), ("::1", port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = c
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no reply over IPv6: {e}\n{}", srv.log()));
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"));
+}
+
 /// sipp UAC → ser → sipp UAS and back: INVITE (Record-Routed), 200, ACK and
 /// BYE loose-routed by the Route set the UAC learnt, 200 for the BYE.
 fn call_flow(tag: &str, tcp: bool) {
+    call_flow_mixed(tag, tcp, tcp)
+}
+
+fn call_flow_mixed(tag: &str, tcp_in: bool, tcp_out: bool) {
     if !have_sipp() {
         return;
     }
     let port = free_port();
     let uas_port = free_port();
     let uac_port = free_port();
-    let (listen, forward, transport) = if tcp {
-        (format!("tcp:127.0.0.1:{port}"), "forward_tcp()", "t1")
-    } else {
-        (format!("udp:127.0.0.1:{port}"), "forward()", "u1")
-    };
-    let srv = Server::start(tag, &proxy_cfg(forward), &[listen], &[]);
+    let tp = |tcp: bool| if tcp { "t1" } else { "u1" };
+    let (transport, uas_transport) = (tp(tcp_in), tp(tcp_out));
+    let forward = if tcp_out { "forward_tcp()" } else { "forward()" };
+    let listen = [
+        format!("udp:127.0.0.1:{port}"),
+        format!("tcp:127.0.0.1:{port}"),
+    ];
+    let srv = Server::start(tag, &proxy_cfg(forward), &listen, &[]);
     let csv = srv.dir.join("callees.csv");
     fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{uas_port};\n")).unwrap();
     let uas_out = srv.dir.join("uas.out");
@@ -277,7 +311,7 @@ fn call_flow(tag: &str, tcp: bool) {
     uas_cmd
         .args(["-sf", scenario("uas.xml").to_str().unwrap()])
         .args(["-i", "127.0.0.1", "-p", &uas_port.to_string()])
-        .args(["-t", transport, "-nostdin", "-timeout", "40s"])
+        .args(["-t", uas_transport, "-nostdin", "-timeout", "40s"])
         .stdin(Stdio::null())
         .stdout(fs::File::create(&uas_out).unwrap())
         .stderr(Stdio::null());
@@ -319,6 +353,13 @@ fn invite_ack_bye_forwarded_over_udp() {
 #[test]
 fn invite_ack_bye_forwarded_over_tcp() {
     call_flow("tcp", true);
+}
+
+/// UDP in, TCP out: a UDP receiver opens the connection; tcp main hands it
+/// to a worker, which reads the UAS's replies and forwards them over UDP.
+#[test]
+fn invite_from_udp_forwarded_over_tcp() {
+    call_flow_mixed("udp-tcp", false, true);
 }
 
 // ---- RFC 4475 torture messages, inside a network namespace ----------------
