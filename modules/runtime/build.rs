@@ -174,6 +174,8 @@ impl MsgCtx<'_> {
         host_port: Option<(&str, Option<u16>)>,
         proto: Option<Proto>,
     ) -> Result<Dest, String> {
+        // an URI target without port or maddr may have SRV records (RFC 3263)
+        let mut srv_name = None;
         let (host, port, uproto) = match host_port {
             Some((h, p)) => (h.to_owned(), p.unwrap_or(5060), None),
             None => {
@@ -189,11 +191,11 @@ impl MsgCtx<'_> {
                 let tp = u
                     .transport
                     .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
-                let default_port = if u.scheme == ser_sip::Scheme::Sips {
-                    5061
-                } else {
-                    5060
-                };
+                let sips = u.scheme == ser_sip::Scheme::Sips;
+                let default_port = if sips { 5061 } else { 5060 };
+                if u.port.is_none() && u.maddr.is_none() {
+                    srv_name = Some((if sips { "sips" } else { "sip" }, host.clone()));
+                }
                 (host, u.port.unwrap_or(default_port), tp)
             }
         };
@@ -201,6 +203,17 @@ impl MsgCtx<'_> {
             return Err("destination has no host".into());
         }
         let proto = proto.or(uproto).unwrap_or(Proto::Udp);
+        if let Some((service, name)) = srv_name {
+            let tp = if proto == Proto::Udp { "udp" } else { "tcp" };
+            let srv = crate::runtime::transport::srv::lookup(service, tp, &name);
+            if let Some(addr) = srv.iter().find_map(|r| resolve(&r.target, r.port).ok()) {
+                return Ok(Dest {
+                    proto,
+                    addr,
+                    send_sock: self.send_socket,
+                });
+            }
+        }
         Ok(Dest {
             proto,
             addr: resolve(&host, port)?,
