@@ -44,6 +44,7 @@ pub mod kex;
 pub mod maxfwd;
 pub mod nathelper;
 pub mod permissions;
+pub mod pike;
 pub mod presence;
 pub mod presence_xml;
 pub mod print;

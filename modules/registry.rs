@@ -38,6 +38,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::presence::Presence,
         &crate::presence_xml::PresenceXml,
         &crate::nathelper::Nathelper,
+        &crate::pike::Pike,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
