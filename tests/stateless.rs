@@ -298,7 +298,11 @@ fn call_flow_mixed(tag: &str, tcp_in: bool, tcp_out: bool) {
     let uac_port = free_port();
     let tp = |tcp: bool| if tcp { "t1" } else { "u1" };
     let (transport, uas_transport) = (tp(tcp_in), tp(tcp_out));
-    let forward = if tcp_out { "forward_tcp()" } else { "forward()" };
+    let forward = if tcp_out {
+        "forward_tcp()"
+    } else {
+        "forward()"
+    };
     let listen = [
         format!("udp:127.0.0.1:{port}"),
         format!("tcp:127.0.0.1:{port}"),
