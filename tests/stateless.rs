@@ -491,3 +491,11 @@ route {
     println!("torture summary: {valid} valid messages, {answered_200} valid requests answered 200");
     assert!(answered_200 >= 8, "too few valid requests processed");
 }
+
+/// TCP in, UDP out: the UAS's replies arrive at a UDP receiver, which holds
+/// no connection to the UAC (the worker does) and opens its own to the UAC's
+/// Via address (sipp listens there); see `ser_children::tcp_conn`.
+#[test]
+fn invite_from_tcp_forwarded_over_udp() {
+    call_flow_mixed("tcp-udp", true, false);
+}
