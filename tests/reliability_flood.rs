@@ -1,0 +1,134 @@
+//! Floods through the real `ser` binary: `pike_check_req()` drops a source
+//! that sends more than `reqs_density_per_unit` requests per unit while
+//! another source is still answered.
+
+use std::fs;
+use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+const SER: &str = env!("CARGO_BIN_EXE_ser");
+
+struct Ser {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Ser {
+    fn drop(&mut self) {
+        let main = self.child.id() as i32;
+        if main > 1 {
+            let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Ser {
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+fn start(cfg: &str) -> (Ser, u16) {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("ser-flood-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("ser.cfg"), cfg).unwrap();
+    let child = Command::new(SER)
+        .arg("-f")
+        .arg(dir.join("ser.cfg"))
+        .args([
+            "-l",
+            &format!("udp:127.0.0.1:{port}"),
+            "-n",
+            "2",
+            "-E",
+            "-DD",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("stderr.log")).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let ser = Ser { child, dir };
+    let end = Instant::now() + Duration::from_secs(10);
+    while !ser.log().contains("ser started") {
+        assert!(Instant::now() < end, "ser did not start:\n{}", ser.log());
+        sleep(Duration::from_millis(20));
+    }
+    (ser, port)
+}
+
+fn options(s: &UdpSocket, port: u16, call: usize) {
+    let me = s.local_addr().unwrap().port();
+    let msg = format!(
+        "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKpike{me}x{call}\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\n\
+         Call-ID: pike-{me}-{call}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    s.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+}
+
+/// Replies received on `s` until `quiet` passes without one.
+fn drain(s: &UdpSocket, quiet: Duration) -> usize {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while s.recv(&mut buf).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn pike_drops_a_flooding_source_and_serves_the_others() {
+    let (ser, port) = start(
+        "debug=2\nloadmodule \"sl\"\nloadmodule \"pike\"\n\
+         modparam(\"pike\", \"sampling_time_unit\", 10)\n\
+         modparam(\"pike\", \"reqs_density_per_unit\", 20)\n\
+         route {\n  if (!pike_check_req()) { drop; }\n  sl_send_reply(\"200\", \"OK\");\n}\n",
+    );
+    // The flooder and the good client differ by address: 127.0.0.1 vs
+    // 127.0.0.2 (both loopback).
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let good = UdpSocket::bind("127.0.0.2:0").unwrap();
+    for call in 0..200 {
+        options(&flooder, port, call);
+    }
+    let answered = drain(&flooder, Duration::from_millis(500));
+    assert!(
+        (1..=20).contains(&answered),
+        "flooder got {answered} replies\n{}",
+        ser.log()
+    );
+    for call in 0..5 {
+        options(&good, port, call);
+    }
+    assert_eq!(drain(&good, Duration::from_millis(500)), 5, "{}", ser.log());
+    // Still blocked.
+    options(&flooder, port, 1000);
+    assert_eq!(drain(&flooder, Duration::from_millis(300)), 0);
+    assert!(
+        ser.log()
+            .contains("pike: 127.0.0.1 detected as a flood source"),
+        "{}",
+        ser.log()
+    );
+}
