@@ -16,10 +16,9 @@ const UAC: &str = "127.0.0.1:5070";
 const PROXY: &str = "127.0.0.1:5060";
 const UAS: &str = "127.0.0.1:5081";
 
-fn load(cfg: &str) -> Arc<Script> {
+fn load_with(name: &str, text: &str, opts: &ParseOptions) -> Arc<Script> {
     let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str("acc.cfg", cfg, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse: {d:?}"));
+    let parsed = ser_parser::parse_str(name, text, opts).unwrap_or_else(|d| panic!("parse: {d:?}"));
     let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
         panic!(
             "config rejected:\n{}",
@@ -30,6 +29,10 @@ fn load(cfg: &str) -> Arc<Script> {
     });
     script.init_modules().expect("modules init");
     script.into_shared()
+}
+
+fn load(cfg: &str) -> Arc<Script> {
+    load_with("acc.cfg", cfg, &ParseOptions::default())
 }
 
 fn env(rec: &Arc<Recorder>) -> Env {
@@ -251,5 +254,81 @@ route {{
         ["INVITE", "a1", "", "req-1", "403", "Denied", "alice"]
     );
     assert_eq!(m[0][9], "bob");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The real kamailio-3.1.cfg with `-A WITH_ACCDB` (and DBURL pointing at a
+/// SQLite file): bob registers, alice calls him twice; the answered call is
+/// an `acc` row with the config's db_extra columns, the busy one a
+/// `missed_calls` row (flag 2 is set once lookup succeeded).
+#[test]
+fn kamailio_31_config_accounts_calls() {
+    let (dir, url) = temp_db("k31");
+    let dir_cfg = std::env::var("SER_SHARED_CONFIGS")
+        .unwrap_or_else(|_| format!("{}/../shared/configs", env!("CARGO_MANIFEST_DIR")));
+    let text = std::fs::read_to_string(format!("{dir_cfg}/kamailio-3.1.cfg")).unwrap();
+    let opts = ParseOptions {
+        defines: vec![
+            ("WITH_ACCDB".to_owned(), None),
+            ("DBURL".to_owned(), Some(format!("\"{url}\""))),
+        ],
+        ..ParseOptions::default()
+    };
+    let script = load_with("kamailio-3.1.cfg", &text, &opts);
+    let rec = Arc::new(Recorder::default());
+    let env = env(&rec);
+
+    let register = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {UAS};branch=z9hG4bK-r1\r\nMax-Forwards: 70\r\n\
+         From: <sip:bob@127.0.0.1>;tag=r1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: reg-1\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:bob@{UAS}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    run(&script, &env, register.as_bytes(), UAS);
+    let sent = rec.take();
+    assert!(
+        String::from_utf8_lossy(&sent[0].1).starts_with("SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&sent[0].1)
+    );
+
+    let call = |callid: &str| {
+        format!(
+            "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bK-{callid}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@a.example>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: {callid}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:alice@{UAC}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let answer = |code: u16| {
+        let req = relayed(&rec);
+        let b =
+            ser_sip::build_reply(&req, code, b"Whatever", b"", b"", Some(b"uas"), None).unwrap();
+        run(&script, &env, &b, UAS);
+    };
+    run(&script, &env, call("k31-1").as_bytes(), UAC);
+    answer(200);
+    run(&script, &env, call("k31-2").as_bytes(), UAC);
+    answer(486);
+
+    let acc = rows(&url, "acc");
+    assert_eq!(acc.len(), 1, "{acc:?}");
+    assert_eq!(
+        acc[0],
+        [
+            "INVITE",
+            "a1",
+            "uas",
+            "k31-1",
+            "200",
+            "Whatever",
+            "alice",
+            "a.example",
+            "bob",
+            "bob",
+            "127.0.0.1"
+        ]
+    );
+    let missed = rows(&url, "missed_calls");
+    assert_eq!(missed.len(), 1, "{missed:?}");
+    assert_eq!(&missed[0][3..5], ["k31-2", "486"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

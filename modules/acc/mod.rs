@@ -233,7 +233,7 @@ impl Module for Acc {
     fn init(&self, env: &ModuleEnv) -> Result<(), String> {
         let cfg = Arc::new(Config::from_env(env)?);
         let c = cfg.clone();
-        hooks::on_reply_out("acc", Arc::new(move |r| c.on_reply_out(r)));
+        hooks::on_reply_out("acc", env, Arc::new(move |r| c.on_reply_out(r)));
         let _ = env.state.set(Box::new(cfg));
         Ok(())
     }

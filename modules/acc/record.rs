@@ -195,6 +195,7 @@ Content-Length: 0\r\n\r\n";
             local: false,
             src: "1.2.3.4:5060".parse().unwrap(),
             dst: "127.0.0.1:5060".parse().unwrap(),
+            script: 0,
         };
         let (rec, ctx) = Record::of_reply(&r).unwrap();
         assert_eq!(

@@ -188,7 +188,7 @@ impl Module for AccDb {
     }
     fn init(&self, env: &ModuleEnv) -> Result<(), String> {
         let cfg = Arc::new(Config::from_env(env)?);
-        hooks::on_reply_out("acc_db", Arc::new(move |r| cfg.on_reply_out(r)));
+        hooks::on_reply_out("acc_db", env, Arc::new(move |r| cfg.on_reply_out(r)));
         Ok(())
     }
 }

@@ -690,6 +690,7 @@ impl Tm {
                 local,
                 src: t.src,
                 dst: t.local,
+                script: super::hooks::script_id(&self.routes),
             });
         }
         match next {

@@ -7,7 +7,9 @@
 //! without stalling other processes' work on the same bucket.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::iface::{ModuleEnv, RouteRunner};
 
 use crate::runtime::avp::AvpStore;
 
@@ -30,25 +32,44 @@ pub struct ReplyOut {
     pub src: std::net::SocketAddr,
     /// Our socket it arrived on.
     pub dst: std::net::SocketAddr,
+    /// The script the transaction belongs to ([`script_id`]).
+    pub script: usize,
+}
+
+/// Identity of the script a module runs in: the address of the route
+/// runner every module of one config shares (0 before it is set).  Hooks
+/// compare it so that several configs loaded in one process (tests) do not
+/// see each other's transactions.
+pub fn script_id(routes: &OnceLock<Weak<dyn RouteRunner>>) -> usize {
+    routes.get().map_or(0, |w| w.as_ptr() as *const () as usize)
 }
 
 /// A callback on replies sent upstream.
 pub type ReplyHook = Arc<dyn Fn(&ReplyOut) + Send + Sync>;
 
-/// Registered hooks by owner name: a module loaded again (another config in
-/// the same process, as tests do) replaces its hook instead of adding one.
-static HOOKS: Mutex<Vec<(&'static str, ReplyHook)>> = Mutex::new(Vec::new());
+/// Registered hooks by owner name and module environment: a module
+/// initialised again with the same environment replaces its hook.
+type Entry = (&'static str, usize, ReplyHook);
+static HOOKS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 thread_local! {
     static NOTED: RefCell<Vec<ReplyOut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Register (or replace) the hook of `owner`; call from a module's `init`
-/// (before fork, so every process has it).
-pub fn on_reply_out(owner: &'static str, hook: ReplyHook) {
+/// Register (or replace) the hook of module `owner` in environment `env`
+/// (call from its `init`, before fork, so every process has it).  The hook
+/// sees the transactions of its own script only.
+pub fn on_reply_out(owner: &'static str, env: &ModuleEnv, hook: ReplyHook) {
+    let key = Arc::as_ptr(&env.routes) as *const () as usize;
+    let routes = env.routes.clone();
+    let filtered: ReplyHook = Arc::new(move |r: &ReplyOut| {
+        if r.script != 0 && r.script == script_id(&routes) {
+            hook(r);
+        }
+    });
     let mut h = HOOKS.lock().unwrap_or_else(|p| p.into_inner());
-    h.retain(|(o, _)| *o != owner);
-    h.push((owner, hook));
+    h.retain(|(o, k, _)| !(*o == owner && *k == key));
+    h.push((owner, key, filtered));
 }
 
 /// Whether any hook is registered (nothing is copied otherwise).
@@ -71,7 +92,7 @@ pub fn fire() {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|(_, h)| h.clone())
+        .map(|(_, _, h)| h.clone())
         .collect();
     for r in &noted {
         for h in &hooks {
