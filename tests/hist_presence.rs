@@ -255,5 +255,42 @@ route {{
     );
     let (r, _) = take(&rec);
     assert_eq!(r.unwrap().status(), Some(481));
+
+    // 6. expiry in the timer process: a 1 s publication and subscription
+    run(
+        &script,
+        &env,
+        &subscribe("sub-3", "presence", 1, None, 1),
+        WATCHER,
+    );
+    let (_, n) = take(&rec);
+    assert_eq!(n.len(), 1);
+    run(&script, &env, &publish(4, 1, None, PIDF), PUBLISHER);
+    let (_, n) = take(&rec);
+    assert_eq!(n[0].body(), PIDF.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    script.modules().tick_all(&env, std::time::Instant::now());
+    let (_, n) = take(&rec);
+    let states: Vec<String> = n
+        .iter()
+        .map(|m| header(m, "Subscription-State").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("terminated;reason=timeout"),
+        "{states:?}"
+    );
+    assert!(
+        n.iter().all(|m| m.body().is_empty()),
+        "the publication expired first"
+    );
+    let left = db::with(&url, |c| {
+        Ok((
+            c.query("presentity", &["etag"], &[], None)?.len(),
+            c.query("active_watchers", &["callid"], &[], None)?.len(),
+        ))
+    })
+    .unwrap();
+    assert_eq!(left, (0, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }

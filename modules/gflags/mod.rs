@@ -217,3 +217,32 @@ fn fixup_is(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 fn fixup_flush(_fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> {
     Ok(Box::new(|_ctx| Flow::True))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::ParamValue;
+
+    #[test]
+    fn initial_flags_and_rpc() {
+        ser_shm::init_once(8 << 20).expect("shm");
+        let mut env = ModuleEnv::new(&Gflags);
+        env.set_param(&Gflags, "initial", ParamValue::Int(0b10), &|_| None)
+            .unwrap();
+        Gflags.init(&env).unwrap();
+        let mut reg = RpcRegistry::new();
+        Gflags.register_rpc(&env, &mut reg);
+        assert_eq!(reg.call("gflags.get", vec![]).unwrap(), [RpcValue::long(2)]);
+        reg.call("gflags.set", vec![RpcValue::Int(5)]).unwrap();
+        assert_eq!(
+            reg.call("gflags.is_set", vec![RpcValue::Int(5)]).unwrap(),
+            [RpcValue::Int(1)]
+        );
+        reg.call("gflags.reset", vec![RpcValue::Int(1)]).unwrap();
+        assert_eq!(
+            reg.call("gflags.get", vec![]).unwrap(),
+            [RpcValue::long(32)]
+        );
+        assert!(reg.call("gflags.set", vec![RpcValue::Int(32)]).is_err());
+    }
+}
