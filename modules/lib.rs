@@ -55,6 +55,7 @@ pub mod sanity;
 pub mod siputils;
 pub mod sl;
 pub mod textops;
+pub mod tls;
 pub mod tm;
 pub mod tmx;
 pub mod uri_db;

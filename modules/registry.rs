@@ -38,6 +38,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::presence::Presence,
         &crate::presence_xml::PresenceXml,
         &crate::nathelper::Nathelper,
+        &crate::tls::Tls,
         &crate::pike::Pike,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
@@ -90,7 +91,6 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
     ("alias_db", &["alias_db_lookup"]),
     ("db_mysql", &[]),
     ("mysql", &[]),
-    ("tls", &[]),
 ];
 
 /// The module that provides `func` among the not-yet-built-in ones.

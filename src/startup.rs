@@ -159,7 +159,10 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);
     }
-    let has_tcp = sockets.iter().any(|s| s.proto() == Proto::Tcp);
+    if let Err(e) = configure_tls(&engine.init, sockets) {
+        return fail(&e);
+    }
+    let has_tcp = sockets.iter().any(|s| s.is_stream());
     if has_tcp && g.tcp_workers() == 0 {
         return fail(&"listening on tcp needs at least one tcp worker (-N, tcp_children)");
     }
@@ -213,4 +216,36 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
         }
         Err(e) => fail(&e),
     }
+}
+
+/// Builds the TLS profiles from the `tls` module's parameters (and its
+/// `config` tls.cfg) before the fork. Listening on TLS needs the module.
+fn configure_tls(
+    init: &crate::route::serve::ScriptInit,
+    sockets: &[ListenSocket],
+) -> Result<(), String> {
+    let need_server = sockets.iter().any(|s| s.proto() == Proto::Tls);
+    let modules = init.script().modules();
+    let Some(tls) = modules.iter().find(|l| l.module.name() == "tls") else {
+        return match need_server {
+            true => Err("listening on tls needs the tls module (loadmodule \"tls\")".into()),
+            false => Ok(()),
+        };
+    };
+    let mut base = ser_children::tls::Profile::default();
+    for (k, v) in ser_modules::tls::profile_params(&tls.env) {
+        base.set(k, &v).map_err(|e| format!("tls: {e}"))?;
+    }
+    let cfg = tls.env.str("config");
+    let timeout = u64::try_from(tls.env.int("handshake_timeout").max(1)).unwrap_or(10);
+    ser_children::tls::configure(
+        &base,
+        (!cfg.is_empty()).then(|| std::path::Path::new(&cfg)),
+        need_server,
+        Duration::from_secs(timeout),
+    )?;
+    for line in ser_children::tls::profiles().map_or(&[][..], |p| &p.summary[..]) {
+        log::info!("tls profile {line}");
+    }
+    Ok(())
 }

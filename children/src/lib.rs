@@ -33,6 +33,7 @@ pub mod table;
 pub mod tcp;
 pub mod tcp_conn;
 pub mod timer;
+pub mod tls;
 pub mod udp;
 
 pub use error::Error;

@@ -17,7 +17,7 @@ pub enum Proto {
     Udp,
     /// TCP.
     Tcp,
-    /// TLS over TCP (not supported by this build).
+    /// TLS over TCP.
     Tls,
     /// SCTP (not supported by this build).
     Sctp,
@@ -82,11 +82,14 @@ impl ListenSocket {
                 probe_rcvbuf(&s, rcvbuf_max);
                 Inner::Udp(s)
             }
-            Proto::Tcp => Inner::Tcp(TcpListener::bind(addr).map_err(|e| Error::io(what(), e))?),
-            Proto::Tls | Proto::Sctp => {
+            Proto::Tcp | Proto::Tls => {
+                Inner::Tcp(TcpListener::bind(addr).map_err(|e| Error::io(what(), e))?)
+            }
+            Proto::Sctp => {
+                sctp_check()?;
                 return Err(Error::Unsupported {
                     what: format!("listening on {proto}"),
-                })
+                });
             }
         };
         let addr = match &inner {
@@ -123,6 +126,11 @@ impl ListenSocket {
             Inner::Udp(s) => Some(s),
             Inner::Tcp(_) => None,
         }
+    }
+
+    /// A stream transport (TCP or TLS) served by tcp main and its workers.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.proto, Proto::Tcp | Proto::Tls)
     }
 
     /// The TCP listener, if this is one.
@@ -173,6 +181,26 @@ pub fn find(proto: Proto, addr: SocketAddr) -> Option<&'static ListenSocket> {
     all().iter().find(|s| s.proto == proto && s.addr == addr)
 }
 
+/// Whether the kernel can make SCTP sockets at all; the error names the
+/// missing kernel support (SCTP transport itself is not built in).
+pub fn sctp_check() -> Result<(), Error> {
+    // SAFETY: plain socket(2) call; the returned descriptor, if any, is
+    // closed right away and used for nothing else.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_SEQPACKET, libc::IPPROTO_SCTP) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::io(
+            "listening on sctp: the kernel has no SCTP support (modprobe sctp)".to_string(),
+            e,
+        ));
+    }
+    // SAFETY: fd is a descriptor we own, just created above.
+    unsafe { libc::close(fd) };
+    Err(Error::Unsupported {
+        what: "the sctp transport".into(),
+    })
+}
+
 /// `127.0.0.1:5060` / `[::1]:5060`.
 pub fn addr_name(addr: SocketAddr) -> String {
     addr.to_string()
@@ -215,12 +243,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_clearly() {
-        let e = ListenSocket::bind(Proto::Tls, "127.0.0.1:0".parse().unwrap(), 0).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "listening on tls is not supported by this build"
-        );
+    fn tls_binds_a_stream_listener() {
+        let s = ListenSocket::bind(Proto::Tls, "127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        assert!(s.is_stream() && s.tcp().is_some());
+    }
+
+    #[test]
+    fn sctp_is_refused_clearly() {
+        let e = ListenSocket::bind(Proto::Sctp, "127.0.0.1:0".parse().unwrap(), 0).unwrap_err();
+        assert!(e.to_string().contains("sctp"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use ser_sip::{frame_stream, Framing};
 
 use crate::handler::{SipHandler, StreamReply};
 use crate::socket::{ListenSocket, Proto};
+use crate::tls::TlsConn;
 
 /// SER's default `tcp_connection_lifetime`: an idle connection is closed
 /// after this long.
@@ -49,7 +50,7 @@ pub fn main_loop(
     let listeners: Vec<(usize, &ListenSocket)> = sockets
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.proto() == Proto::Tcp)
+        .filter(|(_, s)| s.is_stream())
         .collect();
     for (_, s) in &listeners {
         if let Some(l) = s.tcp() {
@@ -95,6 +96,7 @@ pub fn main_loop(
                     // the listen socket a handed-over connection counts as
                     let index = listeners
                         .iter()
+                        .filter(|(_, s)| s.proto() == Proto::Tcp)
                         .find(|(_, s)| s.addr().is_ipv4() == v4)
                         .or(listeners.first())
                         .map_or(0, |(i, _)| *i);
@@ -187,12 +189,26 @@ struct Conn {
     sock: usize,
     buf: Vec<u8>,
     last_read: Instant,
+    /// The TLS session of a connection on a TLS socket.
+    tls: Option<Arc<TlsConn>>,
 }
 
-struct Reply<'a>(&'a TcpStream);
+impl Conn {
+    fn close(&self) {
+        match &self.tls {
+            Some(t) => crate::tls::unregister(t),
+            None => crate::tcp_conn::unregister(&self.stream, self.peer),
+        }
+    }
+}
+
+struct Reply<'a>(&'a TcpStream, Option<&'a TlsConn>);
 
 impl StreamReply for Reply<'_> {
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(t) = self.1 {
+            return t.send(bytes);
+        }
         // The connection is non-blocking for reads; wait for room so a
         // reply is not cut short, within a bound.
         crate::tcp_conn::write_all_timeout(self.0, bytes, crate::tcp_conn::SEND_TIMEOUT)
@@ -218,11 +234,22 @@ pub fn worker_loop(
                 conns.push(Conn {
                     stream,
                     peer,
-                    sock: first_tcp(sockets, peer),
+                    sock: first_tcp(sockets, peer, Proto::Tcp),
                     buf: Vec::new(),
                     last_read: Instant::now(),
+                    tls: None,
                 });
             }
+        }
+        for t in crate::tls::take_fresh() {
+            conns.push(Conn {
+                stream: t.stream.clone(),
+                peer: t.peer,
+                sock: first_tcp(sockets, t.peer, Proto::Tls),
+                buf: Vec::new(),
+                last_read: Instant::now(),
+                tls: Some(t),
+            });
         }
         let mut fds = Vec::with_capacity(conns.len() + 1);
         fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
@@ -239,10 +266,22 @@ pub fn worker_loop(
         drop(fds);
         let now = Instant::now();
         let before = conns.len();
+        let handshake_timeout = crate::tls::profiles()
+            .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |p| {
+                p.handshake_timeout
+            });
         conns.retain(|c| {
-            let keep = now.duration_since(c.last_read) < lifetime;
+            // A client that never finishes its handshake holds a slot only
+            // this long.
+            let stalled = c.tls.as_ref().is_some_and(|t| {
+                t.handshaking() && now.duration_since(t.started) >= handshake_timeout
+            });
+            if stalled {
+                log::info!("tls: handshake with {} timed out; closing", c.peer);
+            }
+            let keep = !stalled && now.duration_since(c.last_read) < lifetime;
             if !keep {
-                crate::tcp_conn::unregister(&c.stream, c.peer);
+                c.close();
             }
             keep
         });
@@ -272,8 +311,7 @@ pub fn worker_loop(
             }
         }
         for i in closed.into_iter().rev() {
-            let c = conns.swap_remove(i);
-            crate::tcp_conn::unregister(&c.stream, c.peer);
+            conns.swap_remove(i).close();
         }
         if link_open && ready[0] {
             match recv_fd(link.as_raw_fd()) {
@@ -285,13 +323,25 @@ pub fn worker_loop(
                         }
                         (Ok(peer), Ok(())) if sock < sockets.len() => {
                             let stream = Arc::new(stream);
-                            crate::tcp_conn::register(stream.clone(), peer);
+                            let tls = if sockets[sock].proto() == Proto::Tls {
+                                let Some(session) = crate::tls::accept(sockets[sock].addr()) else {
+                                    log::warn!("tls: no server profile; dropping {peer}");
+                                    continue;
+                                };
+                                let t = Arc::new(TlsConn::new(stream.clone(), session, peer));
+                                crate::tls::register(t.clone());
+                                Some(t)
+                            } else {
+                                crate::tcp_conn::register(stream.clone(), peer);
+                                None
+                            };
                             conns.push(Conn {
                                 stream,
                                 peer,
                                 sock,
                                 buf: Vec::new(),
                                 last_read: Instant::now(),
+                                tls,
                             })
                         }
                         _ => log::warn!("tcp worker: dropping unusable connection"),
@@ -308,13 +358,14 @@ pub fn worker_loop(
     }
 }
 
-/// Index of the first TCP listen socket of `peer`'s address family (what an
-/// outgoing connection counts as having arrived on).
-fn first_tcp(sockets: &[ListenSocket], peer: SocketAddr) -> usize {
+/// Index of the first `proto` listen socket of `peer`'s address family (what
+/// an outgoing connection counts as having arrived on).
+fn first_tcp(sockets: &[ListenSocket], peer: SocketAddr, proto: Proto) -> usize {
     sockets
         .iter()
-        .position(|s| s.proto() == Proto::Tcp && s.addr().is_ipv4() == peer.is_ipv4())
-        .or_else(|| sockets.iter().position(|s| s.proto() == Proto::Tcp))
+        .position(|s| s.proto() == proto && s.addr().is_ipv4() == peer.is_ipv4())
+        .or_else(|| sockets.iter().position(|s| s.proto() == proto))
+        .or_else(|| sockets.iter().position(|s| s.is_stream()))
         .unwrap_or(0)
 }
 
@@ -326,7 +377,16 @@ fn read_conn(
     handler: &mut dyn SipHandler,
     chunk: &mut [u8],
 ) -> bool {
-    loop {
+    if let Some(t) = &c.tls {
+        let before = c.buf.len();
+        if !t.read_into(&mut c.buf, chunk) {
+            return false;
+        }
+        if c.buf.len() != before {
+            c.last_read = Instant::now();
+        }
+    }
+    while c.tls.is_none() {
         match (&*c.stream).read(chunk) {
             Ok(0) => return false,
             Ok(n) => {
@@ -353,7 +413,7 @@ fn read_conn(
                 let sock = &sockets[c.sock];
                 log::trace!("tcp: message of {n} bytes from {} on {sock}", c.peer);
                 let peer = c.peer;
-                let mut reply = Reply(&c.stream);
+                let mut reply = Reply(&c.stream, c.tls.as_deref());
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     handler.on_stream_message(&msg, peer, sock, &mut reply)
                 }));

@@ -86,6 +86,10 @@ pub(crate) fn mark_worker() {
     IS_WORKER.store(true, Ordering::Relaxed);
 }
 
+pub(crate) fn is_worker() -> bool {
+    IS_WORKER.load(Ordering::Relaxed)
+}
+
 struct Entry {
     stream: Arc<TcpStream>,
     last_used: Instant,

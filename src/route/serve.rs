@@ -233,7 +233,8 @@ impl Transport for SocketsTransport {
         match dst.proto {
             Proto::Udp => {}
             Proto::Tcp => return ser_children::tcp_conn::send(dst.addr, buf),
-            Proto::Tls | Proto::Sctp => {
+            Proto::Tls => return ser_children::tls::send(dst.addr, buf),
+            Proto::Sctp => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
                     format!(
@@ -323,17 +324,24 @@ impl SipHandler for Worker {
         }) else {
             return;
         };
+        let tls = sock.proto() == ser_children::Proto::Tls;
         // Everything to the peer goes out on its connection: this worker
-        // holds it (ser_children::tcp_conn), also under the Via's sent-by.
+        // holds it (ser_children::tcp_conn / tls), also under the Via's sent-by.
         if msg.is_request() {
             if let Ok(v) = msg.via1() {
-                let port = v.port.unwrap_or(5060);
+                let port = v.port.unwrap_or(if tls { 5061 } else { 5060 });
                 if port != src.port() {
-                    ser_children::tcp_conn::add_alias(SocketAddr::new(src.ip(), port), src);
+                    let alias = SocketAddr::new(src.ip(), port);
+                    if tls {
+                        ser_children::tls::add_alias(alias, src);
+                    } else {
+                        ser_children::tcp_conn::add_alias(alias, src);
+                    }
                 }
             }
         }
-        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), Proto::Tcp);
+        let proto = if tls { Proto::Tls } else { Proto::Tcp };
+        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), proto);
         run(&self.script, &mut ctx);
     }
 }

@@ -1,0 +1,425 @@
+//! The TLS transport with real clients: Python's `ssl` module and
+//! `openssl s_client`, against certificates the test makes with the
+//! `openssl` CLI (a test CA, a server certificate for 127.0.0.1, a client
+//! certificate from the CA and one from an unknown CA; keys live in a temp
+//! dir only). Covers REGISTER (registrar/usrloc) and OPTIONS over TLS, the
+//! chain `s_client` sees, a tls.cfg `[server:IP:PORT]` profile that requires
+//! client certificates, and stalled/garbage clients that must not tie up the
+//! single TCP worker. Skipped (with a note) without openssl or python3.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+const SER: &str = env!("CARGO_BIN_EXE_ser");
+
+fn have_tools() -> bool {
+    let ok = |c: &str| {
+        Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok("openssl") && ok("python3") {
+        return true;
+    }
+    // `openssl --version` is not valid on every build; `version` is
+    if Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && ok("python3")
+    {
+        return true;
+    }
+    eprintln!("skipped: openssl or python3 missing");
+    false
+}
+
+/// A process group killed on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.0.id()) {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temp dir removed on drop.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Test-only CA `name` (name.pem, name.key) and a leaf `leaf` signed by it.
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=ser test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+fn make_leaf(dir: &Path, ca: &str, leaf: &str) {
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{leaf}.key"),
+            "-out",
+            &format!("{leaf}.csr"),
+            "-subj",
+            &format!("/CN=ser test {leaf}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{leaf}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{leaf}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port");
+}
+
+/// A TLS SIP client: sends each message (`{lport}` replaced by its local
+/// port) and prints the status line of each answer, or `ERROR ...`.
+const CLIENT_PY: &str = r#"
+import socket, ssl, sys
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+if cert:
+    ctx.load_cert_chain(cert, key)
+msgs = sys.stdin.read().split("\0")
+try:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    lport = t.getsockname()[1]
+    buf = b""
+    for m in msgs:
+        if not m.strip():
+            continue
+        t.sendall(m.replace("{lport}", str(lport)).encode())
+        while b"\r\n\r\n" not in buf:
+            d = t.recv(4096)
+            if not d:
+                raise Exception("closed")
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        cl = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                cl = int(line.split(b":")[1])
+        while len(rest) < cl:
+            rest += t.recv(4096)
+        buf = rest[cl:]
+        print(head.split(b"\r\n")[0].decode(), flush=True)
+except Exception as e:
+    print("ERROR", type(e).__name__, e, flush=True)
+"#;
+
+fn client(dir: &Path, port: u16, cert: Option<&str>, msgs: &[String]) -> String {
+    let (c, k) = match cert {
+        Some(n) => (
+            dir.join(format!("{n}.pem")).display().to_string(),
+            dir.join(format!("{n}.key")).display().to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(CLIENT_PY)
+        .arg(port.to_string())
+        .arg(dir.join("ca.pem"))
+        .arg(c)
+        .arg(k)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(msgs.join("\0").as_bytes())
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn request(method: &str, n: u32) -> String {
+    let extra = if method == "REGISTER" {
+        "Contact: <sip:alice@127.0.0.1:{lport};transport=tls>\r\nExpires: 600\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "{method} sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{{lport}};branch=z9hG4bK-tls-{n}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a{n}\r\n\
+         To: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: tls-test-{n}@127.0.0.1\r\n\
+         CSeq: {n} {method}\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+const CFG: &str = r#"
+enable_tls=yes
+loadmodule "sl"
+loadmodule "usrloc"
+loadmodule "registrar"
+loadmodule "tls"
+modparam("tls", "certificate", "DIR/srv.pem")
+modparam("tls", "private_key", "DIR/srv.key")
+modparam("tls", "handshake_timeout", 2)
+modparam("tls", "config", "DIR/tls.cfg")
+route {
+    if (method == "REGISTER") {
+        if (proto != TLS) { sl_send_reply("500", "Not TLS"); exit; }
+        save("location");
+        exit;
+    }
+    if (method == "OPTIONS") {
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    sl_send_reply("404", "Not Here");
+}
+"#;
+
+fn start(dir: &Path, plain: u16, strict: u16) -> Guard {
+    fs::write(
+        dir.join("tls.cfg"),
+        format!(
+            "# the default profile comes from the module parameters\n\
+             [server:default]\ncertificate = {d}/srv.pem\nprivate_key = {d}/srv.key\n\
+             method = TLSv1.2+\n\n\
+             [server:127.0.0.1:{strict}]\ncertificate = {d}/srv.pem\nprivate_key = {d}/srv.key\n\
+             verify_certificate = 1\nrequire_certificate = 1\nca_list = {d}/ca.pem\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let cfg = dir.join("ser.cfg");
+    fs::write(&cfg, CFG.replace("DIR", &dir.display().to_string())).unwrap();
+    let log = fs::File::create(dir.join("stderr.log")).unwrap();
+    let mut cmd = Command::new(SER);
+    cmd.arg("-f")
+        .arg(&cfg)
+        .args(["-n", "1", "-N", "1", "-E", "-DD", "-dd"]);
+    for p in [plain, strict] {
+        cmd.args(["-l", &format!("tls:127.0.0.1:{p}")]);
+    }
+    let mut g = Guard(
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ser"),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    let log = || fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+    while !log().contains("ser started") {
+        let status = g.0.try_wait().ok().flatten();
+        assert!(
+            Instant::now() < end && status.is_none(),
+            "ser did not start ({status:?}):\n{}",
+            log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    g
+}
+
+#[test]
+fn tls_transport_with_real_clients() {
+    if !have_tools() {
+        return;
+    }
+    let dir = Dir(std::env::temp_dir().join(format!("ser-tls-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    let d = &dir.0;
+    make_ca(d, "ca");
+    make_leaf(d, "ca", "srv");
+    make_leaf(d, "ca", "goodclient");
+    make_ca(d, "rogue");
+    make_leaf(d, "rogue", "rogueclient");
+    let (plain, strict) = (free_port(), free_port());
+    let _ser = start(d, plain, strict);
+    let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+
+    // REGISTER then OPTIONS on one connection
+    let out = client(
+        d,
+        plain,
+        None,
+        &[request("REGISTER", 1), request("OPTIONS", 2)],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["SIP/2.0 200 OK", "SIP/2.0 200 OK"],
+        "{out}\n{}",
+        log()
+    );
+
+    // the chain openssl sees
+    let s = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{plain}"),
+            "-showcerts",
+        ])
+        .arg("-CAfile")
+        .arg(d.join("ca.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&s.stdout);
+    assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
+    assert!(text.contains("ser test srv"), "{text}");
+    assert!(text.contains("ser test ca"), "issuer named: {text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+
+    // the strict socket ([server:IP:PORT] in tls.cfg) needs a client
+    // certificate from our CA
+    let out = client(d, strict, Some("goodclient"), &[request("OPTIONS", 3)]);
+    assert_eq!(out.trim(), "SIP/2.0 200 OK", "{out}\n{}", log());
+    let out = client(d, strict, Some("rogueclient"), &[request("OPTIONS", 4)]);
+    assert!(out.starts_with("ERROR"), "unknown CA accepted: {out}");
+    let out = client(d, strict, None, &[request("OPTIONS", 5)]);
+    assert!(out.starts_with("ERROR"), "no certificate accepted: {out}");
+
+    // a stalled client (no ClientHello) and one sending garbage tie up
+    // nothing: the single worker still serves a real client at once
+    let mut stalled = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    let mut garbage = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    garbage
+        .write_all(b"OPTIONS sip:x SIP/2.0\r\n\r\nnot a tls record at all")
+        .unwrap();
+    let t0 = Instant::now();
+    let out = client(d, plain, None, &[request("OPTIONS", 6)]);
+    assert_eq!(out.trim(), "SIP/2.0 200 OK", "{out}\n{}", log());
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // garbage: closed at once (maybe after an alert); stalled: closed
+    // after the handshake timeout (2 s)
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = 0;
+    while let Ok(n) = garbage.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got += n;
+        assert!(got < 4096);
+    }
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(6)))
+        .unwrap();
+    let t1 = Instant::now();
+    assert_eq!(stalled.read(&mut buf).ok(), Some(0), "stalled not closed");
+    assert!(t1.elapsed() < Duration::from_secs(5));
+    assert!(log().contains("handshake with"), "{}", log());
+}
