@@ -324,7 +324,10 @@ mod tests {
     fn load_and_modparam() {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
-        assert_eq!(m.load("acc").err(), Some(LoadError::NotYet("acc".into())));
+        assert_eq!(
+            m.load("xmlrpc").err(),
+            Some(LoadError::NotYet("xmlrpc".into()))
+        );
         assert_eq!(
             m.load("bogus").err(),
             Some(LoadError::Unknown("bogus".into()))
@@ -335,7 +338,7 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
         m.modparam(
-            "acc|maxfwd",
+            "xmlrpc|maxfwd",
             "max_limit",
             &ParamValue::Str("30".into()),
             &no_flags,
@@ -343,7 +346,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
         assert!(m
-            .modparam("acc", "log_flag", &ParamValue::Int(1), &no_flags)
+            .modparam("xmlrpc", "route", &ParamValue::Int(1), &no_flags)
             .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),
