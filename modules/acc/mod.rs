@@ -10,9 +10,12 @@
 //!   is set, and is a missed call when the missed flag is set;
 //! - CANCEL transactions only with `report_cancels`.
 //!
-//! Deliberate difference: Kamailio reports a missed call for every failed
+//! Deliberate differences: Kamailio reports a missed call for every failed
 //! branch (before `failure_route`); we report it once, for the negative reply
-//! that ends the transaction.
+//! that ends the transaction.  Log records go to the server's log at
+//! `log_level` (`log_facility` is accepted; the server's own facility is
+//! used).  `report_ack` and `detect_direction` are accepted: end-to-end ACKs
+//! are not transactions here, and records keep From/To as received.
 //!
 //! [`record`] builds the facts of one event, shared with SER's `acc_db`.
 
@@ -151,6 +154,11 @@ impl Config {
 
     /// Account one reply tm sent upstream.
     pub fn on_reply_out(&self, r: &ReplyOut) {
+        // Provisional replies are never accounted (but 183 with early_media):
+        // skip them before parsing anything.
+        if r.code < 200 && !(r.code == 183 && self.early_media) {
+            return;
+        }
         let Some((rec, ctx)) = Record::of_reply(r) else {
             return;
         };

@@ -98,6 +98,9 @@ impl Config {
     }
 
     fn on_reply_out(&self, r: &ReplyOut) {
+        if r.code < 200 && !(r.code == 183 && self.early_media) {
+            return;
+        }
         let Some((rec, ctx)) = Record::of_reply(r) else {
             return;
         };
