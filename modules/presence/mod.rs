@@ -16,12 +16,13 @@
 //! sent statelessly (their 200s are absorbed as replies to our own Via).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::db::{self, DbValue};
 use crate::iface::{
     Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
+    RouteRunner,
 };
 use crate::runtime::ctx::{Env, MsgCtx};
 use crate::runtime::flow::Flow;
@@ -79,6 +80,8 @@ struct Config {
     presentity: String,
     watchers_active: String,
     watchers: String,
+    /// The script's route runner slot: identifies this config's tm.
+    routes: Arc<OnceLock<Weak<dyn RouteRunner>>>,
 }
 
 impl Config {
@@ -103,6 +106,7 @@ impl Config {
             presentity: table("presentity_table")?,
             watchers_active: table("active_watchers_table")?,
             watchers: table("watchers_table")?,
+            routes: env.routes.clone(),
         })
     }
 }
@@ -175,10 +179,16 @@ fn event_of(ctx: &MsgCtx<'_>) -> Option<String> {
 
 /// Send a reply, through the request's transaction when there is one;
 /// returns the To-tag the reply carries.
-fn reply(ctx: &mut MsgCtx<'_>, code: u16, reason: &str, headers: Vec<String>) -> Option<String> {
+fn reply(
+    c: &Config,
+    ctx: &mut MsgCtx<'_>,
+    code: u16,
+    reason: &str,
+    headers: Vec<String>,
+) -> Option<String> {
     ctx.reply_headers.extend(headers);
     let existing = ctx.msg.to().ok().and_then(|t| t.tag).map(|t| ctx.text(t));
-    if let Some(st) = crate::tm::loaded_state() {
+    if let Some(st) = crate::tm::state_of_script(crate::tm::hooks::script_id(&c.routes)) {
         if let (Some(tm), Some(cur)) = (crate::tm::tm_of(&st), crate::tm::core::current(ctx)) {
             let ok = tm.reply_local(ctx.env, cur.tx, code, reason, &ctx.reply_headers.clone());
             ctx.reply_headers.clear();
@@ -190,8 +200,14 @@ fn reply(ctx: &mut MsgCtx<'_>, code: u16, reason: &str, headers: Vec<String>) ->
     ok.then(|| existing.unwrap_or_else(|| crate::sl::to_tag(ctx)))
 }
 
-fn bad_event(ctx: &mut MsgCtx<'_>) -> Flow {
-    reply(ctx, 489, "Bad Event", vec!["Allow-Events: presence".into()]);
+fn bad_event(c: &Config, ctx: &mut MsgCtx<'_>) -> Flow {
+    reply(
+        c,
+        ctx,
+        489,
+        "Bad Event",
+        vec!["Allow-Events: presence".into()],
+    );
     Flow::False
 }
 
@@ -221,7 +237,7 @@ fn fixup_publish(fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> {
         Ok(f) => f,
         Err(e) => {
             log::error!("handle_publish: {e}");
-            reply(ctx, 500, "Server Internal Error", Vec::new());
+            reply(&c, ctx, 500, "Server Internal Error", Vec::new());
             Flow::Code(-1)
         }
     }))
@@ -234,14 +250,14 @@ fn publish(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
     if event_of(ctx).as_deref() != Some("presence")
         || !crate::presence_xml::presence_event_supported()
     {
-        return Ok(bad_event(ctx));
+        return Ok(bad_event(c, ctx));
     }
     let Some((user, domain)) = presentity_of(ctx) else {
-        reply(ctx, 400, "Bad Request", Vec::new());
+        reply(c, ctx, 400, "Bad Request", Vec::new());
         return Ok(Flow::False);
     };
     let Ok(expires) = expires_of(ctx, c) else {
-        reply(ctx, 400, "Bad Expires", Vec::new());
+        reply(c, ctx, 400, "Bad Expires", Vec::new());
         return Ok(Flow::False);
     };
     let body = String::from_utf8_lossy(ctx.msg.body()).into_owned();
@@ -261,12 +277,13 @@ fn publish(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
                 d.query(&c.presentity, &["body"], &key(&old), None)
             })?;
             if found.is_empty() {
-                reply(ctx, 412, "Conditional Request Failed", Vec::new());
+                reply(c, ctx, 412, "Conditional Request Failed", Vec::new());
                 return Ok(Flow::False);
             }
             if expires == 0 {
                 db::with(&c.url, |d| d.delete(&c.presentity, &key(&old)))?;
                 reply(
+                    c,
                     ctx,
                     200,
                     "OK",
@@ -289,11 +306,11 @@ fn publish(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
         }
         None => {
             if body.is_empty() {
-                reply(ctx, 400, "Bad Request", Vec::new());
+                reply(c, ctx, 400, "Bad Request", Vec::new());
                 return Ok(Flow::False);
             }
             if expires == 0 {
-                reply(ctx, 400, "Bad Request", Vec::new());
+                reply(c, ctx, 400, "Bad Request", Vec::new());
                 return Ok(Flow::False);
             }
             let new = new_etag();
@@ -309,6 +326,7 @@ fn publish(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
         }
     };
     reply(
+        c,
         ctx,
         200,
         "OK",
@@ -382,7 +400,7 @@ fn fixup_subscribe(fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError>
         Ok(f) => f,
         Err(e) => {
             log::error!("handle_subscribe: {e}");
-            reply(ctx, 500, "Server Internal Error", Vec::new());
+            reply(&c, ctx, 500, "Server Internal Error", Vec::new());
             Flow::Code(-1)
         }
     }))
@@ -405,14 +423,15 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
     if event_of(ctx).as_deref() != Some("presence")
         || !crate::presence_xml::presence_event_supported()
     {
-        return Ok(bad_event(ctx));
+        return Ok(bad_event(c, ctx));
     }
     let Ok(expires) = expires_of(ctx, c) else {
-        reply(ctx, 400, "Bad Expires", Vec::new());
+        reply(c, ctx, 400, "Bad Expires", Vec::new());
         return Ok(Flow::False);
     };
     if expires > 0 && expires < c.min_expires {
         reply(
+            c,
             ctx,
             423,
             "Interval Too Brief",
@@ -429,7 +448,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
     let to_tag = m.to().ok().and_then(|t| t.tag).map(|t| ctx.text(t));
     let remote_cseq = m.cseq().map(|c| i64::from(c.number)).unwrap_or(0);
     let Some(from_tag) = from_tag else {
-        reply(ctx, 400, "Missing From tag", Vec::new());
+        reply(c, ctx, 400, "Missing From tag", Vec::new());
         return Ok(Flow::False);
     };
     let local_contact = if c.server_address.is_empty() {
@@ -450,7 +469,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
                 d.query(&c.watchers_active, &WATCHER_COLS, &key, None)
             })?;
             let Some(r) = rows.first() else {
-                reply(ctx, 481, "Subscription does not exist", Vec::new());
+                reply(c, ctx, 481, "Subscription does not exist", Vec::new());
                 return Ok(Flow::False);
             };
             let mut w = watcher_of(r);
@@ -469,7 +488,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
         }
         None => {
             let Some((user, domain)) = presentity_of(ctx) else {
-                reply(ctx, 400, "Bad Request-URI", Vec::new());
+                reply(c, ctx, 400, "Bad Request-URI", Vec::new());
                 return Ok(Flow::False);
             };
             let (wuser, wdomain) = match ctx.from_uri().and_then(|u| {
@@ -479,7 +498,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
             }) {
                 Some(x) => x,
                 None => {
-                    reply(ctx, 400, "Bad From", Vec::new());
+                    reply(c, ctx, 400, "Bad From", Vec::new());
                     return Ok(Flow::False);
                 }
             };
@@ -488,7 +507,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
                     ctx.text(l[0].addr.uri.span)
                 }
                 _ => {
-                    reply(ctx, 400, "Missing Contact", Vec::new());
+                    reply(c, ctx, 400, "Missing Contact", Vec::new());
                     return Ok(Flow::False);
                 }
             };
@@ -506,6 +525,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
             let code = if status == ACTIVE { 200 } else { 202 };
             let reason = if status == ACTIVE { "OK" } else { "Accepted" };
             let Some(tag) = reply(
+                c,
                 ctx,
                 code,
                 reason,
@@ -574,6 +594,7 @@ fn subscribe(c: &Config, ctx: &mut MsgCtx<'_>) -> Result<Flow, db::DbError> {
         (202, "Accepted")
     };
     reply(
+        c,
         ctx,
         code_reason.0,
         code_reason.1,

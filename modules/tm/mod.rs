@@ -70,6 +70,24 @@ pub fn loaded_state() -> Option<TmState> {
     LOADED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Every tm initialised in this process (one per loaded config).
+static INSTANCES: Mutex<Vec<TmState>> = Mutex::new(Vec::new());
+
+/// The tm of a script ([`hooks::script_id`] of a module's `env.routes`):
+/// a module replying through tm finds its own config's tm even when
+/// several configs are loaded in one process (tests).
+pub fn state_of_script(script: usize) -> Option<TmState> {
+    if script == 0 {
+        return None;
+    }
+    INSTANCES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|st| tm_of(st).is_some_and(|tm| hooks::script_id(&tm.routes) == script))
+        .cloned()
+}
+
 /// tm's state in a module environment (after `init`).
 pub fn tm_of(state: &State) -> Option<&TmCore> {
     state.get().and_then(|b| b.downcast_ref::<TmCore>())
@@ -289,6 +307,10 @@ impl Module for Tm {
             .set(Box::new(tm))
             .map_err(|_| "tm initialised twice".to_owned())?;
         *LOADED.lock().unwrap_or_else(|p| p.into_inner()) = Some(env.state.clone());
+        INSTANCES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(env.state.clone());
         Ok(())
     }
     fn on_request(&self, env: &ModuleEnv, ctx: &mut MsgCtx<'_>) -> bool {
