@@ -184,20 +184,30 @@ try:
         if not m.strip():
             continue
         t.sendall(m.replace("{lport}", str(lport)).encode())
-        while b"\r\n\r\n" not in buf:
-            d = t.recv(4096)
-            if not d:
-                raise Exception("closed")
-            buf += d
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        cl = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                cl = int(line.split(b":")[1])
-        while len(rest) < cl:
-            rest += t.recv(4096)
-        buf = rest[cl:]
-        print(head.split(b"\r\n")[0].decode(), flush=True)
+        if m.startswith("ACK"):
+            continue
+        code = 0
+        while code < 200:
+            while b"\r\n\r\n" not in buf:
+                d = t.recv(4096)
+                if not d:
+                    raise Exception("closed")
+                buf += d
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            cl = 0
+            lines = head.decode().split("\r\n")
+            for line in lines:
+                if line.lower().startswith("content-length:"):
+                    cl = int(line.split(":")[1])
+            while len(rest) < cl:
+                rest += t.recv(4096)
+            buf = rest[cl:]
+            code = int(lines[0].split(" ")[1])
+            if code >= 200:
+                print(lines[0], flush=True)
+                for line in lines:
+                    if line.lower().startswith("record-route:"):
+                        print(line, flush=True)
 except Exception as e:
     print("ERROR", type(e).__name__, e, flush=True)
 "#;
@@ -298,15 +308,20 @@ fn start(dir: &Path, plain: u16, strict: u16) -> Guard {
         ),
     )
     .unwrap();
-    let cfg = dir.join("ser.cfg");
-    fs::write(&cfg, CFG.replace("DIR", &dir.display().to_string())).unwrap();
+    let listen = [plain, strict].map(|p| format!("tls:127.0.0.1:{p}"));
+    start_with(dir, CFG, &listen)
+}
+
+fn start_with(dir: &Path, cfg: &str, listen: &[String]) -> Guard {
+    let cfg_path = dir.join("ser.cfg");
+    fs::write(&cfg_path, cfg.replace("DIR", &dir.display().to_string())).unwrap();
     let log = fs::File::create(dir.join("stderr.log")).unwrap();
     let mut cmd = Command::new(SER);
     cmd.arg("-f")
-        .arg(&cfg)
+        .arg(&cfg_path)
         .args(["-n", "1", "-N", "1", "-E", "-DD", "-dd"]);
-    for p in [plain, strict] {
-        cmd.args(["-l", &format!("tls:127.0.0.1:{p}")]);
+    for l in listen {
+        cmd.args(["-l", l]);
     }
     let mut g = Guard(
         cmd.process_group(0)
@@ -422,4 +437,117 @@ fn tls_transport_with_real_clients() {
     assert_eq!(stalled.read(&mut buf).ok(), Some(0), "stalled not closed");
     assert!(t1.elapsed() < Duration::from_secs(5));
     assert!(log().contains("handshake with"), "{}", log());
+}
+
+const BRIDGE_CFG: &str = r#"
+enable_tls=yes
+loadmodule "sl"
+loadmodule "tm"
+loadmodule "rr"
+loadmodule "tls"
+modparam("tls", "certificate", "DIR/srv.pem")
+modparam("tls", "private_key", "DIR/srv.key")
+route {
+    if (loose_route()) {
+        t_relay();
+        exit;
+    }
+    if (method == "INVITE") {
+        record_route();
+    }
+    t_relay();
+}
+"#;
+
+fn dialog_request(method: &str, target: &str, cseq: u32) -> String {
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:{{lport}};branch=z9hG4bK-br-{method}-{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.1>;tag=br1\r\n\
+         To: <sip:bob@127.0.0.1>{to_tag}\r\n\
+         Call-ID: tls-bridge@127.0.0.1\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:alice@127.0.0.1:{{lport}};transport=tls>\r\n\
+         Content-Length: 0\r\n\r\n",
+        to_tag = if method == "INVITE" { "" } else { ";tag=uas" },
+    )
+}
+
+/// A TLS caller (Python) through ser (tm, rr) to a sipp UAS on UDP: the
+/// UAS's answers come back through a UDP receiver, which relays them to the
+/// TCP worker holding the caller's TLS session.
+#[test]
+fn tls_caller_to_udp_callee_and_back() {
+    if !have_tools() || !Path::new("/usr/bin/sipp").exists() {
+        eprintln!("skipped: sipp missing");
+        return;
+    }
+    let dir = Dir(std::env::temp_dir().join(format!("ser-tls-br-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    let d = &dir.0;
+    make_ca(d, "ca");
+    make_leaf(d, "ca", "srv");
+    let (tls, udp, uas) = (free_port(), free_port(), free_port());
+    let uas_xml =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/scenarios/uas.xml");
+    if !uas_xml.exists() {
+        eprintln!("skipped: {} missing", uas_xml.display());
+        return;
+    }
+    let _uas = Guard(
+        Command::new("/usr/bin/sipp")
+            .arg("-sf")
+            .arg(&uas_xml)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &uas.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+            ])
+            .args(["-timeout", "20s"])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp"),
+    );
+    let _ser = start_with(
+        d,
+        BRIDGE_CFG,
+        &[
+            format!("tls:127.0.0.1:{tls}"),
+            format!("udp:127.0.0.1:{udp}"),
+        ],
+    );
+    let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+    sleep(Duration::from_millis(200));
+    let target = format!("sip:bob@127.0.0.1:{uas}");
+    let out = client(
+        d,
+        tls,
+        None,
+        &[
+            dialog_request("INVITE", &target, 1),
+            dialog_request("ACK", &target, 1),
+            dialog_request("BYE", &target, 2),
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"SIP/2.0 200 OK"), "{out}\n{}", log());
+    assert!(
+        out.contains(&format!("127.0.0.1:{tls};transport=tls")),
+        "Record-Route names the TLS side: {out}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"SIP/2.0 200 OK"),
+        "BYE answered: {out}\n{}",
+        log()
+    );
 }

@@ -225,6 +225,8 @@ pub fn worker_loop(
     stop: &AtomicBool,
 ) {
     crate::tcp_conn::mark_worker();
+    // other processes' sends on the TLS connections this worker holds
+    let inbox = crate::tls::profiles().and_then(|_| crate::tls_relay::worker_inbox());
     let mut conns: Vec<Conn> = Vec::new();
     let mut link_open = true;
     let mut chunk = vec![0u8; 16 * 1024];
@@ -251,13 +253,16 @@ pub fn worker_loop(
                 tls: Some(t),
             });
         }
-        let mut fds = Vec::with_capacity(conns.len() + 1);
+        let mut fds = Vec::with_capacity(conns.len() + 2);
         fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
         fds.extend(
             conns
                 .iter()
                 .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
         );
+        if let Some(i) = &inbox {
+            fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+        }
         let polled = poll(&mut fds, PollTimeout::from(STOP_POLL_MS));
         let ready: Vec<bool> = fds
             .iter()
@@ -303,6 +308,9 @@ pub fn worker_loop(
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+        }
+        if let (Some(i), Some(true)) = (&inbox, ready.get(conns.len() + 1)) {
+            crate::tls_relay::serve_inbox(i);
         }
         let mut closed = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {

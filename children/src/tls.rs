@@ -647,6 +647,10 @@ pub fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
             "tls is not enabled (enable_tls, loadmodule \"tls\")",
         )
     })?;
+    if !crate::tcp_conn::is_worker() && lookup(dst).is_none() && crate::tls_relay::available() {
+        // the session lives in a TCP worker (crate::tls_relay)
+        return crate::tls_relay::send(dst, buf);
+    }
     if let Some(c) = lookup(dst) {
         match c.send(buf) {
             Ok(()) => return Ok(()),
@@ -663,6 +667,19 @@ pub fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
         with_table(|t| t.fresh.push(c));
     }
     Ok(())
+}
+
+/// Sends on a connection this process holds to `dst`, if any.
+pub(crate) fn send_if_held(dst: SocketAddr, buf: &[u8]) -> bool {
+    let Some(c) = lookup(dst) else { return false };
+    match c.send(buf) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("tls: connection to {dst} failed ({e})");
+            unregister(&c);
+            false
+        }
+    }
 }
 
 /// Opens a client connection to `dst` and completes the handshake.

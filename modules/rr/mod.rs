@@ -157,10 +157,13 @@ fn outbound_proto(ctx: &MsgCtx<'_>) -> Proto {
         .clone()
         .or_else(|| ctx.ruri())
         .unwrap_or_default();
-    ser_sip::parse_uri(uri.as_bytes())
-        .ok()
-        .and_then(|u| u.transport)
+    let Ok(u) = ser_sip::parse_uri(uri.as_bytes()) else {
+        return Proto::Udp;
+    };
+    u.transport
         .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(uri.as_bytes()))))
+        // RFC 3261 §26.2: a sips: target is reached over TLS
+        .or((u.scheme == ser_sip::Scheme::Sips).then_some(Proto::Tls))
         .unwrap_or(Proto::Udp)
 }
 

@@ -192,6 +192,8 @@ impl MsgCtx<'_> {
                     .transport
                     .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
                 let sips = u.scheme == ser_sip::Scheme::Sips;
+                // RFC 3261 §26.2: a sips: target is reached over TLS
+                let tp = tp.or(sips.then_some(Proto::Tls));
                 let default_port = if sips { 5061 } else { 5060 };
                 if u.port.is_none() && u.maddr.is_none() {
                     srv_name = Some((if sips { "sips" } else { "sip" }, host.clone()));

@@ -254,6 +254,8 @@ pub fn branch_dest(t: &Target, over: Option<&Override>) -> Result<(SocketAddr, P
     let mut proto = u
         .transport
         .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))))
+        // RFC 3261 §26.2: a sips: target is reached over TLS
+        .or((u.scheme == ser_sip::Scheme::Sips).then_some(Proto::Tls))
         .unwrap_or(Proto::Udp);
     if let Some(o) = over {
         if !o.host.is_empty() {

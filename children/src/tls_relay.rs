@@ -1,0 +1,171 @@
+//! Sending on a TLS connection another process holds.
+//!
+//! A TLS session cannot be shared between processes the way a TCP socket
+//! can (its state lives in the worker that drives it), so a process that is
+//! not a TCP worker (a UDP receiver relaying a reply to a TLS caller, the
+//! timer retransmitting) hands the plaintext to the workers instead: each
+//! TCP worker binds an abstract unix datagram socket named after the server
+//! and its pid; the sender asks every worker to send if it holds a
+//! connection to the peer, and when none does, asks one worker (chosen by
+//! the peer's address) to open one, so the peer's answers are read by it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long the holders have to answer "sent"/"not mine".
+const ASK_TIMEOUT: Duration = Duration::from_millis(300);
+
+fn main_pid() -> i32 {
+    crate::table::process_table().next().map_or(0, |p| p.pid)
+}
+
+fn name(pid: i32, reply: bool) -> String {
+    let kind = if reply { "r" } else { "w" };
+    format!("ser-tls-{}-{pid}-{kind}", main_pid())
+}
+
+fn bind(pid: i32, reply: bool) -> io::Result<UnixDatagram> {
+    let addr = UnixAddr::from_abstract_name(name(pid, reply).as_bytes())?;
+    let s = UnixDatagram::bind_addr(&addr)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// The inbox of this TCP worker (bound once it runs).
+pub(crate) fn worker_inbox() -> Option<UnixDatagram> {
+    match bind(std::process::id() as i32, false) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("tls: worker relay socket: {e}");
+            None
+        }
+    }
+}
+
+/// Handles the requests waiting in a worker's inbox.
+pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
+    let mut buf = vec![0u8; 70 * 1024];
+    loop {
+        let (n, from) = match inbox.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let Some((head, payload)) = split_head(&buf[..n]) else {
+            continue;
+        };
+        let mut words = head.split(' ');
+        let (Some(op), Some(seq), Some(dst)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(dst) = dst.parse::<SocketAddr>() else {
+            continue;
+        };
+        let ok = match op {
+            "S" => crate::tls::send_if_held(dst, payload),
+            "O" => match crate::tls::send(dst, payload) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::info!("tls: relayed send to {dst}: {e}");
+                    false
+                }
+            },
+            _ => continue,
+        };
+        let ack = format!("{seq} {}", u8::from(ok));
+        if let Some(path) = from.as_abstract_name() {
+            if let Ok(to) = UnixAddr::from_abstract_name(path) {
+                let _ = inbox.send_to_addr(ack.as_bytes(), &to);
+            }
+        }
+    }
+}
+
+fn split_head(b: &[u8]) -> Option<(&str, &[u8])> {
+    let nl = b.iter().position(|c| *c == b'\n')?;
+    Some((std::str::from_utf8(&b[..nl]).ok()?, &b[nl + 1..]))
+}
+
+static REPLY: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+static SEQ: AtomicU32 = AtomicU32::new(1);
+
+fn workers() -> Vec<i32> {
+    crate::table::process_table()
+        .filter(|p| p.desc.starts_with("tcp receiver") && p.pid > 0)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Whether there are TCP workers to relay through (this process runs in a
+/// forked server, not a test or `-c`).
+pub(crate) fn available() -> bool {
+    !workers().is_empty()
+}
+
+/// Sends `buf` to `dst` through the worker that holds a connection to it,
+/// or has one worker open it.
+pub(crate) fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
+    let pids = workers();
+    let reply = REPLY
+        .get_or_init(|| bind(std::process::id() as i32, true).ok())
+        .as_ref()
+        .ok_or_else(|| io::Error::other("tls: no relay socket"))?;
+    let ask = |op: &str, pids: &[i32], wait: Duration| -> io::Result<bool> {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut msg = format!("{op} {seq} {dst}\n").into_bytes();
+        msg.extend_from_slice(buf);
+        let mut asked = 0usize;
+        for pid in pids {
+            let to = UnixAddr::from_abstract_name(name(*pid, false).as_bytes())?;
+            if reply.send_to_addr(&msg, &to).is_ok() {
+                asked += 1;
+            }
+        }
+        let end = Instant::now() + wait;
+        let mut answers = 0usize;
+        let mut ack = [0u8; 64];
+        while answers < asked && Instant::now() < end {
+            match reply.recv(&mut ack) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&ack[..n]);
+                    let mut w = text.split(' ');
+                    if w.next() == Some(seq.to_string().as_str()) {
+                        answers += 1;
+                        if w.next() == Some("1") {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    };
+    if ask("S", &pids, ASK_TIMEOUT)? {
+        return Ok(());
+    }
+    let mut h = DefaultHasher::new();
+    dst.hash(&mut h);
+    let owner = pids[(h.finish() % pids.len() as u64) as usize];
+    let wait = crate::tls::profiles().map_or(Duration::from_secs(3), |p| p.connect_timeout)
+        + Duration::from_millis(500);
+    if ask("O", &[owner], wait)? {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            ErrorKind::NotConnected,
+            format!("tls: no connection to {dst} could be used or opened"),
+        ))
+    }
+}
