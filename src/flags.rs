@@ -115,6 +115,16 @@ pub const FLAGS: &[Flag] = &[
         help: &["Number of tcp child processes (default: equal to `-n')"],
     },
     Flag {
+        letter: 'S',
+        arg: None,
+        help: &["Disable sctp"],
+    },
+    Flag {
+        letter: 'Q',
+        arg: Some("processes"),
+        help: &["Number of sctp child processes (sctp is not built in: accepted, unused)"],
+    },
+    Flag {
         letter: 'W',
         arg: Some("type"),
         help: &["poll method (this build has: poll)"],
@@ -292,6 +302,10 @@ pub struct CmdLine {
     pub disable_tcp: bool,
     /// `-N`.
     pub tcp_children: Option<u32>,
+    /// `-S`.
+    pub disable_sctp: bool,
+    /// `-Q`.
+    pub sctp_children: Option<u32>,
     /// `-W`.
     pub poll_method: Option<String>,
     /// `-b`.
@@ -430,6 +444,7 @@ fn apply_switch(cl: &mut CmdLine, c: char) {
         'D' => cl.dont_fork_count += 1,
         'E' => cl.log_stderr = true,
         'T' => cl.disable_tcp = true,
+        'S' => cl.disable_sctp = true,
         // The table and this match list the same switches.
         _ => {}
     }
@@ -449,6 +464,7 @@ fn apply_value(cl: &mut CmdLine, c: char, v: String) -> Result<(), FlagError> {
         }
         'n' => cl.children = Some(positive(c, &v)?),
         'N' => cl.tcp_children = Some(number(c, &v)?),
+        'Q' => cl.sctp_children = Some(number(c, &v)?),
         'W' => {
             if !POLL_METHODS.contains(&v.as_str()) {
                 return Err(FlagError::BadArg {

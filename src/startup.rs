@@ -67,7 +67,11 @@ pub fn run(args: Vec<String>) -> i32 {
         return EXIT_ERROR;
     }
     let binds = match listen::resolve_all(&g.listen, g.port, g.disable_tcp) {
-        Ok(b) => b,
+        // -S: sctp listen addresses are left out
+        Ok(b) => b
+            .into_iter()
+            .filter(|b| !(cl.disable_sctp && b.proto == Proto::Sctp))
+            .collect::<Vec<_>>(),
         Err(e) => {
             eprintln!("ser: {e}");
             return EXIT_ERROR;

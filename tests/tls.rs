@@ -551,3 +551,62 @@ fn tls_caller_to_udp_callee_and_back() {
         log()
     );
 }
+
+/// `-l sctp:...`: SCTP transport is not built in; start-up fails with one
+/// clear line, naming the missing kernel support where the kernel has no
+/// SCTP. `-S` leaves sctp addresses out.
+#[test]
+fn sctp_listen_is_refused_clearly() {
+    let dir = Dir(std::env::temp_dir().join(format!("ser-sctp-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    let cfg = dir.0.join("ser.cfg");
+    fs::write(&cfg, "route { drop; }\n").unwrap();
+    let (sctp, udp) = (free_port(), free_port());
+    let run = |extra: &[&str], limit: Duration| {
+        let mut cmd = Command::new(SER);
+        cmd.arg("-f")
+            .arg(&cfg)
+            .args(["-E", "-D", "-n", "1"])
+            .args(["-l", &format!("sctp:127.0.0.1:{sctp}")])
+            .args(["-l", &format!("udp:127.0.0.1:{udp}")])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut g = Guard(cmd.process_group(0).spawn().expect("spawn ser"));
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Ok(Some(s)) = g.0.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > end {
+                break None;
+            }
+            sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = g.0.stderr.take() {
+            if status.is_some() {
+                let _ = e.read_to_string(&mut err);
+            }
+        }
+        (status, err)
+    };
+    let (status, err) = run(&[], Duration::from_secs(10));
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {err}");
+    // does this kernel have SCTP at all?
+    let kernel = Command::new("sh")
+        .args(["-c", "test -d /proc/sys/net/sctp"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if kernel {
+        eprintln!("note: this kernel has SCTP; checking the not-built-in error");
+        assert!(err.contains("sctp transport is not supported"), "{err}");
+    } else {
+        assert!(err.contains("the kernel has no SCTP support"), "{err}");
+    }
+    // -S: the sctp address is left out and the server starts
+    let (status, err) = run(&["-S"], Duration::from_millis(1500));
+    assert!(status.is_none(), "ser -S exited: {status:?} {err}");
+}

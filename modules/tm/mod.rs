@@ -138,6 +138,13 @@ static FUNCTIONS: &[FunctionExport] = &[
         fixup: fixup_relay_tcp,
     },
     FunctionExport {
+        name: "t_relay_to_tls",
+        min_args: 0,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_relay_tls,
+    },
+    FunctionExport {
         name: "t_forward_nonack",
         min_args: 0,
         max_args: 2,
@@ -625,6 +632,10 @@ fn fixup_relay_udp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
 
 fn fixup_relay_tcp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     make_relay(fx, args, Some(Proto::Tcp), false)
+}
+
+fn fixup_relay_tls(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Tls), false)
 }
 
 fn fixup_forward_nonack(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
