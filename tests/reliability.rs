@@ -111,6 +111,11 @@ impl Ser {
     /// Starts ser with `globals` prepended to a config answering every
     /// request with 200, 2 UDP receivers, a ctl socket.
     fn start(dir: &TmpDir, globals: &str, env: &[(&str, &str)]) -> Ser {
+        Ser::start_with(dir, globals, env, &[])
+    }
+
+    /// [`Ser::start`] with extra command-line arguments.
+    fn start_with(dir: &TmpDir, globals: &str, env: &[(&str, &str)], extra: &[&str]) -> Ser {
         let port = free_port();
         let cfg = dir.path("ser.cfg");
         let ctl = dir.path("ser_ctl");
@@ -129,6 +134,7 @@ impl Ser {
         let child = Command::new(SER)
             .args(["-f", cfg.to_str().unwrap(), "-l", &listen, "-n", "2"])
             .args(["-E", "-DD", "-dd"])
+            .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -353,4 +359,47 @@ fn a_lock_held_by_a_dead_child_is_released() {
         "{log}"
     );
     answers(&ser, 0..4);
+}
+
+/// One OPTIONS over a new TCP connection; the reply's first line.
+fn tcp_options(port: u16, call: usize) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    c.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let me = c.local_addr().map_err(|e| e.to_string())?.port();
+    let msg = format!(
+        "OPTIONS sip:x@127.0.0.1:{port};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:{me};branch=z9hG4bKtcp{call}\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\n\
+         Call-ID: reltcp-{call}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    c.write_all(msg.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+#[test]
+fn dead_tcp_main_and_tcp_worker_are_replaced() {
+    let dir = TmpDir::new("tcp");
+    let tcp_port = free_port();
+    let listen = format!("tcp:127.0.0.1:{tcp_port}");
+    let ser = Ser::start_with(&dir, "child_respawn=yes", &[], &["-l", &listen, "-N", "1"]);
+    let ok = |call| {
+        assert_eq!(
+            tcp_options(tcp_port, call).as_deref(),
+            Ok("SIP/2.0 200 alive"),
+            "{}",
+            ser.log_text()
+        )
+    };
+    ok(0);
+    ser.kill_and_expect_respawn("tcp receiver");
+    ok(1);
+    ser.kill_and_expect_respawn("tcp main");
+    ok(2);
+    answers(&ser, 0..2);
 }
