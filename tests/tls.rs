@@ -610,3 +610,109 @@ fn sctp_listen_is_refused_clearly() {
     let (status, err) = run(&["-S"], Duration::from_millis(1500));
     assert!(status.is_none(), "ser -S exited: {status:?} {err}");
 }
+
+/// A TLS UAS: answers one request with 200 OK and prints its top Via.
+const UAS_PY: &str = r#"
+import socket, ssl, sys
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(5)
+ls.settimeout(15)
+print("ready", flush=True)
+try:
+    c, _ = ls.accept()
+    t = ctx.wrap_socket(c, server_side=True)
+    t.settimeout(10)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = t.recv(4096)
+        if not d:
+            raise Exception("closed")
+        buf += d
+    head = buf.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    print("REQUEST", head[0], flush=True)
+    print("TOPVIA", [l for l in head if l.lower().startswith("via:")][0], flush=True)
+    keep = [l for l in head[1:] if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+    t.sendall(("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n").encode())
+    t.recv(1)
+except Exception as e:
+    print("ERROR", type(e).__name__, e, flush=True)
+"#;
+
+/// A UDP caller to a `sips:` target: ser opens a TLS client connection
+/// from a TCP worker (handshake driven by its poll loop), with
+/// `Via: SIP/2.0/TLS`, and the answer comes back over UDP.
+#[test]
+fn udp_caller_to_sips_target_over_tls() {
+    if !have_tools() {
+        return;
+    }
+    let dir = Dir(std::env::temp_dir().join(format!("ser-tls-out-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    let d = &dir.0;
+    make_ca(d, "ca");
+    make_leaf(d, "ca", "srv");
+    let (tls, udp, uas) = (free_port(), free_port(), free_port());
+    let mut server = Command::new("python3")
+        .arg("-c")
+        .arg(UAS_PY)
+        .arg(uas.to_string())
+        .arg(d.join("srv.pem"))
+        .arg(d.join("srv.key"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("python3");
+    let mut out = server.stdout.take().unwrap();
+    let uas_guard = Guard(server);
+    let mut ready = [0u8; 6];
+    out.read_exact(&mut ready).unwrap();
+    let _ser = start_with(
+        d,
+        BRIDGE_CFG,
+        &[
+            format!("tls:127.0.0.1:{tls}"),
+            format!("udp:127.0.0.1:{udp}"),
+        ],
+    );
+    let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let msg = format!(
+        "OPTIONS sips:bob@127.0.0.1:{uas} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {me};branch=z9hG4bK-out-1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.1>;tag=o1\r\n\
+         To: <sips:bob@127.0.0.1>\r\n\
+         Call-ID: tls-out@127.0.0.1\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    caller.send_to(msg.as_bytes(), ("127.0.0.1", udp)).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut got = String::new();
+    while let Ok(n) = caller.recv(&mut buf) {
+        got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !got.starts_with("SIP/2.0 1") {
+            break;
+        }
+    }
+    assert!(got.starts_with("SIP/2.0 200 OK"), "{got}\n{}", log());
+    drop(uas_guard);
+    let mut text = String::new();
+    let _ = out.read_to_string(&mut text);
+    assert!(
+        text.contains("TOPVIA Via: SIP/2.0/TLS 127.0.0.1:"),
+        "{text}"
+    );
+}

@@ -660,12 +660,18 @@ pub fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
             }
         }
     }
+    if crate::tcp_conn::is_worker() {
+        // The worker's poll loop drives the handshake (a slow server ties
+        // up nothing); rustls sends the message once it is done.
+        let c = Arc::new(start_client(p, dst)?);
+        c.send(buf)?;
+        register(c.clone());
+        with_table(|t| t.fresh.push(c));
+        return Ok(());
+    }
     let c = Arc::new(connect(p, dst)?);
     c.send(buf)?;
-    register(c.clone());
-    if crate::tcp_conn::is_worker() {
-        with_table(|t| t.fresh.push(c));
-    }
+    register(c);
     Ok(())
 }
 
@@ -682,8 +688,9 @@ pub(crate) fn send_if_held(dst: SocketAddr, buf: &[u8]) -> bool {
     }
 }
 
-/// Opens a client connection to `dst` and completes the handshake.
-fn connect(p: &Profiles, dst: SocketAddr) -> io::Result<TlsConn> {
+/// Opens a TCP connection to `dst` and starts a client session on it (the
+/// ClientHello is queued, not yet sent).
+fn start_client(p: &Profiles, dst: SocketAddr) -> io::Result<TlsConn> {
     let cfg = p.clients.get(&dst).unwrap_or(&p.client_default).clone();
     let name = match p.client_names.get(&dst) {
         Some(n) => ServerName::try_from(n.clone())
@@ -691,11 +698,17 @@ fn connect(p: &Profiles, dst: SocketAddr) -> io::Result<TlsConn> {
         None => ServerName::IpAddress(dst.ip().into()),
     };
     let session = rustls::ClientConnection::new(cfg, name).map_err(io::Error::other)?;
-    let end = Instant::now() + p.connect_timeout;
     let stream = TcpStream::connect_timeout(&dst, p.connect_timeout)?;
     let _ = stream.set_nodelay(true);
     stream.set_nonblocking(true)?;
-    let c = TlsConn::new(Arc::new(stream), session.into(), dst);
+    Ok(TlsConn::new(Arc::new(stream), session.into(), dst))
+}
+
+/// Opens a client connection to `dst` and completes the handshake (a
+/// process without a poll loop to drive it).
+fn connect(p: &Profiles, dst: SocketAddr) -> io::Result<TlsConn> {
+    let end = Instant::now() + p.connect_timeout;
+    let c = start_client(p, dst)?;
     let mut scratch = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

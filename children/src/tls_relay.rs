@@ -124,8 +124,18 @@ pub(crate) fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
         let mut asked = 0usize;
         for pid in pids {
             let to = UnixAddr::from_abstract_name(name(*pid, false).as_bytes())?;
-            if reply.send_to_addr(&msg, &to).is_ok() {
-                asked += 1;
+            // a worker just forked may not have bound its inbox yet
+            for _ in 0..50 {
+                match reply.send_to_addr(&msg, &to) {
+                    Ok(_) => {
+                        asked += 1;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
             }
         }
         let end = Instant::now() + wait;
