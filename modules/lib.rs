@@ -45,6 +45,7 @@ pub mod maxfwd;
 pub mod nathelper;
 pub mod permissions;
 pub mod pike;
+pub mod pipelimit;
 pub mod presence;
 pub mod presence_xml;
 pub mod print;

@@ -40,6 +40,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::nathelper::Nathelper,
         &crate::tls::Tls,
         &crate::pike::Pike,
+        &crate::pipelimit::Pipelimit,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
