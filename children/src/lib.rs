@@ -34,7 +34,7 @@ pub mod tcp;
 pub mod tcp_conn;
 pub mod timer;
 pub mod tls;
-mod tls_relay;
+pub mod tls_relay;
 pub mod udp;
 
 pub use error::Error;

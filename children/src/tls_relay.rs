@@ -65,6 +65,15 @@ pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
         let (Some(op), Some(seq), Some(dst)) = (words.next(), words.next(), words.next()) else {
             continue;
         };
+        if op == "L" {
+            // tls.list: this worker's connections, one per line
+            let mut ack = format!("{seq} L\n");
+            for (peer, version, cipher) in crate::tls::list() {
+                ack.push_str(&format!("{peer} {version} {cipher}\n"));
+            }
+            reply_to(inbox, &from, ack.as_bytes());
+            continue;
+        }
         let Ok(dst) = dst.parse::<SocketAddr>() else {
             continue;
         };
@@ -80,12 +89,73 @@ pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
             _ => continue,
         };
         let ack = format!("{seq} {}", u8::from(ok));
-        if let Some(path) = from.as_abstract_name() {
-            if let Ok(to) = UnixAddr::from_abstract_name(path) {
-                let _ = inbox.send_to_addr(ack.as_bytes(), &to);
+        reply_to(inbox, &from, ack.as_bytes());
+    }
+}
+
+fn reply_to(inbox: &UnixDatagram, from: &UnixAddr, bytes: &[u8]) {
+    if let Some(path) = from.as_abstract_name() {
+        if let Ok(to) = UnixAddr::from_abstract_name(path) {
+            let _ = inbox.send_to_addr(bytes, &to);
+        }
+    }
+}
+
+/// The TLS connections every TCP worker holds: `(worker pid, peer,
+/// version, cipher suite)`; workers that do not answer in time are left out.
+pub fn list_all() -> Vec<(i32, SocketAddr, String, String)> {
+    let Some(reply) = REPLY
+        .get_or_init(|| bind(std::process::id() as i32, true).ok())
+        .as_ref()
+    else {
+        return Vec::new();
+    };
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let msg = format!("L {seq} -\n");
+    let mut asked = Vec::new();
+    for pid in workers() {
+        if let Ok(to) = UnixAddr::from_abstract_name(name(pid, false).as_bytes()) {
+            if reply.send_to_addr(msg.as_bytes(), &to).is_ok() {
+                asked.push(pid);
             }
         }
     }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = Instant::now() + ASK_TIMEOUT;
+    let mut answers = 0;
+    while answers < asked.len() && Instant::now() < end {
+        match reply.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut lines = text.lines();
+                if lines.next() != Some(format!("{seq} L").as_str()) {
+                    continue;
+                }
+                answers += 1;
+                let pid = from
+                    .as_abstract_name()
+                    .and_then(|n| std::str::from_utf8(n).ok())
+                    .and_then(|n| n.split('-').nth(3))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                for l in lines {
+                    let mut w = l.split(' ');
+                    if let (Some(Ok(peer)), Some(v), Some(c)) =
+                        (w.next().map(str::parse), w.next(), w.next())
+                    {
+                        out.push((pid, peer, v.to_string(), c.to_string()));
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 fn split_head(b: &[u8]) -> Option<(&str, &[u8])> {

@@ -4,7 +4,8 @@
 //! on rustls); start-up reads these parameters from the loaded module and
 //! builds the profiles before the fork. `config` names a tls.cfg with
 //! per-domain/per-address profiles (`[server:default]`, `[client:default]`,
-//! `[server:IP:PORT]`...), which override the parameters.
+//! `[server:IP:PORT]`...), which override the parameters. `tls.list` is
+//! served by the core (it asks the TCP workers, which hold the sessions).
 
 use ser_fifo::{RpcRegistry, RpcValue};
 
@@ -95,19 +96,6 @@ impl Module for Tls {
         );
         if let Err(e) = r {
             log::warn!("tls.info not registered: {e:?}");
-        }
-        // Connections live in the TCP workers that hold their sessions; the
-        // ctl process sees none of them.
-        let r = reg.register(
-            "tls.list",
-            &["TLS connections (held by the TCP workers; none are visible to the ctl process)."],
-            |ctx| {
-                ctx.add(RpcValue::Array(Vec::new()));
-                Ok(())
-            },
-        );
-        if let Err(e) = r {
-            log::warn!("tls.list not registered: {e:?}");
         }
     }
 }

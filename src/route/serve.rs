@@ -119,6 +119,14 @@ impl ScriptInit {
             core(&mut reg, self.script.modules());
         }
         self.script.modules().register_rpc(&mut reg);
+        if self
+            .script
+            .modules()
+            .iter()
+            .any(|l| l.module.name() == "tls")
+        {
+            register_tls_list(&mut reg);
+        }
         if reg.lookup("cfg.get").is_none()
             && self
                 .script
@@ -219,6 +227,27 @@ impl ChildInit for ScriptInit {
             script: self.script.clone(),
             env: self.env(),
         })]
+    }
+}
+
+/// `tls.list`: the TLS connections the TCP workers hold (asked over
+/// `ser_children::tls_relay`).
+fn register_tls_list(reg: &mut RpcRegistry) {
+    let doc: &'static [&'static str] =
+        &["TLS connections: worker pid, peer, protocol version, cipher suite."];
+    let r = reg.register("tls.list", doc, |ctx| {
+        for (pid, peer, version, cipher) in ser_children::tls_relay::list_all() {
+            ctx.add(RpcValue::Struct(vec![
+                ("pid".into(), RpcValue::Int(pid)),
+                ("peer".into(), RpcValue::Str(peer.to_string())),
+                ("version".into(), RpcValue::Str(version)),
+                ("cipher".into(), RpcValue::Str(cipher)),
+            ]));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        log::warn!("tls.list not registered: {e:?}");
     }
 }
 
