@@ -44,7 +44,9 @@ fn start(cfg: &str) -> (Ser, u16) {
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(format!("ser-flood-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ser-flood-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("ser.cfg"), cfg).unwrap();
@@ -130,5 +132,41 @@ fn pike_drops_a_flooding_source_and_serves_the_others() {
             .contains("pike: 127.0.0.1 detected as a flood source"),
         "{}",
         ser.log()
+    );
+}
+
+/// Replies on `s` (first lines plus any Retry-After) until `quiet` passes.
+fn replies(s: &UdpSocket, quiet: Duration) -> Vec<String> {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut out = Vec::new();
+    while let Ok(n) = s.recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
+}
+
+#[test]
+fn pipelimit_taildrop_answers_503_above_the_limit() {
+    let (ser, port) = start(
+        "debug=2\nloadmodule \"sl\"\nloadmodule \"pipelimit\"\n\
+         modparam(\"pipelimit\", \"timer_interval\", 30)\n\
+         route {\n  if (!pl_check(\"all\", \"TAILDROP\", 10)) { pl_drop(5); exit; }\n\
+         sl_send_reply(\"200\", \"OK\");\n}\n",
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for call in 0..30 {
+        options(&c, port, call);
+    }
+    let r = replies(&c, Duration::from_millis(500));
+    let ok = r.iter().filter(|t| t.starts_with("SIP/2.0 200 ")).count();
+    let limited: Vec<&String> = r
+        .iter()
+        .filter(|t| t.starts_with("SIP/2.0 503 Server Unavailable"))
+        .collect();
+    assert_eq!((ok, limited.len()), (10, 20), "{r:?}\n{}", ser.log());
+    assert!(
+        limited.iter().all(|t| t.contains("Retry-After: 5\r\n")),
+        "{limited:?}"
     );
 }
