@@ -9,11 +9,19 @@
 //! * the allocator: a free list or a block header mid-update. After a
 //!   recovery the caller must run [`crate::check`]; if it fails the heap
 //!   cannot be trusted and the server should stop.
-//! * a bucket: a [`crate::ShmVec`] mid-push/remove (length and contents
-//!   disagree by one entry at most, or a reallocation whose old buffer
-//!   leaks), or an entry half rewritten (tm's transaction state, usrloc's
-//!   contact list). Those are logged with the table and bucket; the entry
-//!   is the caller's to expire (tm's timers and usrloc's expiry do).
+//! * a bucket's [`crate::ShmVec`]: `push` writes the slot before raising
+//!   the length, so a death there only loses the new entry (and leaks
+//!   it); a death inside `reserve` leaks one buffer. `remove` and
+//!   `swap_remove` move entries before lowering the length: a death in
+//!   the middle can leave two slots owning the same shm block (a
+//!   `ShmStr`, a `ShmVec`), and dropping both later is a double free,
+//!   which the allocator detects and panics on in whichever process does
+//!   it. An entry half rewritten in place (tm's transaction state,
+//!   usrloc's contact list) keeps a mix of old and new fields.
+//!   Recovery logs the table and bucket; the entries are left to the
+//!   owners' expiry (tm's timers, usrloc's expiry, pike's idle removal),
+//!   and a worker that still trips over one dies and is replaced, up to
+//!   the supervisor's crash-loop limit.
 //!
 //! A lock whose word is held but whose owner is still 0 belonged to a
 //! process that died between taking the word and recording its pid; it
