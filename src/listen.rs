@@ -165,7 +165,8 @@ pub fn resolve_all(
     let mut out: Vec<BindAddr> = Vec::new();
     for spec in specs {
         let protos: Vec<Proto> = match spec.proto {
-            Some(Proto::Tcp) if disable_tcp => Vec::new(),
+            // TLS runs over TCP: -T disables both
+            Some(Proto::Tcp | Proto::Tls) if disable_tcp => Vec::new(),
             Some(p) => vec![p],
             None if disable_tcp => vec![Proto::Udp],
             None => vec![Proto::Udp, Proto::Tcp],
@@ -253,6 +254,9 @@ mod tests {
         let all = resolve_all(&[spec(None, &["127.0.0.1"], Some(5070))], 5060, false).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].proto, Proto::Udp);
+        // -T: no TLS either (it runs over TCP)
+        let tls = resolve_all(&[spec(Some(Proto::Tls), &["127.0.0.1"], None)], 5061, true);
+        assert_eq!(tls.unwrap(), []);
         let udp = resolve_all(&[spec(None, &["127.0.0.1"], None)], 5061, true).unwrap();
         assert_eq!(
             udp,

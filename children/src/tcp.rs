@@ -325,6 +325,9 @@ pub fn worker_loop(
             match recv_fd(link.as_raw_fd()) {
                 Ok(Some((sock, fd))) => {
                     let stream = TcpStream::from(fd);
+                    // replies are small writes: Nagle would hold each one
+                    // back until the peer's delayed ACK
+                    let _ = stream.set_nodelay(true);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
                         (Ok(peer), _) if conns.len() >= MAX_CONNECTIONS_PER_WORKER => {
                             log::warn!("tcp worker: too many connections, refusing {peer}")

@@ -154,8 +154,9 @@ pub fn parse_tls_cfg(text: &str, base: &Profile) -> Result<Vec<(Scope, Profile)>
                 .split_once(':')
                 .ok_or_else(|| at(format!("bad section [{sec}]")))?;
             let scope = match (kind.trim(), addr.trim()) {
-                ("server", "default") => Scope::ServerDefault,
-                ("client", "default") => Scope::ClientDefault,
+                // `any` is Kamailio's name for the profile of any address
+                ("server", "default" | "any") => Scope::ServerDefault,
+                ("client", "default" | "any") => Scope::ClientDefault,
                 (k, a) => {
                     let a = a
                         .parse::<SocketAddr>()
@@ -585,8 +586,15 @@ pub(crate) fn register(c: Arc<TlsConn>) {
     });
 }
 
-/// Forgets a connection and shuts it down.
+/// Forgets a connection and shuts it down (after a close_notify).
 pub(crate) fn unregister(c: &TlsConn) {
+    {
+        let mut s = c.session();
+        if !s.is_handshaking() {
+            s.send_close_notify();
+            let _ = flush(&mut s, &c.stream, Duration::from_millis(50));
+        }
+    }
     let _ = c.stream.shutdown(std::net::Shutdown::Both);
     with_table(|t| {
         if t.by_peer
@@ -769,6 +777,8 @@ mod tests {
         assert_eq!(got[2].0, Scope::Server("127.0.0.1:5061".parse().unwrap()));
         assert!(got[2].1.verify && got[2].1.require);
         assert_eq!(got[2].1.ca_list.as_deref(), Some(Path::new("/ca.pem")));
+        let any = parse_tls_cfg("[client:any]\nmethod = TLSv1.3\n", &Profile::default());
+        assert_eq!(any.unwrap()[0].0, Scope::ClientDefault);
         for bad in [
             "key = 1\n",
             "[server:x]\n",
