@@ -35,7 +35,41 @@ fn bind(pid: i32, reply: bool) -> io::Result<UnixDatagram> {
     let addr = UnixAddr::from_abstract_name(name(pid, reply).as_bytes())?;
     let s = UnixDatagram::bind_addr(&addr)?;
     s.set_nonblocking(true)?;
+    if !reply {
+        // abstract names have no file permissions: the kernel's sender
+        // credentials tell our processes from anyone else's
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::PassCred, &true)?;
+    }
     Ok(s)
+}
+
+/// Receives one request with its sender's address and kernel-checked pid.
+fn recv_request(inbox: &UnixDatagram, buf: &mut [u8]) -> io::Result<(usize, UnixAddr, i32)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr as NixAddr};
+    use std::os::fd::AsRawFd;
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+    let msg = recvmsg::<NixAddr>(
+        inbox.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let pid = msg
+        .cmsgs()
+        .map_err(io::Error::from)?
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let name = msg
+        .address
+        .and_then(|a| a.as_abstract().map(<[u8]>::to_vec))
+        .unwrap_or_default();
+    let n = msg.bytes;
+    Ok((n, UnixAddr::from_abstract_name(name)?, pid))
 }
 
 /// The inbox of this TCP worker (bound once it runs).
@@ -53,11 +87,15 @@ pub(crate) fn worker_inbox() -> Option<UnixDatagram> {
 pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
     let mut buf = vec![0u8; 70 * 1024];
     loop {
-        let (n, from) = match inbox.recv_from(&mut buf) {
+        let (n, from, pid) = match recv_request(inbox, &mut buf) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        if pid <= 0 || crate::table::index_of(pid).is_none() {
+            log::warn!("tls: relay request from pid {pid}, not one of ours; ignored");
+            continue;
+        }
         let Some((head, payload)) = split_head(&buf[..n]) else {
             continue;
         };
