@@ -160,10 +160,12 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     if has_ctl {
         init.set_ctl(listeners, engine.ctl_config.clone());
     }
-    if let Err(e) = daemon::drop_privileges(uid, gid) {
+    // certificates and keys are read while still privileged (keys are
+    // often readable by root only)
+    if let Err(e) = configure_tls(&engine.init, sockets) {
         return fail(&e);
     }
-    if let Err(e) = configure_tls(&engine.init, sockets) {
+    if let Err(e) = daemon::drop_privileges(uid, gid) {
         return fail(&e);
     }
     let has_tcp = sockets.iter().any(|s| s.is_stream());
