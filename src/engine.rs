@@ -77,7 +77,7 @@ pub fn load(
         .map(|b| Listen {
             proto: engine_proto(b.proto),
             addr: b.addr,
-            advertise: None,
+            advertise: advertise_of(globals, b),
         })
         .collect();
     let core = CoreRpc {
@@ -93,6 +93,32 @@ pub fn load(
         ctl,
         ctl_config,
     })
+}
+
+/// What a bound socket advertises in Via/Record-Route: its listen spec's
+/// `advertise host[:port]` (no port: the socket's), else the
+/// `advertised_address`/`advertised_port` globals, else nothing (its own).
+fn advertise_of(g: &Globals, b: &BindAddr) -> Option<(String, u16)> {
+    let own = g.listen_advertise.iter().find_map(|(spec, adv)| {
+        crate::listen::resolve_all(std::slice::from_ref(spec), g.port, g.disable_tcp)
+            .ok()?
+            .contains(b)
+            .then_some(adv)
+    });
+    if let Some((host, port)) = own {
+        return Some((host.clone(), port.unwrap_or(b.addr.port())));
+    }
+    if g.advertised_address.is_none() && g.advertised_port.is_none() {
+        return None;
+    }
+    let host = g
+        .advertised_address
+        .clone()
+        .unwrap_or_else(|| match b.addr.ip() {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            a => a.to_string(),
+        });
+    Some((host, g.advertised_port.unwrap_or(b.addr.port())))
 }
 
 fn engine_proto(p: Proto) -> route::Proto {

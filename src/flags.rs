@@ -127,7 +127,7 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         letter: 'W',
         arg: Some("type"),
-        help: &["poll method (this build has: poll)"],
+        help: &["poll method: poll, epoll_lt (default), epoll_et, select"],
     },
     Flag {
         letter: 'V',
@@ -255,8 +255,8 @@ pub fn man_options() -> String {
     out
 }
 
-/// `-W` methods this build has: its loops wait with poll(2).
-pub const POLL_METHODS: &[&str] = &["poll"];
+/// `-W` methods this build has (the TCP loops' reactor backends).
+pub const POLL_METHODS: &[&str] = &["poll", "epoll_lt", "epoll_et", "select"];
 
 /// What the command line asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -466,11 +466,11 @@ fn apply_value(cl: &mut CmdLine, c: char, v: String) -> Result<(), FlagError> {
         'N' => cl.tcp_children = Some(number(c, &v)?),
         'Q' => cl.sctp_children = Some(number(c, &v)?),
         'W' => {
-            if !POLL_METHODS.contains(&v.as_str()) {
+            if let Err(why) = ser_children::reactor::PollMethod::parse(&v) {
                 return Err(FlagError::BadArg {
                     letter: c,
                     value: v,
-                    why: Some(format!("supported: {}", POLL_METHODS.join(", "))),
+                    why: Some(why),
                 });
             }
             cl.poll_method = Some(v);
@@ -584,10 +584,14 @@ mod tests {
             p(&["-dq"]).unwrap_err().to_string(),
             "invalid option -- 'q'"
         );
-        assert!(p(&["-W", "epoll_lt"])
-            .unwrap_err()
-            .to_string()
-            .starts_with("bad -W argument"));
+        for m in POLL_METHODS {
+            assert_eq!(p(&["-W", m]).unwrap().poll_method.as_deref(), Some(*m));
+        }
+        assert_eq!(
+            p(&["-W", "kqueue"]).unwrap_err().to_string(),
+            "bad -W argument 'kqueue': poll method kqueue is not available on Linux \
+             (available: poll, epoll_lt, epoll_et, select)"
+        );
         assert!(p(&["-l", "udp:1.2.3.4:99999"]).is_err());
         assert_eq!(
             p(&["foo"]).unwrap_err().to_string(),

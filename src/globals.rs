@@ -73,8 +73,23 @@ pub struct Globals {
     pub rev_dns: bool,
     /// `-a`, `auto_aliases=`.
     pub auto_aliases: bool,
-    /// `-W`.
+    /// `-W`, `tcp_poll_method=`; `None` = epoll_lt.
     pub poll_method: Option<String>,
+    /// `tcp_connect_timeout=`, seconds; `None` = the children's default.
+    pub tcp_connect_timeout: Option<u32>,
+    /// `tcp_max_connections=`: open TCP connections tcp main allows.
+    pub tcp_max_connections: u32,
+    /// `advertised_address=`: the host put in Via/Record-Route instead of
+    /// a socket's address (sockets with their own `advertise` keep theirs).
+    pub advertised_address: Option<String>,
+    /// `advertised_port=`: likewise for the port.
+    pub advertised_port: Option<u16>,
+    /// `listen=... advertise host[:port]`: the spec and what it advertises.
+    pub listen_advertise: Vec<(ListenSpec, (String, Option<u16>))>,
+    /// `use_dst_blacklist=`: destinations whose send failed are skipped.
+    pub use_dst_blacklist: bool,
+    /// `dst_blacklist_expire=`, seconds a failed destination stays skipped.
+    pub dst_blacklist_expire: u32,
     /// `-O`.
     pub opt_level: u32,
     /// `-A` defines for the preprocessor.
@@ -112,6 +127,13 @@ impl Default for Globals {
             rev_dns: false,
             auto_aliases: true,
             poll_method: None,
+            tcp_connect_timeout: None,
+            tcp_max_connections: 2048,
+            advertised_address: None,
+            advertised_port: None,
+            listen_advertise: Vec::new(),
+            use_dst_blacklist: false,
+            dst_blacklist_expire: 60,
             opt_level: 2,
             defines: Vec::new(),
         }
@@ -147,7 +169,14 @@ fn text(v: &Value) -> Result<String, Diagnostic> {
     }
 }
 
-fn listen_specs(v: &Value, out: &mut Vec<ListenSpec>) -> Result<(), Diagnostic> {
+/// `listen=... advertise host[:port]` pairs.
+type Advertised = Vec<(ListenSpec, (String, Option<u16>))>;
+
+fn listen_specs(
+    v: &Value,
+    out: &mut Vec<ListenSpec>,
+    adv: &mut Advertised,
+) -> Result<(), Diagnostic> {
     let bad = |msg: String| Diagnostic::error(v.span, msg);
     match &v.kind {
         ValueKind::Socket(s) => {
@@ -160,11 +189,15 @@ fn listen_specs(v: &Value, out: &mut Vec<ListenSpec>) -> Result<(), Diagnostic> 
             } else {
                 s.host.clone()
             };
-            out.push(ListenSpec {
+            let spec = ListenSpec {
                 proto,
                 hosts: vec![host],
                 port: s.port,
-            });
+            };
+            if let Some(a) = &s.advertise {
+                adv.push((spec.clone(), a.clone()));
+            }
+            out.push(spec);
         }
         ValueKind::Ip(ip) => out.push(ListenSpec {
             proto: None,
@@ -174,7 +207,7 @@ fn listen_specs(v: &Value, out: &mut Vec<ListenSpec>) -> Result<(), Diagnostic> 
         ValueKind::Ident(s) | ValueKind::Str(s) => out.push(ListenSpec::parse(s).map_err(bad)?),
         ValueKind::List(vs) => {
             for v in vs {
-                listen_specs(v, out)?;
+                listen_specs(v, out, adv)?;
             }
         }
         _ => return Err(bad("listen address expected".into())),
@@ -189,6 +222,7 @@ impl Globals {
     pub fn apply_config(&mut self, items: &[Item]) -> Vec<Diagnostic> {
         let mut errors = Vec::new();
         let mut cfg_listen = Vec::new();
+        let mut cfg_adv = Vec::new();
         for item in items {
             let Item::Assign { name, value, .. } = item else {
                 continue;
@@ -199,13 +233,25 @@ impl Globals {
                     "fork" => self.dont_fork = u32::from(!boolean(value)?),
                     "log_stderror" => self.log_stderr = boolean(value)?,
                     "log_facility" => self.log_facility = text(value)?,
-                    "listen" => listen_specs(value, &mut cfg_listen)?,
-                    "alias" => listen_specs(value, &mut self.aliases)?,
+                    "listen" => listen_specs(value, &mut cfg_listen, &mut cfg_adv)?,
+                    "alias" => listen_specs(value, &mut self.aliases, &mut Vec::new())?,
                     "port" => self.port = ranged(value)?,
                     "children" => self.children = ranged(value)?,
                     "tcp_children" => self.tcp_children = Some(ranged(value)?),
                     "disable_tcp" => self.disable_tcp = boolean(value)?,
                     "tcp_connection_lifetime" => self.tcp_lifetime = ranged(value)?,
+                    "tcp_connect_timeout" => self.tcp_connect_timeout = Some(ranged(value)?),
+                    "tcp_max_connections" => self.tcp_max_connections = ranged(value)?,
+                    "tcp_poll_method" => {
+                        let m = text(value)?;
+                        ser_children::reactor::PollMethod::parse(&m)
+                            .map_err(|e| Diagnostic::error(value.span, e))?;
+                        self.poll_method = Some(m);
+                    }
+                    "advertised_address" => self.advertised_address = Some(text(value)?),
+                    "advertised_port" => self.advertised_port = Some(ranged(value)?),
+                    "use_dst_blacklist" => self.use_dst_blacklist = boolean(value)?,
+                    "dst_blacklist_expire" => self.dst_blacklist_expire = ranged(value)?,
                     "child_respawn" => self.child_respawn = boolean(value)?,
                     "user" | "uid" => self.user = Some(text(value)?),
                     "group" | "gid" => self.group = Some(text(value)?),
@@ -228,6 +274,7 @@ impl Globals {
         }
         if !cfg_listen.is_empty() {
             self.listen = cfg_listen;
+            self.listen_advertise = cfg_adv;
         }
         errors
     }
@@ -249,7 +296,9 @@ impl Globals {
         }
         self.log_stderr |= cl.log_stderr;
         if !cl.listen.is_empty() {
+            // SER 3.0's -l has no advertise part
             self.listen = cl.listen.clone();
+            self.listen_advertise.clear();
         }
         if let Some(n) = cl.children {
             self.children = n;
@@ -296,6 +345,29 @@ impl Globals {
     /// TCP workers: `tcp_children`, else `children`.
     pub fn tcp_workers(&self) -> u32 {
         self.tcp_children.unwrap_or(self.children)
+    }
+
+    /// The `-W`/`tcp_poll_method` reactor (validated when set).
+    pub fn poll_method(&self) -> ser_children::reactor::PollMethod {
+        self.poll_method
+            .as_deref()
+            .and_then(|m| ser_children::reactor::PollMethod::parse(m).ok())
+            .unwrap_or_default()
+    }
+
+    /// The TCP settings the children get (`enabled`: a TCP socket is bound).
+    pub fn tcp_config(&self, enabled: bool) -> ser_children::tcp_conn::TcpConfig {
+        let mut c = ser_children::tcp_conn::TcpConfig {
+            enabled,
+            lifetime: std::time::Duration::from_secs(u64::from(self.tcp_lifetime.max(1))),
+            max_connections: self.tcp_max_connections as usize,
+            poll_method: self.poll_method(),
+            ..Default::default()
+        };
+        if let Some(t) = self.tcp_connect_timeout {
+            c.connect_timeout = std::time::Duration::from_secs(u64::from(t.max(1)));
+        }
+        c
     }
 
     /// The `-D` level as a fork mode.

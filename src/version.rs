@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(lines[0], "version: ser 3.0.0 (x86_64/linux)");
         assert!(lines[1].starts_with("flags: STATS: Off, USE_IPV6, USE_TCP"));
         assert!(lines[2].contains("MAX_RECV_BUFFER_SIZE 262144, MAX_LISTEN 16"));
-        assert_eq!(lines[3], "poll method support: poll.");
+        assert_eq!(
+            lines[3],
+            "poll method support: poll, epoll_lt, epoll_et, select."
+        );
         assert!(lines[4].starts_with("id: "));
         assert!(lines[5].starts_with("compiled "));
     }

@@ -236,7 +236,7 @@ fn help_has_ser_usage_format() {
         .filter_map(|l| l.strip_prefix("    -"))
         .filter_map(|l| l.chars().next())
         .collect();
-    assert_eq!(letters, "fLclnrRvdDETNWVhbmwtugPGOaA");
+    assert_eq!(letters, "fLclnrRvdDETNSQWVhbmwtugPGOaA");
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub mod daemon;
 mod error;
 pub mod handler;
 pub mod plan;
+pub mod reactor;
 pub mod socket;
 pub mod supervisor;
 pub mod sys;

@@ -16,15 +16,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use ser_sip::{frame_stream, Framing};
 
 use crate::handler::{SipHandler, StreamReply};
+use crate::reactor::Reactor;
 use crate::socket::{ListenSocket, Proto};
 use crate::tls::TlsConn;
 
@@ -37,6 +37,48 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 2048;
 
 /// How often blocked loops look at their stop flag.
 const STOP_POLL_MS: u16 = 250;
+
+/// Connections tcp main handed to workers and not yet closed, over all
+/// workers (in shm once [`init_live_count`] ran; else this process's).
+static LIVE: OnceLock<&'static AtomicUsize> = OnceLock::new();
+static LIVE_LOCAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Puts the live connection count in shared memory (main, before the fork)
+/// so tcp main sees the workers' closes.
+pub fn init_live_count() {
+    if ser_shm::is_initialized() {
+        if let Ok(b) = ser_shm::ShmBox::new(AtomicUsize::new(0)) {
+            let _ = LIVE.set(ser_shm::ShmBox::leak(b));
+        }
+    }
+}
+
+fn live() -> &'static AtomicUsize {
+    LIVE.get().copied().unwrap_or(&LIVE_LOCAL)
+}
+
+/// A counted connection is gone.
+fn live_done() {
+    let _ = live().fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
+/// Tokens of the fixed descriptors of the loops; connections count up from
+/// [`FIRST_CONN_TOKEN`].
+const LINK_TOKEN: u64 = 0;
+const INBOX_TOKEN: u64 = 1;
+const HANDOFF_TOKEN: u64 = u64::MAX;
+const FIRST_CONN_TOKEN: u64 = 2;
+
+fn reactor() -> Option<Reactor> {
+    let method = crate::tcp_conn::config().poll_method;
+    match Reactor::new(method) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("tcp: cannot set up poll method {}: {e}", method.name());
+            None
+        }
+    }
+}
 
 /// tcp main: accepts on every TCP socket and passes connections to the
 /// workers until `stop` is set; connections other processes opened arrive
@@ -62,31 +104,27 @@ pub fn main_loop(
     if workers.is_empty() {
         log::error!("tcp main: no tcp workers");
     }
+    let Some(mut reactor) = reactor() else { return };
+    let max = crate::tcp_conn::config().max_connections;
     let mut next = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let mut fds: Vec<PollFd> = listeners
+        let mut fds: Vec<(u64, std::os::fd::BorrowedFd<'_>)> = listeners
             .iter()
-            .filter_map(|(_, s)| s.tcp())
-            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .filter_map(|(i, s)| Some((*i as u64 + FIRST_CONN_TOKEN, s.tcp()?.as_fd())))
             .collect();
         if let Some(h) = &handoff {
-            fds.push(PollFd::new(h.as_fd(), PollFlags::POLLIN));
+            fds.push((HANDOFF_TOKEN, h.as_fd()));
         }
-        match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        let ready = match reactor.wait(&fds, STOP_POLL_MS) {
+            Ok(r) if r.iter().any(|r| *r) => r,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                log::error!("tcp main: poll: {e}");
+                log::error!("tcp main: {}: {e}", reactor.method().name());
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-        }
-        let handed = handoff.is_some()
-            && fds
-                .last()
-                .and_then(|f| f.revents())
-                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        };
+        let handed = handoff.is_some() && ready.last().copied().unwrap_or(false);
         drop(fds);
         if let (true, Some(h), false) = (handed, &handoff, workers.is_empty()) {
             match recv_fd(h.as_raw_fd()) {
@@ -102,7 +140,9 @@ pub fn main_loop(
                         .map_or(0, |(i, _)| *i);
                     let w = &workers[next % workers.len()];
                     next = next.wrapping_add(1);
+                    live().fetch_add(1, Ordering::AcqRel);
                     if let Err(e) = send_fd(w, &(index as u32).to_ne_bytes(), stream.as_raw_fd()) {
+                        live_done();
                         log::error!("tcp main: passing an outgoing connection: {e}");
                     }
                 }
@@ -118,12 +158,21 @@ pub fn main_loop(
                         if workers.is_empty() {
                             break;
                         }
+                        if live().load(Ordering::Acquire) >= max {
+                            log::warn!(
+                                "tcp main: {max} connections open (tcp_max_connections); \
+                                 refusing {peer}"
+                            );
+                            continue;
+                        }
+                        live().fetch_add(1, Ordering::AcqRel);
                         let w = &workers[next % workers.len()];
                         next = next.wrapping_add(1);
                         // usize -> u32 index of a listen socket: there are at most a
                         // handful of sockets.
                         let idx = (*index as u32).to_ne_bytes();
                         if let Err(e) = send_fd(w, &idx, conn.as_raw_fd()) {
+                            live_done();
                             log::error!("tcp main: passing connection from {peer}: {e}");
                         }
                         // Our copy closes here; the worker holds its own.
@@ -191,10 +240,17 @@ struct Conn {
     last_read: Instant,
     /// The TLS session of a connection on a TLS socket.
     tls: Option<Arc<TlsConn>>,
+    /// Names this connection for the reactor for its whole life.
+    token: u64,
+    /// Handed over by tcp main, which counted it in [`live`].
+    counted: bool,
 }
 
 impl Conn {
     fn close(&self) {
+        if self.counted {
+            live_done();
+        }
         match &self.tls {
             Some(t) => crate::tls::unregister(t),
             None => crate::tcp_conn::unregister(&self.stream, self.peer),
@@ -227,6 +283,12 @@ pub fn worker_loop(
     crate::tcp_conn::mark_worker();
     // other processes' sends on the TLS connections this worker holds
     let inbox = crate::tls::profiles().and_then(|_| crate::tls_relay::worker_inbox());
+    let Some(mut reactor) = reactor() else { return };
+    let mut serial = FIRST_CONN_TOKEN;
+    let mut token = || {
+        serial += 1;
+        serial
+    };
     let mut conns: Vec<Conn> = Vec::new();
     let mut link_open = true;
     let mut chunk = vec![0u8; 16 * 1024];
@@ -240,6 +302,8 @@ pub fn worker_loop(
                     buf: Vec::new(),
                     last_read: Instant::now(),
                     tls: None,
+                    token: token(),
+                    counted: false,
                 });
             }
         }
@@ -251,23 +315,21 @@ pub fn worker_loop(
                 buf: Vec::new(),
                 last_read: Instant::now(),
                 tls: Some(t),
+                token: token(),
+                counted: false,
             });
         }
         let mut fds = Vec::with_capacity(conns.len() + 2);
-        fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
-        fds.extend(
-            conns
-                .iter()
-                .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
-        );
+        fds.push((LINK_TOKEN, link.as_fd()));
+        fds.extend(conns.iter().map(|c| (c.token, c.stream.as_fd())));
         if let Some(i) = &inbox {
-            fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            fds.push((INBOX_TOKEN, i.as_fd()));
         }
-        let polled = poll(&mut fds, PollTimeout::from(STOP_POLL_MS));
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let polled = reactor.wait(&fds, STOP_POLL_MS);
+        let ready: Vec<bool> = match &polled {
+            Ok(r) => r.clone(),
+            Err(_) => vec![false; fds.len()],
+        };
         drop(fds);
         let now = Instant::now();
         let before = conns.len();
@@ -300,11 +362,11 @@ pub fn worker_loop(
             continue;
         }
         match polled {
-            Ok(0) => continue,
+            Ok(r) if !r.iter().any(|r| *r) => continue,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                log::error!("tcp worker: poll: {e}");
+                log::error!("tcp worker: {}: {e}", reactor.method().name());
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -330,6 +392,7 @@ pub fn worker_loop(
                     let _ = stream.set_nodelay(true);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
                         (Ok(peer), _) if conns.len() >= MAX_CONNECTIONS_PER_WORKER => {
+                            live_done();
                             log::warn!("tcp worker: too many connections, refusing {peer}")
                         }
                         (Ok(peer), Ok(())) if sock < sockets.len() => {
@@ -337,6 +400,7 @@ pub fn worker_loop(
                             let tls = if sockets[sock].proto() == Proto::Tls {
                                 let Some(session) = crate::tls::accept(sockets[sock].addr()) else {
                                     log::warn!("tls: no server profile; dropping {peer}");
+                                    live_done();
                                     continue;
                                 };
                                 let t = Arc::new(TlsConn::new(stream.clone(), session, peer));
@@ -353,9 +417,14 @@ pub fn worker_loop(
                                 buf: Vec::new(),
                                 last_read: Instant::now(),
                                 tls,
+                                token: token(),
+                                counted: true,
                             })
                         }
-                        _ => log::warn!("tcp worker: dropping unusable connection"),
+                        _ => {
+                            live_done();
+                            log::warn!("tcp worker: dropping unusable connection")
+                        }
                     }
                 }
                 Ok(None) => link_open = false,

@@ -46,8 +46,11 @@ pub struct TcpConfig {
     pub connect_timeout: Duration,
     /// Idle connections are dropped after this (`tcp_connection_lifetime`).
     pub lifetime: Duration,
-    /// Most connections this process opens/holds (`tcp_max_connections`).
+    /// Most connections this process opens/holds (`tcp_max_connections`);
+    /// tcp main refuses accepted connections beyond it, all workers counted.
     pub max_connections: usize,
+    /// How the TCP loops wait (`-W`, `tcp_poll_method`).
+    pub poll_method: crate::reactor::PollMethod,
 }
 
 impl Default for TcpConfig {
@@ -57,6 +60,7 @@ impl Default for TcpConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             lifetime: crate::tcp::DEFAULT_LIFETIME,
             max_connections: crate::tcp::MAX_CONNECTIONS_PER_WORKER,
+            poll_method: crate::reactor::PollMethod::default(),
         }
     }
 }
@@ -73,7 +77,8 @@ pub fn configure(cfg: TcpConfig) {
     let _ = CONFIG.set(cfg);
 }
 
-fn config() -> TcpConfig {
+/// The settings [`configure`] fixed (defaults before).
+pub fn config() -> TcpConfig {
     CONFIG.get().cloned().unwrap_or_default()
 }
 

@@ -1,0 +1,258 @@
+//! Stateless proxy core through the real `ser` binary: every `-W` poll
+//! method answers TCP; the methods of other systems are refused clearly;
+//! `tcp_max_connections` closes the connection beyond the limit;
+//! `listen=... advertise` shows in a forwarded request's Via and
+//! Record-Route. Every test kills what it started (Drop).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const SER: &str = env!("CARGO_BIN_EXE_ser");
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A running `ser -E -DD` with its config and log in a scratch directory;
+/// its process group is killed and the directory removed on drop.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(tag: &str, cfg: &str, args: &[&str]) -> Server {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ser-gaps-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ser.cfg"), cfg).unwrap();
+        let log = fs::File::create(dir.join("stderr.log")).unwrap();
+        let child = Command::new(SER)
+            .arg("-f")
+            .arg(dir.join("ser.cfg"))
+            .args(["-E", "-DD"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut s = Server { child, dir };
+        let end = Instant::now() + Duration::from_secs(10);
+        while !s.log_text().contains("ser started") {
+            let status = s.child.try_wait().unwrap();
+            assert!(
+                Instant::now() < end && status.is_none(),
+                "ser did not start ({status:?}):\n{}",
+                s.log_text()
+            );
+            sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // the server leads its own group: its children go with it
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        sleep(Duration::from_millis(100));
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn options(port: u16, n: u32) -> String {
+    format!(
+        "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-w{n}\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: gaps-{n}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Sends an OPTIONS on `s` and reads until a whole status line arrived.
+fn ask(s: &mut TcpStream, port: u16, n: u32) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(options(port, n).as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + Duration::from_secs(3);
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") && Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+const ANSWER: &str = "loadmodule \"sl\"\nroute { sl_send_reply(\"200\", \"polled\"); }\n";
+
+#[test]
+fn every_poll_method_answers_tcp() {
+    for method in ["poll", "epoll_lt", "epoll_et", "select"] {
+        let port = free_port();
+        let listen = format!("tcp:127.0.0.1:{port}");
+        let ser = Server::start(
+            "poll",
+            &format!("debug=3\n{ANSWER}"),
+            &["-l", &listen, "-n", "1", "-N", "2", "-W", method],
+        );
+        assert!(
+            ser.log_text()
+                .contains(&format!("tcp poll method: {method}")),
+            "{}",
+            ser.log_text()
+        );
+        // two connections, two requests each: the reactor keeps watching
+        let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for n in 0..2 {
+            for s in [&mut a, &mut b] {
+                let r = ask(s, port, n);
+                assert!(
+                    r.starts_with("SIP/2.0 200 polled\r\n"),
+                    "{method}: {r:?}\n{}",
+                    ser.log_text()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn poll_methods_of_other_systems_are_refused() {
+    for method in ["kqueue", "/dev/poll", "sigio_rt"] {
+        let out = Command::new(SER)
+            .args(["-W", method, "-c"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err,
+            format!(
+                "ser: bad -W argument '{method}': poll method {method} is not available on \
+                 Linux (available: poll, epoll_lt, epoll_et, select)\nUse -h for help\n"
+            )
+        );
+    }
+    let v = Command::new(SER).arg("-V").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout)
+        .contains("\npoll method support: poll, epoll_lt, epoll_et, select.\n"));
+}
+
+#[test]
+fn tcp_max_connections_closes_the_one_too_many() {
+    let port = free_port();
+    let listen = format!("tcp:127.0.0.1:{port}");
+    let ser = Server::start(
+        "maxconn",
+        &format!("debug=3\ntcp_max_connections=2\n{ANSWER}"),
+        &["-l", &listen, "-n", "1", "-N", "2"],
+    );
+    let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(ask(&mut a, port, 1).starts_with("SIP/2.0 200"));
+    assert!(ask(&mut b, port, 2).starts_with("SIP/2.0 200"));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let r = ask(&mut c, port, 3);
+    assert_eq!(r, "", "third connection answered:\n{}", ser.log_text());
+    assert!(
+        wait_until(Duration::from_secs(2), || ser
+            .log_text()
+            .contains("connections open (tcp_max_connections); refusing")),
+        "{}",
+        ser.log_text()
+    );
+    // once one closes, a new one is taken again
+    drop(a);
+    drop(c);
+    std::thread::sleep(Duration::from_millis(400));
+    let mut d = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(
+        ask(&mut d, port, 4).starts_with("SIP/2.0 200"),
+        "{}",
+        ser.log_text()
+    );
+}
+
+#[test]
+fn advertised_address_goes_into_via_and_record_route() {
+    let port = free_port();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let cport = callee.local_addr().unwrap().port();
+    let cfg = format!(
+        "debug=3\nlisten=udp:127.0.0.1:{port} advertise sip.example.net:5099\n\
+         loadmodule \"rr\"\nroute {{ record_route(); forward(); }}\n"
+    );
+    let _ser = Server::start("advertise", &cfg, &["-n", "1"]);
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let req = format!(
+        "INVITE sip:b@127.0.0.1:{cport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-adv\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: adv-1\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = callee.recv_from(&mut buf).expect("forwarded INVITE");
+    let fwd = String::from_utf8_lossy(&buf[..n]);
+    let top_via = fwd
+        .lines()
+        .find(|l| l.starts_with("Via:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        top_via.starts_with("Via: SIP/2.0/UDP sip.example.net:5099;branch="),
+        "{fwd}"
+    );
+    let rr = fwd
+        .lines()
+        .find(|l| l.starts_with("Record-Route:"))
+        .unwrap_or_default();
+    assert!(rr.contains("sip:sip.example.net:5099;"), "{fwd}");
+}
