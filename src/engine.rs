@@ -56,6 +56,7 @@ pub fn load(
     binds: &[BindAddr],
 ) -> Result<Engine, Vec<Diagnostic>> {
     let script = route::load(parsed, &LoadOptions::default())?;
+    route::blacklist::configure(globals.use_dst_blacklist, globals.dst_blacklist_expire);
     let ctl = crate::ctl::listen_specs(parsed, script.modules())
         .map_err(|e| vec![Diagnostic::error(Span::default(), e)])?;
     let ctl_config = crate::ctl::server_config(parsed, script.modules());

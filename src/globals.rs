@@ -250,8 +250,12 @@ impl Globals {
                     }
                     "advertised_address" => self.advertised_address = Some(text(value)?),
                     "advertised_port" => self.advertised_port = Some(ranged(value)?),
-                    "use_dst_blacklist" => self.use_dst_blacklist = boolean(value)?,
-                    "dst_blacklist_expire" => self.dst_blacklist_expire = ranged(value)?,
+                    "use_dst_blacklist" | "use_dst_blocklist" => {
+                        self.use_dst_blacklist = boolean(value)?
+                    }
+                    "dst_blacklist_expire" | "dst_blocklist_expire" => {
+                        self.dst_blacklist_expire = ranged(value)?
+                    }
                     "child_respawn" => self.child_respawn = boolean(value)?,
                     "user" | "uid" => self.user = Some(text(value)?),
                     "group" | "gid" => self.group = Some(text(value)?),

@@ -256,3 +256,44 @@ fn advertised_address_goes_into_via_and_record_route() {
         .unwrap_or_default();
     assert!(rr.contains("sip:sip.example.net:5099;"), "{fwd}");
 }
+
+#[test]
+fn dst_blacklist_skips_a_failed_destination() {
+    let port = free_port();
+    // nothing listens there: the TCP connect is refused
+    let dead = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = "debug=3\nuse_dst_blacklist=yes\ndst_blacklist_expire=60\nloadmodule \"sl\"\n\
+               route { if (!forward()) { sl_send_reply(\"503\", \"forward failed\"); } }\n";
+    let ser = Server::start("blacklist", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let mut buf = [0u8; 4096];
+    for n in 0..2 {
+        let req = format!(
+            "OPTIONS sip:b@127.0.0.1:{dead};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-bl{n}\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: bl-{n}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let (k, _) = caller.recv_from(&mut buf).expect("a 503");
+        let reply = String::from_utf8_lossy(&buf[..k]);
+        assert!(reply.starts_with("SIP/2.0 503 forward failed"), "{reply}");
+    }
+    let log = ser.log_text();
+    assert_eq!(
+        log.matches("dst_blacklist: tcp:127.0.0.1").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "tcp:127.0.0.1:{dead} is blacklisted (dst_blacklist)"
+        )),
+        "{log}"
+    );
+}

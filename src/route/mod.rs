@@ -9,6 +9,7 @@
 //! [`Script::run_request`] or [`Script::run_reply`].  [`serve`] adapts a
 //! script to the spine's `ChildInit`/`SipHandler` seam.
 
+pub mod blacklist;
 mod compile;
 mod core_fns;
 pub mod exec;

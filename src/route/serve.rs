@@ -259,34 +259,42 @@ struct SocketsTransport;
 
 impl Transport for SocketsTransport {
     fn send(&self, buf: &[u8], dst: &Dest) -> io::Result<()> {
-        match dst.proto {
-            Proto::Udp => {}
-            Proto::Tcp => return ser_children::tcp_conn::send(dst.addr, buf),
-            Proto::Tls => return ser_children::tls::send(dst.addr, buf),
-            Proto::Sctp => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
-                        "sending over {} is not supported by this build",
-                        dst.proto.as_str()
-                    ),
-                ))
-            }
+        match super::blacklist::global() {
+            Some(b) => b.guard(dst, || send_now(buf, dst)),
+            None => send_now(buf, dst),
         }
-        let socks = ser_children::socket::all();
-        let udp = |s: &&ListenSocket| s.udp().is_some();
-        let sock = dst
-            .send_sock
-            .and_then(|a| socks.iter().filter(udp).find(|s| s.addr() == a))
-            .or_else(|| {
-                socks
-                    .iter()
-                    .filter(udp)
-                    .find(|s| s.addr().is_ipv4() == dst.addr.is_ipv4())
-            })
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no UDP socket to send from"))?;
-        sock.send_to(buf, dst.addr).map(|_| ())
     }
+}
+
+/// Sends at once, without the blacklist.
+fn send_now(buf: &[u8], dst: &Dest) -> io::Result<()> {
+    match dst.proto {
+        Proto::Udp => {}
+        Proto::Tcp => return ser_children::tcp_conn::send(dst.addr, buf),
+        Proto::Tls => return ser_children::tls::send(dst.addr, buf),
+        Proto::Sctp => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "sending over {} is not supported by this build",
+                    dst.proto.as_str()
+                ),
+            ))
+        }
+    }
+    let socks = ser_children::socket::all();
+    let udp = |s: &&ListenSocket| s.udp().is_some();
+    let sock = dst
+        .send_sock
+        .and_then(|a| socks.iter().filter(udp).find(|s| s.addr() == a))
+        .or_else(|| {
+            socks
+                .iter()
+                .filter(udp)
+                .find(|s| s.addr().is_ipv4() == dst.addr.is_ipv4())
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no UDP socket to send from"))?;
+    sock.send_to(buf, dst.addr).map(|_| ())
 }
 
 struct Worker {
