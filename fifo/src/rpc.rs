@@ -432,10 +432,13 @@ impl RpcRegistry {
                 Ok(())
             }
             Handler::MethodHelp => {
-                let target = ctx.scan_str(0)?;
+                // Kamailio answers both a missing name and an unknown one with 400.
+                let target = ctx
+                    .scan_str(0)
+                    .map_err(|_| RpcFault::new(400, "Method Name Expected"))?;
                 let m = self
                     .lookup(&target)
-                    .ok_or_else(|| RpcFault::new(500, "command not found"))?;
+                    .ok_or_else(|| RpcFault::new(400, "command not found"))?;
                 match m.doc.first() {
                     Some(d) => ctx.add(RpcValue::from(*d)),
                     None => ctx.add(RpcValue::from("undocumented")),
@@ -526,6 +529,15 @@ mod tests {
             .call("system.methodHelp", vec!["test.echo".into()])
             .unwrap();
         assert_eq!(help, vec![RpcValue::from("Echoes its parameters.")]);
+        assert_eq!(
+            r.call("system.methodHelp", vec!["foo.bar".into()])
+                .unwrap_err(),
+            RpcFault::new(400, "command not found")
+        );
+        assert_eq!(
+            r.call("system.methodHelp", vec![]).unwrap_err(),
+            RpcFault::new(400, "Method Name Expected")
+        );
         let listed = r.call("system.listMethods", vec![]).unwrap();
         assert_eq!(listed.len(), 4);
         assert_eq!(

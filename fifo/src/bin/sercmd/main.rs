@@ -5,6 +5,8 @@
 //! connection or protocol error.
 #![forbid(unsafe_code)]
 
+mod shell;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -342,25 +344,46 @@ fn main() -> ExitCode {
     interactive(&mut session, opts.format.as_deref())
 }
 
-/// The shell: one command per line; a prompt and banner only on a terminal.
+/// The shell: one command per line; on a terminal with a prompt, a banner,
+/// history and completion ([`shell`]).
 fn interactive(session: &mut Session, format: Option<&str>) -> ExitCode {
     let tty = std::io::stdin().is_terminal();
-    if let Err(e) = session.call("system.listMethods", &[]) {
-        eprintln!("ERROR: cannot reach {}: {e}", session.addr);
-        return ExitCode::from(2);
-    }
+    let methods = match session.call("system.listMethods", &[]) {
+        Ok(r) if r.is_fault() => Vec::new(),
+        Ok(r) => r.values().unwrap_or_default(),
+        Err(e) => {
+            eprintln!("ERROR: cannot reach {}: {e}", session.addr);
+            return ExitCode::from(2);
+        }
+    };
     if tty {
         println!("{NAME} {VERSION}\nThis is free software with ABSOLUTELY NO WARRANTY.");
+        let names = methods
+            .iter()
+            .map(ToString::to_string)
+            .chain(ALIASES.iter().map(|(a, _, _)| (*a).to_owned()))
+            .chain(BUILTINS.iter().map(|(b, _)| (*b).to_owned()))
+            .collect();
+        let prompt = format!("{NAME}> ");
+        let done = shell::run(&prompt, names, |words| match session.run(words, format) {
+            Outcome::Quit => shell::Step::Quit,
+            Outcome::Ok | Outcome::Fault | Outcome::Error => shell::Step::Continue,
+        });
+        println!();
+        // On a terminal the user saw each error: the status is 0.
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: reading the terminal: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let mut worst = 0u8;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     let mut line = String::new();
     loop {
-        if tty {
-            print!("{NAME}> ");
-            let _ = std::io::stdout().flush();
-        }
         line.clear();
         // Bounded like kamcmd's 16 KiB line buffer.
         match std::io::Read::take(&mut lines, 16 * 1024).read_line(&mut line) {
@@ -379,13 +402,6 @@ fn interactive(session: &mut Session, format: Option<&str>) -> ExitCode {
             Outcome::Ok => {}
         }
     }
-    if tty {
-        println!();
-    }
-    // On a terminal the user saw each error; in a script the status tells the worst one.
-    if tty {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(worst)
-    }
+    // In a script the status tells the worst error.
+    ExitCode::from(worst)
 }
