@@ -363,7 +363,11 @@ fn statistics(side: &RpcRegistry) -> Vec<(String, String, String)> {
     .collect();
     let methods: Vec<&str> = side.list().filter(|m| m.ends_with(".stats")).collect();
     for m in methods {
-        let group = m.trim_end_matches(".stats");
+        // Groups are named after the module, as Kamailio's (`ul.*` is usrloc's).
+        let group = match m.trim_end_matches(".stats") {
+            "ul" => "usrloc",
+            g => g,
+        };
         let Ok(values) = side.call(m, Vec::new()) else {
             continue;
         };

@@ -287,6 +287,12 @@ fn kamcmd_and_sercmd_manage_a_running_server() {
     assert!(stats.contains("shmem:total_size = 16777216\n"), "{stats}");
     let all = kam(&["stats.get_statistics", "all"]);
     assert!(all.contains("tm:current = 0\n"), "{all}");
+    // Kamailio's usrloc group: all AORs, then users and contacts per table.
+    assert_eq!(
+        kam(&["stats.get_statistics", "usrloc:"]),
+        "usrloc:location-contacts = 0\nusrloc:location-users = 0\n\
+         usrloc:registered_users = 0\n"
+    );
     let tm = kam(&["tm.stats"]);
     assert!(tm.contains("\tcurrent: 0\n"), "{tm}");
     kam(&["ul.dump"]);
@@ -641,6 +647,8 @@ fn reply_shapes_match_real_kamailio() {
         &["core.printi", "3"],
         &["core.prints", "x"],
         &["no.such"],
+        &["system.methodHelp", "no.such"],
+        &["system.methodHelp"],
     ] {
         let (k, s) = both(args);
         let (k, s) = if args[0] == "cfg.seti" {
@@ -668,4 +676,174 @@ fn reply_shapes_match_real_kamailio() {
     }
     println!("{compared} help texts compared");
     assert!(compared >= 20, "only {compared} methods in common");
+}
+
+const TM_CANCEL_CFG: &str = r#"
+debug=2
+loadmodule "sl"
+loadmodule "tm"
+loadmodule "ctl"
+modparam("ctl", "binrpc", "unixs:@DIR@/ser_ctl")
+modparam("tm", "fr_inv_timer", 30000)
+route {
+    t_relay();
+}
+"#;
+
+/// Receives one SIP message on `s` (bounded wait) as text with its sender.
+fn recv_sip(s: &UdpSocket) -> (String, std::net::SocketAddr) {
+    let mut buf = [0u8; 8192];
+    let (n, from) = s.recv_from(&mut buf).expect("no SIP message in time");
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+}
+
+/// Receives until a message whose first line starts with `start`.
+fn recv_until(s: &UdpSocket, start: &str) -> (String, std::net::SocketAddr) {
+    for _ in 0..20 {
+        let (m, from) = recv_sip(s);
+        if m.starts_with(start) {
+            return (m, from);
+        }
+    }
+    panic!("no `{start}` among 20 messages");
+}
+
+/// A UAS reply to `req`: its Vias, From, Call-ID and CSeq, To with a tag.
+fn uas_reply(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in req.lines() {
+        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" => out.push_str(&format!("{line}\r\n")),
+            "to" => out.push_str(&format!("{line};tag=uas\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// `tm.cancel callid cseq` on a ringing call: ser CANCELs the branch and the
+/// caller gets the callee's 487; an unknown call is Kamailio's 400 fault.
+#[test]
+fn tm_cancel_rpc_cancels_a_ringing_call() {
+    let tool = match sercmd() {
+        Some(p) => p,
+        None if Path::new(KAMCMD).exists() => PathBuf::from(KAMCMD),
+        None => {
+            println!("SKIPPED: neither sercmd (cargo build -p ser-fifo) nor kamcmd");
+            return;
+        }
+    };
+    let srv = Server::start("tmcancel", TM_CANCEL_CFG);
+    let sock = srv.path("ser_ctl");
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uac.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = uac.local_addr().unwrap().port();
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:{uas_port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKrpccancel\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\n\
+         Call-ID: rpc-cancel-1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\n\
+         Contact: <sip:alice@127.0.0.1:{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", srv.port))
+        .unwrap();
+    let (inv, proxy) = recv_until(&uas, "INVITE ");
+    uas.send_to(uas_reply(&inv, "180 Ringing").as_bytes(), proxy)
+        .unwrap();
+    recv_until(&uac, "SIP/2.0 180");
+
+    let (out, _) = ctl_cmd(&tool, &sock, &["tm.cancel", "no-such-call", "7"]);
+    assert!(out.contains("400 - Transaction not found"), "{out}");
+    let (out, _) = ctl_cmd(&tool, &sock, &["tm.cancel", "rpc-cancel-1"]);
+    assert!(out.contains("400 - Callid and CSeq expected"), "{out}");
+    let (out, code) = ctl_cmd(&tool, &sock, &["tm.cancel", "rpc-cancel-1", "7"]);
+    assert_eq!(
+        (out.as_str(), code),
+        ("0\nbranches remaining (waiting for timeout)\n", 0)
+    );
+
+    let (cancel, proxy) = recv_until(&uas, "CANCEL ");
+    uas.send_to(uas_reply(&cancel, "200 OK").as_bytes(), proxy)
+        .unwrap();
+    uas.send_to(uas_reply(&inv, "487 Request Terminated").as_bytes(), proxy)
+        .unwrap();
+    let (ack, _) = recv_until(&uas, "ACK ");
+    assert!(ack.contains("CSeq: 7 ACK"), "{ack}");
+    let (fin, _) = recv_until(&uac, "SIP/2.0 4");
+    assert!(fin.starts_with("SIP/2.0 487"), "{fin}");
+}
+
+/// A tmux server on its own socket, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> String {
+        let out = run(
+            Command::new("tmux").args(["-L", &self.0]).args(args),
+            Duration::from_secs(5),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (bounded) until the pane shows `want`; returns the pane.
+    fn wait_for(&self, want: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pane = self.cmd(&["capture-pane", "-p", "-t", "shell"]);
+            if pane.contains(want) {
+                return pane;
+            }
+            assert!(Instant::now() < end, "pane lacks `{want}`:\n{pane}");
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// sercmd's shell on a terminal (tmux): Tab completes a method name, the
+/// command runs, and `quit` saves it in ~/.sercmd_history.
+#[test]
+fn sercmd_shell_completes_and_keeps_history() {
+    let Some(sercmd) = sercmd() else {
+        println!("SKIPPED: sercmd not built (cargo build -p ser-fifo)");
+        return;
+    };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        println!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let srv = Server::start("shell", CTL_CFG);
+    let tmux = Tmux(format!("ser-mgmt-{}", std::process::id()));
+    let shell = format!(
+        "env HOME={} {} -s unixs:{}",
+        srv.dir.display(),
+        sercmd.display(),
+        srv.path("ser_ctl").display()
+    );
+    tmux.cmd(&["new-session", "-d", "-s", "shell", &shell]);
+    tmux.wait_for("sercmd>");
+    tmux.cmd(&["send-keys", "-t", "shell", "core.up", "Tab"]);
+    tmux.wait_for("sercmd> core.uptime");
+    tmux.cmd(&["send-keys", "-t", "shell", "Enter"]);
+    tmux.wait_for(" uptime: ");
+    tmux.cmd(&["send-keys", "-t", "shell", "quit", "Enter"]);
+    let history = srv.path(".sercmd_history");
+    let end = Instant::now() + Duration::from_secs(5);
+    while !fs::read_to_string(&history).is_ok_and(|h| h.contains("core.uptime\nquit\n")) {
+        assert!(Instant::now() < end, "no history in {}", history.display());
+        sleep(Duration::from_millis(50));
+    }
 }

@@ -516,6 +516,39 @@ impl Tm {
         })
     }
 
+    /// `tm.cancel`: asks for the INVITE transaction of `callid` and CSeq
+    /// number `cseq` to be cancelled as if a CANCEL had arrived. The ctl
+    /// process that calls this has no SIP transport, so the timer process
+    /// sends the CANCELs on its next tick ([`Tm::tick`]).  Returns how many
+    /// branches cannot be cancelled yet (no provisional reply: they end by
+    /// timeout or get their CANCEL later, as Kamailio counts them), or `None`
+    /// when there is no such transaction.
+    pub fn request_cancel(&self, callid: &[u8], cseq: u32) -> Option<usize> {
+        let callid = callid.trim_ascii();
+        let hash = ser_shm::hash(&[callid, cseq.to_string().as_bytes()]);
+        let mut b = self.table.bucket(hash);
+        let s = b.iter_mut().find(|s| {
+            let t = read_tx(s);
+            let k = t.keys.view(s.1.as_bytes());
+            t.invite && k.callid == callid && k.cseq == cseq
+        })?;
+        let mut d = read_tx(s);
+        if d.up_code >= 200 {
+            return Some(0);
+        }
+        d.cancel_requested = true;
+        write_tx(s, &d);
+        if self.params.cancel_b_method == 0 {
+            return Some(0);
+        }
+        Some(
+            s.5.iter()
+                .map(read_br)
+                .filter(|bd| client_pending(bd.state) && bd.state != State::Proceeding)
+                .count(),
+        )
+    }
+
     /// A snapshot of a transaction's data.
     pub fn data(&self, t: TxRef) -> Option<TxData> {
         self.with_tx(t, |s| read_tx(s))
@@ -590,6 +623,7 @@ impl Tm {
             fr_inv: pending.fr_inv.unwrap_or(self.timers.fr_inv),
             canceled: false,
             in_failure: false,
+            cancel_requested: false,
             created: self.now_ms(),
             fail_code: 0,
         };
@@ -1409,6 +1443,7 @@ impl Tm {
         let now = self.now_at(at);
         let mut sends = Vec::new();
         let mut finished = Vec::new();
+        let mut cancels = Vec::new();
         for bucket in self.table.buckets() {
             let mut b = bucket.lock();
             let mut i = 0;
@@ -1422,6 +1457,14 @@ impl Tm {
                     self.bump(Stat::Freed, 1);
                     self.bump(Stat::Waiting, -1);
                     continue;
+                }
+                if d.cancel_requested {
+                    d.cancel_requested = false;
+                    write_tx(s, &d);
+                    cancels.push(TxRef {
+                        hash: d.hash,
+                        id: d.id,
+                    });
                 }
                 let mut any_done = false;
                 for br in s.5.iter_mut() {
@@ -1505,6 +1548,9 @@ impl Tm {
             }
         }
         send_all(env, sends);
+        for t in cancels {
+            self.cancel(env, t);
+        }
         for t in finished {
             self.complete(env, t);
         }

@@ -395,6 +395,37 @@ impl Module for Tm {
         if let Err(e) = r {
             log::error!("tm: cannot register tm.list: {e}");
         }
+        let st = env.state.clone();
+        let r = reg.register(
+            "tm.cancel",
+            // Kamailio's help text: system.methodHelp answers the same.
+            &["Cancel a pending transaction"],
+            move |rpc| {
+                let Some(tm) = tm_of(&st) else {
+                    return Err(ser_fifo::RpcFault::new(500, "tm not initialised"));
+                };
+                let expected =
+                    || ser_fifo::RpcFault::new(400, "Callid and CSeq expected as parameters");
+                let callid = rpc.scan_str(0).map_err(|_| expected())?;
+                // kamcmd sends a numeric CSeq as an int, Kamailio wants a string:
+                // both are taken, with or without the method after the number.
+                let cseq = rpc.scan_str(1).map_err(|_| expected())?;
+                let cseq = cseq
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(expected)?;
+                let remaining = tm
+                    .request_cancel(callid.as_bytes(), cseq)
+                    .ok_or_else(|| ser_fifo::RpcFault::new(400, "Transaction not found"))?;
+                rpc.add(RpcValue::Int(i32::try_from(remaining).unwrap_or(i32::MAX)));
+                rpc.add(RpcValue::from("branches remaining (waiting for timeout)"));
+                Ok(())
+            },
+        );
+        if let Err(e) = r {
+            log::error!("tm: cannot register tm.cancel: {e}");
+        }
     }
 }
 

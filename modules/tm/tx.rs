@@ -149,6 +149,9 @@ pub struct TxData {
     pub canceled: bool,
     /// A process is running its failure route now.
     pub in_failure: bool,
+    /// `tm.cancel` asked for a CANCEL; the timer process sends it (the ctl
+    /// process has no SIP transport).
+    pub cancel_requested: bool,
     /// Created at (ms).
     pub created: u64,
     /// Code of the reply that made the failure route run (for `t_check_status`).
@@ -165,7 +168,8 @@ impl TxData {
             u64::from(self.invite)
                 | u64::from(self.canceled) << 1
                 | u64::from(self.in_failure) << 2
-                | u64::from(self.up_local) << 3,
+                | u64::from(self.up_local) << 3
+                | u64::from(self.cancel_requested) << 4,
         );
         w.put(self.state.code());
         let k = &self.keys;
@@ -233,6 +237,7 @@ impl TxData {
             canceled: bits & 2 != 0,
             in_failure: bits & 4 != 0,
             up_local: bits & 8 != 0,
+            cancel_requested: bits & 16 != 0,
             state,
             keys,
             src,
@@ -501,6 +506,7 @@ mod tests {
             fr_inv: 120_000,
             canceled: true,
             in_failure: false,
+            cancel_requested: true,
             created: 12,
             fail_code: 408,
         };

@@ -470,7 +470,7 @@ impl Module for Usrloc {
                     .unwrap_or_default()
             }
         };
-        let (ds, d2, d3, d4, d5) = (st(env), st(env), st(env), st(env), st(env));
+        let (ds, d2, d3, d4, d5, d6) = (st(env), st(env), st(env), st(env), st(env), st(env));
         let r = [
             reg.register("ul.dump", &["Dump every location table: AORs and their contacts."], move |ctx| rpc_dump(&ds(), ctx)),
             reg.register("ul.lookup", &["ul.lookup table aor: the contacts of one AOR."], move |ctx| rpc_lookup(&d2(), ctx)),
@@ -481,6 +481,7 @@ impl Module for Usrloc {
                 move |ctx| rpc_add(&d4(), ctx),
             ),
             reg.register("ul.flush", &["Write every pending change to the database (db_mode 2)."], move |ctx| rpc_flush(&d5(), ctx)),
+            reg.register("ul.stats", &["Registered users, and users and contacts of every table."], move |ctx| rpc_stats(&d6(), ctx)),
         ];
         for e in r.into_iter().filter_map(Result::err) {
             log::warn!("usrloc: rpc: {e}");
@@ -570,6 +571,33 @@ fn rpc_dump(ds: &[Arc<Domain>], ctx: &mut dyn RpcCtx) -> Result<(), RpcFault> {
         )]));
     }
     ctx.add(RpcValue::structure([("Domains", RpcValue::Array(tables))]));
+    Ok(())
+}
+
+/// Kamailio's usrloc statistics: `registered_users` (AORs of every table)
+/// and `<table>-users` / `<table>-contacts`; `stats.get_statistics` shows
+/// them as group `usrloc`.
+fn rpc_stats(ds: &[Arc<Domain>], ctx: &mut dyn RpcCtx) -> Result<(), RpcFault> {
+    let mut users = 0;
+    let mut members = Vec::new();
+    for d in ds {
+        let aors = d.dump().map_err(fault)?;
+        let contacts: usize = aors.iter().map(|(_, l)| l.len()).sum();
+        users += aors.len();
+        members.push((
+            format!("{}-users", d.name),
+            RpcValue::long(aors.len() as i64),
+        ));
+        members.push((
+            format!("{}-contacts", d.name),
+            RpcValue::long(contacts as i64),
+        ));
+    }
+    members.insert(
+        0,
+        ("registered_users".to_owned(), RpcValue::long(users as i64)),
+    );
+    ctx.add(RpcValue::Struct(members));
     Ok(())
 }
 
