@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ser_children::daemon::{self, ForkMode};
-use ser_children::plan::PlanInput;
+use ser_children::plan::{PlanInput, ProcKind};
 use ser_children::supervisor::{self, Setup};
 use ser_children::{ChildInit, ListenSocket, Proto, SpawnPlan};
 
@@ -96,6 +96,10 @@ pub fn run(args: Vec<String>) -> i32 {
 /// supervises, cleans up.
 fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i32 {
     let init = &engine.init;
+    log::info!(
+        "{} starting",
+        version::version_line().trim_start_matches("version: ")
+    );
     // Names are resolved before chroot hides /etc/passwd.
     let (uid, gid) = match daemon::resolve_ids(g.user.as_deref(), g.group.as_deref()) {
         Ok(ids) => ids,
@@ -188,6 +192,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
         dont_fork: g.fork_mode() == ForkMode::NoFork,
         ctl: has_ctl,
     });
+    log::info!("{}", children_summary(&plan));
     log::debug!("fork plan:\n{plan}");
     let usr1 = || {
         let s = ser_shm::stats();
@@ -221,11 +226,36 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     daemon::remove_pid_files(&dopts);
     match result {
         Ok(exit) => {
-            log::info!("ser exiting ({exit:?})");
+            log::info!("ser exiting: {exit}");
             exit.code()
         }
         Err(e) => fail(&e),
     }
+}
+
+/// `udp receivers: 8 per socket on 2 sockets, tcp workers: 8, timer: 1, ctl: 1`:
+/// the processes main forks, by kind.
+fn children_summary(plan: &SpawnPlan) -> String {
+    let mut sockets = std::collections::BTreeSet::new();
+    let (mut udp, mut tcp, mut timer, mut ctl) = (0, 0, 0, 0);
+    for p in &plan.procs {
+        match p.kind {
+            ProcKind::UdpReceiver { sock, .. } => {
+                udp += 1;
+                sockets.insert(sock);
+            }
+            ProcKind::TcpReceiver { .. } => tcp += 1,
+            ProcKind::Timer => timer += 1,
+            ProcKind::Ctl => ctl += 1,
+            ProcKind::Main | ProcKind::TcpMain => {}
+        }
+    }
+    let udp = match sockets.len() {
+        0 => "udp receivers: 0".to_owned(),
+        1 => format!("udp receivers: {udp} on 1 socket"),
+        n => format!("udp receivers: {} per socket on {n} sockets", udp / n),
+    };
+    format!("{udp}, tcp workers: {tcp}, timer: {timer}, ctl: {ctl}")
 }
 
 /// Builds the TLS profiles from the `tls` module's parameters (and its
@@ -258,4 +288,25 @@ fn configure_tls(
         log::info!("tls profile {line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_are_counted_by_kind() {
+        let plan = SpawnPlan::new(&PlanInput {
+            udp_sockets: vec!["127.0.0.1:5060".into(), "127.0.0.2:5060".into()],
+            tcp: true,
+            children: 8,
+            tcp_children: 4,
+            dont_fork: false,
+            ctl: true,
+        });
+        assert_eq!(
+            children_summary(&plan),
+            "udp receivers: 8 per socket on 2 sockets, tcp workers: 4, timer: 1, ctl: 1"
+        );
+    }
 }

@@ -520,10 +520,17 @@ fn startup_and_shutdown_are_logged() {
     for want in [
         "INFO: <core> [startup.rs:".to_string(),
         format!("listening on udp:127.0.0.1:{port}"),
+        format!(
+            "ser {} ({}/{}) starting",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        ),
+        "udp receivers: 2 on 1 socket, tcp workers: 0, timer: 1, ctl: 0".to_string(),
         // main + 2 receivers + timer (+ ctl, when the config has one)
         "ser started: ".to_string(),
         "signal 15 received, shutting down".to_string(),
-        "ser exiting".to_string(),
+        "ser exiting: signal 15 (SIGTERM)".to_string(),
     ] {
         assert!(text.contains(&want), "log lacks `{want}`:\n{text}");
     }

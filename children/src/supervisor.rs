@@ -150,6 +150,23 @@ impl Exit {
     }
 }
 
+/// What the operator reads in `ser exiting: ...`.
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Signal(sig) => match Signal::try_from(*sig) {
+                Ok(s) => write!(f, "signal {sig} ({})", s.as_str()),
+                Err(_) => write!(f, "signal {sig}"),
+            },
+            Exit::ChildDied { desc } => write!(f, "child process '{desc}' died"),
+            Exit::CrashLoop { desc } => {
+                write!(f, "child process '{desc}' died too often, not respawned")
+            }
+            Exit::ShmCorrupt { msg } => write!(f, "shared memory corrupt: {msg}"),
+        }
+    }
+}
+
 const MAIN_SIGNALS: [Signal; 6] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -629,6 +646,19 @@ fn child_main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_reasons_read_well() {
+        assert_eq!(Exit::Signal(15).to_string(), "signal 15 (SIGTERM)");
+        assert_eq!(Exit::Signal(2).to_string(), "signal 2 (SIGINT)");
+        assert_eq!(
+            Exit::ChildDied {
+                desc: "timer".into()
+            }
+            .to_string(),
+            "child process 'timer' died"
+        );
+    }
 
     #[test]
     fn crash_guard_counts_deaths_per_slot_within_the_window() {
