@@ -250,7 +250,13 @@ fn children_summary(plan: &SpawnPlan) -> String {
             ProcKind::Main | ProcKind::TcpMain => {}
         }
     }
+    // -D: the main process itself receives on the first UDP socket.
+    let main_receives = plan
+        .procs
+        .first()
+        .is_some_and(|p| p.desc.starts_with("main process - udp"));
     let udp = match sockets.len() {
+        0 if main_receives => "udp receiver: the main process".to_owned(),
         0 => "udp receivers: 0".to_owned(),
         1 => format!("udp receivers: {udp} on 1 socket"),
         n => format!("udp receivers: {} per socket on {n} sockets", udp / n),
@@ -307,6 +313,16 @@ mod tests {
         assert_eq!(
             children_summary(&plan),
             "udp receivers: 8 per socket on 2 sockets, tcp workers: 4, timer: 1, ctl: 1"
+        );
+        let plan = SpawnPlan::new(&PlanInput {
+            udp_sockets: vec!["127.0.0.1:5060".into()],
+            children: 8,
+            dont_fork: true,
+            ..PlanInput::default()
+        });
+        assert_eq!(
+            children_summary(&plan),
+            "udp receiver: the main process, tcp workers: 0, timer: 1, ctl: 0"
         );
     }
 }
