@@ -1,47 +1,22 @@
 //! Routing engine tests: small configs (parsed by ser-parser) run against real
 //! SIP messages (ser-sip) with a recording transport.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
 
-use ser::route::{
-    self, Env, Listen, LoadOptions, MsgCtx, Myself, Outcome, Proto, Recorder, Script,
-};
+use ser::route::{self, LoadOptions, MsgCtx, Outcome, Recorder, Script};
 use ser_modules::registry;
 use ser_modules::runtime::pvar::parse_pv;
 use ser_modules::Value;
-use ser_parser::{render, ParseOptions};
+use ser_parser::ParseOptions;
 use ser_sip::SipMsg;
+// The configs here run without shared memory: loaded, modules not initialised.
+use support::engine::{self, load_only as load, shared_config, try_load, Run, PROXY};
 
 const SRC: &str = "127.0.0.2:5062";
-const LOCAL: &str = "127.0.0.1:5060";
-
-fn try_load(cfg: &str) -> Result<Script, String> {
-    let parsed = ser_parser::parse_str("test.cfg", cfg, &ParseOptions::default())
-        .map_err(|d| format!("parse failed: {d:?}"))?;
-    route::load(&parsed, &LoadOptions::default()).map_err(|ds| {
-        ds.iter()
-            .map(|d| render(&parsed.sources, d))
-            .collect::<String>()
-    })
-}
-
-fn load(cfg: &str) -> Script {
-    try_load(cfg).unwrap_or_else(|e| panic!("config rejected:\n{e}"))
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    myself.add("proxy.example.com", None);
-    let local: SocketAddr = LOCAL.parse().unwrap();
-    let listen = vec![Listen {
-        proto: Proto::Udp,
-        addr: local,
-        advertise: None,
-    }];
-    Env::new(rec.clone(), myself, listen)
-}
+/// Names `myself` has besides 127.0.0.1:5060.
+const DOMAINS: &[&str] = &["proxy.example.com"];
 
 fn request(method: &str, ruri: &str, extra: &str) -> SipMsg {
     let text = format!(
@@ -57,55 +32,8 @@ fn request(method: &str, ruri: &str, extra: &str) -> SipMsg {
     SipMsg::parse(text.into_bytes()).expect("test message parses")
 }
 
-/// What a run produced.
-struct Run {
-    outcome: Outcome,
-    /// (status, reason) of every stateless reply sent.
-    replies: Vec<(u16, String)>,
-    /// Raw buffers sent.
-    sent: Vec<(SocketAddr, String)>,
-    flags: u32,
-}
-
 fn run_with(script: &Script, msg: SipMsg, inspect: impl FnOnce(&mut MsgCtx<'_>)) -> Run {
-    let rec = Arc::new(Recorder::default());
-    let mut env = env(&rec);
-    env.cfg = script.cfg();
-    let mut ctx = MsgCtx::new(
-        msg,
-        &env,
-        SRC.parse().unwrap(),
-        LOCAL.parse().unwrap(),
-        Proto::Udp,
-    );
-    let outcome = if ctx.is_request() {
-        script.run_request(&mut ctx)
-    } else {
-        script.run_reply(&mut ctx)
-    };
-    inspect(&mut ctx);
-    let sent: Vec<(SocketAddr, String)> = rec
-        .take()
-        .into_iter()
-        .map(|(d, b)| (d.addr, String::from_utf8_lossy(&b).into_owned()))
-        .collect();
-    let replies = sent
-        .iter()
-        .filter_map(|(_, b)| SipMsg::parse(b.clone().into_bytes()).ok())
-        .filter(|m| !m.is_request())
-        .map(|m| {
-            (
-                m.status().unwrap(),
-                String::from_utf8_lossy(m.reason().unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect();
-    Run {
-        outcome,
-        replies,
-        sent,
-        flags: ctx.flags.0,
-    }
+    engine::run_once(script, DOMAINS, SRC, msg, inspect)
 }
 
 fn run(script: &Script, msg: SipMsg) -> Run {
@@ -280,14 +208,8 @@ fn switch_falls_through_until_break() {
     let s = load(&cfg);
     let with = |v: Value| {
         let rec = Arc::new(Recorder::default());
-        let env = env(&rec);
-        let mut ctx = MsgCtx::new(
-            request("INVITE", "sip:a@b", ""),
-            &env,
-            SRC.parse().unwrap(),
-            LOCAL.parse().unwrap(),
-            Proto::Udp,
-        );
+        let env = engine::env(&rec, DOMAINS);
+        let mut ctx = engine::ctx(request("INVITE", "sip:a@b", ""), &env, SRC);
         ctx.set_pv(&parse_pv("$avp(s:in)").unwrap(), v, false)
             .unwrap();
         s.run_request(&mut ctx);
@@ -551,14 +473,8 @@ fn module_pvars_and_named_routes_run_by_modules() {
     // what tm does for a failure route: fill $T_* and run the route by name
     let s = load("failure_route[F] { if ($T_reply_code == 486) $var(r) = \"busy\"; }");
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
-    let mut ctx = MsgCtx::new(
-        request("INVITE", "sip:a@b", ""),
-        &env,
-        SRC.parse().unwrap(),
-        LOCAL.parse().unwrap(),
-        Proto::Udp,
-    );
+    let env = engine::env(&rec, DOMAINS);
+    let mut ctx = engine::ctx(request("INVITE", "sip:a@b", ""), &env, SRC);
     ctx.module_pvs
         .insert("T_reply_code".into(), Value::Int(486));
     let out = s.run_route(ser_parser::ast::RouteKind::Failure, Some("F"), &mut ctx);
@@ -627,13 +543,6 @@ fn load_time_diagnostics() {
     assert!(
         try_load("loadmodule \"/usr/lib/ser/modules/sl.so\"\nroute { sl_reply_error(); }").is_ok()
     );
-}
-
-fn shared_config(name: &str) -> String {
-    let dir = std::env::var("SER_SHARED_CONFIGS")
-        .unwrap_or_else(|_| format!("{}/../shared/configs", env!("CARGO_MANIFEST_DIR")));
-    let path = format!("{dir}/{name}");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Load a shared config and return only the messages of its diagnostics.
@@ -872,7 +781,7 @@ fn rpc_registry_has_module_methods_and_cfg_get() {
     .unwrap();
     let init = route::serve::load(
         &parsed,
-        &[("udp", LOCAL.parse().unwrap())],
+        &[("udp", PROXY.parse().unwrap())],
         &[],
         &LoadOptions::default(),
     )
@@ -909,7 +818,7 @@ fn timing() {
     let per_load = t.elapsed() / n;
     let s = load("route { }");
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, DOMAINS);
     let raw = request("INVITE", "sip:alice@proxy.example.com", "")
         .buf()
         .to_vec();
@@ -917,13 +826,7 @@ fn timing() {
     let t = Instant::now();
     for _ in 0..n {
         let msg = SipMsg::parse(raw.clone()).unwrap();
-        let mut ctx = MsgCtx::new(
-            msg,
-            &env,
-            SRC.parse().unwrap(),
-            LOCAL.parse().unwrap(),
-            Proto::Udp,
-        );
+        let mut ctx = engine::ctx(msg, &env, SRC);
         std::hint::black_box(s.run_request(&mut ctx));
     }
     let per_msg = t.elapsed() / n;
@@ -944,13 +847,7 @@ fn timing() {
     let t = Instant::now();
     for _ in 0..n {
         let msg = SipMsg::parse(raw.clone()).unwrap();
-        let mut ctx = MsgCtx::new(
-            msg,
-            &env,
-            SRC.parse().unwrap(),
-            LOCAL.parse().unwrap(),
-            Proto::Udp,
-        );
+        let mut ctx = engine::ctx(msg, &env, SRC);
         std::hint::black_box(s.run_request(&mut ctx));
     }
     let small = t.elapsed() / n;

@@ -3,67 +3,21 @@
 //! `missed_calls` row (404, 408 on timeout), and with the failed-transaction
 //! flag also an `acc` row for the failure — in a SQLite DB in a temp dir.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser::route::Recorder;
 use ser_modules::db::{self, DbValue};
-use ser_parser::{render, ParseOptions};
+use ser_parser::ParseOptions;
 use ser_sip::SipMsg;
+use support::engine::{self, load, load_with, run, sent, shared_config, uas_reply};
+use support::tmp::TmpDir;
 
 const UAC: &str = "127.0.0.1:5070";
-const PROXY: &str = "127.0.0.1:5060";
 const UAS: &str = "127.0.0.1:5081";
-
-fn load_with(name: &str, text: &str, opts: &ParseOptions) -> Arc<Script> {
-    let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str(name, text, opts).unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script.into_shared()
-}
-
-fn load(cfg: &str) -> Arc<Script> {
-    load_with("acc.cfg", cfg, &ParseOptions::default())
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    Env::new(
-        rec.clone(),
-        myself,
-        vec![Listen {
-            proto: Proto::Udp,
-            addr: PROXY.parse().unwrap(),
-            advertise: None,
-        }],
-    )
-}
-
-fn run(s: &Script, env: &Env, buf: &[u8], from: &str) {
-    let msg = SipMsg::parse(buf.to_vec()).unwrap();
-    let mut ctx = MsgCtx::new(
-        msg,
-        env,
-        from.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    if ctx.is_request() {
-        s.run_request(&mut ctx);
-    } else {
-        s.run_reply(&mut ctx);
-    }
-}
 
 fn invite(callid: &str, method: &str) -> String {
     format!(
@@ -75,19 +29,17 @@ fn invite(callid: &str, method: &str) -> String {
 
 /// The request the proxy relayed to the UAS.
 fn relayed(rec: &Recorder) -> SipMsg {
-    rec.take()
+    sent(rec)
         .into_iter()
-        .map(|(d, b)| (d.addr, SipMsg::parse(b).unwrap()))
         .find(|(a, m)| a.to_string() == UAS && m.is_request())
         .map(|(_, m)| m)
         .expect("request relayed to the UAS")
 }
 
-fn temp_db(tag: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("ser-hist-acc-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/acc.db", dir.display());
+/// A scratch directory with an `acc` database; its URL.
+fn temp_db(tag: &str) -> (TmpDir, String) {
+    let dir = TmpDir::new(&format!("hist-acc-{tag}"));
+    let url = dir.sqlite_url("acc.db");
     db::with(&url, |c| c.batch(include_str!("../etc/db/acc.sql"))).unwrap();
     (dir, url)
 }
@@ -121,7 +73,7 @@ fn rows(url: &str, table: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn acc_rows_for_answered_missed_and_failed() {
-    let (dir, url) = temp_db("tx");
+    let (_dir, url) = temp_db("tx");
     let cfg = format!(
         r#"
 loadmodule "sl.so"
@@ -155,10 +107,9 @@ route {{
     );
     let script = load(&cfg);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     let reply = |req: &SipMsg, code: u16| {
-        let b = ser_sip::build_reply(req, code, b"Whatever", b"", b"", Some(b"uas"), None).unwrap();
-        run(&script, &env, &b, UAS);
+        run(&script, &env, uas_reply(req, code), UAS);
     };
 
     // 1. answered: one acc row, no missed call; the 180 is not accounted
@@ -217,13 +168,11 @@ route {{
     assert_eq!(acc.len(), 2, "{acc:?}");
     assert_eq!(&acc[1][..5], ["BYE", "a1", "uas", "acc-4", "481"]);
     assert_eq!(rows(&url, "missed_calls").len(), 2);
-
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn acc_db_request_from_the_script() {
-    let (dir, url) = temp_db("req");
+    let (_dir, url) = temp_db("req");
     let cfg = format!(
         r#"
 loadmodule "sl.so"
@@ -242,7 +191,7 @@ route {{
     );
     let script = load(&cfg);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     run(&script, &env, invite("req-1", "INVITE").as_bytes(), UAC);
     let sent: Vec<(SocketAddr, Vec<u8>)> =
         rec.take().into_iter().map(|(d, b)| (d.addr, b)).collect();
@@ -254,7 +203,6 @@ route {{
         ["INVITE", "a1", "", "req-1", "403", "Denied", "alice"]
     );
     assert_eq!(m[0][9], "bob");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The real kamailio-3.1.cfg with `-A WITH_ACCDB` (and DBURL pointing at a
@@ -263,10 +211,8 @@ route {{
 /// `missed_calls` row (flag 2 is set once lookup succeeded).
 #[test]
 fn kamailio_31_config_accounts_calls() {
-    let (dir, url) = temp_db("k31");
-    let dir_cfg = std::env::var("SER_SHARED_CONFIGS")
-        .unwrap_or_else(|_| format!("{}/../shared/configs", env!("CARGO_MANIFEST_DIR")));
-    let text = std::fs::read_to_string(format!("{dir_cfg}/kamailio-3.1.cfg")).unwrap();
+    let (_dir, url) = temp_db("k31");
+    let text = shared_config("kamailio-3.1.cfg");
     let opts = ParseOptions {
         defines: vec![
             ("WITH_ACCDB".to_owned(), None),
@@ -276,7 +222,7 @@ fn kamailio_31_config_accounts_calls() {
     };
     let script = load_with("kamailio-3.1.cfg", &text, &opts);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
 
     let register = format!(
         "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {UAS};branch=z9hG4bK-r1\r\nMax-Forwards: 70\r\n\
@@ -300,9 +246,7 @@ fn kamailio_31_config_accounts_calls() {
     };
     let answer = |code: u16| {
         let req = relayed(&rec);
-        let b =
-            ser_sip::build_reply(&req, code, b"Whatever", b"", b"", Some(b"uas"), None).unwrap();
-        run(&script, &env, &b, UAS);
+        run(&script, &env, uas_reply(&req, code), UAS);
     };
     run(&script, &env, call("k31-1").as_bytes(), UAC);
     answer(200);
@@ -330,5 +274,4 @@ fn kamailio_31_config_accounts_calls() {
     let missed = rows(&url, "missed_calls");
     assert_eq!(missed.len(), 1, "{missed:?}");
     assert_eq!(&missed[0][3..5], ["k31-2", "486"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }

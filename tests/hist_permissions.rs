@@ -4,44 +4,15 @@
 //! `allow_trusted()` against `trusted`, and `allow_routing("base")` with
 //! Kamailio allow/deny files.
 
+mod support;
+
 use std::sync::Arc;
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser::route::{Env, Recorder, Script};
 use ser_modules::db;
-use ser_parser::{render, ParseOptions};
 use ser_sip::SipMsg;
-
-const PROXY: &str = "127.0.0.1:5060";
-
-fn load(cfg: &str) -> Arc<Script> {
-    let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str("perm.cfg", cfg, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script.into_shared()
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    Env::new(
-        rec.clone(),
-        myself,
-        vec![Listen {
-            proto: Proto::Udp,
-            addr: PROXY.parse().unwrap(),
-            advertise: None,
-        }],
-    )
-}
+use support::engine::{self, load, run};
+use support::tmp::TmpDir;
 
 /// Send a MESSAGE from `src` to `ruri` (From `from`) and return the reply line.
 fn verdict(s: &Script, env: &Env, rec: &Recorder, src: &str, from: &str, ruri: &str) -> String {
@@ -50,14 +21,7 @@ fn verdict(s: &Script, env: &Env, rec: &Recorder, src: &str, from: &str, ruri: &
          From: <{from}>;tag=a1\r\nTo: <{ruri}>\r\nCall-ID: perm-1\r\nCSeq: 1 MESSAGE\r\n\
          Content-Length: 0\r\n\r\n"
     );
-    let mut ctx = MsgCtx::new(
-        SipMsg::parse(buf.into_bytes()).unwrap(),
-        env,
-        src.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    s.run_request(&mut ctx);
+    run(s, env, buf, src);
     let sent = rec.take();
     assert_eq!(sent.len(), 1);
     let m = SipMsg::parse(sent[0].1.clone()).unwrap();
@@ -70,10 +34,8 @@ fn verdict(s: &Script, env: &Env, rec: &Recorder, src: &str, from: &str, ruri: &
 
 #[test]
 fn addresses_trusted_and_routing_files() {
-    let dir = std::env::temp_dir().join(format!("ser-hist-perm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/perm.db", dir.display());
+    let dir = TmpDir::new("hist-perm");
+    let url = dir.sqlite_url("perm.db");
     db::with(&url, |c| {
         c.batch(include_str!("../etc/db/permissions.sql"))?;
         c.batch(
@@ -84,14 +46,14 @@ fn addresses_trusted_and_routing_files() {
         )
     })
     .unwrap();
-    let base = dir.join("routing");
+    let base = dir.path("routing");
     std::fs::write(
-        dir.join("routing.allow"),
+        dir.path("routing.allow"),
         "# allow calls to 3xxx except 3333\nALL : \"^sip:3[0-9]*@\" EXCEPT \"^sip:3333@\"\n",
     )
     .unwrap();
     std::fs::write(
-        dir.join("routing.deny"),
+        dir.path("routing.deny"),
         "ALL : \"^sip:3\"\n\"^sip:evil@\" : ALL\n",
     )
     .unwrap();
@@ -129,7 +91,7 @@ route {{
     })
     .unwrap();
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     let v = |src: &str, from: &str, ruri: &str| verdict(&script, &env, &rec, src, from, ruri);
 
     assert_eq!(v("10.9.8.7:5060", "sip:a@x", "sip:src@p"), "200 group 1");
@@ -172,5 +134,4 @@ route {{
         v("1.1.1.1:5060", "sip:a@x", "sip:4444@p"),
         "200 routing allowed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

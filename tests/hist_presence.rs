@@ -4,77 +4,30 @@
 //! PIDF and NOTIFYs it, a conditional PUBLISH with Expires 0 removes it, an
 //! unknown event is 489, an unsubscribe ends with `terminated`.
 
+mod support;
+
 use std::sync::Arc;
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser::route::Recorder;
 use ser_modules::db;
-use ser_parser::{render, ParseOptions};
 use ser_sip::SipMsg;
+use support::engine::{self, header, load, run, sent};
+use support::tmp::TmpDir;
 
-const PROXY: &str = "127.0.0.1:5060";
 const WATCHER: &str = "127.0.0.1:5090";
 const PUBLISHER: &str = "127.0.0.1:5091";
 
 const PIDF: &str = "<?xml version=\"1.0\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@a.example\">\
 <tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>";
 
-fn load(cfg: &str) -> Arc<Script> {
-    let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str("presence.cfg", cfg, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script.into_shared()
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    myself.add("a.example", None);
-    Env::new(
-        rec.clone(),
-        myself,
-        vec![Listen {
-            proto: Proto::Udp,
-            addr: PROXY.parse().unwrap(),
-            advertise: None,
-        }],
-    )
-}
-
-fn run(s: &Script, env: &Env, buf: &str, from: &str) {
-    let mut ctx = MsgCtx::new(
-        SipMsg::parse(buf.as_bytes().to_vec()).unwrap(),
-        env,
-        from.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    s.run_request(&mut ctx);
-}
-
-fn header(m: &SipMsg, name: &str) -> Option<String> {
-    m.find_by_name(name.as_bytes())
-        .next()
-        .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
-}
-
 /// (reply to the sender, NOTIFYs to the watcher).
 fn take(rec: &Recorder) -> (Option<SipMsg>, Vec<SipMsg>) {
     let mut reply = None;
     let mut notifies = Vec::new();
-    for (d, b) in rec.take() {
-        let m = SipMsg::parse(b).unwrap();
+    for (to, m) in sent(rec) {
         if m.is_request() {
             assert_eq!(
-                d.addr.to_string(),
+                to.to_string(),
                 WATCHER,
                 "NOTIFY goes to the watcher's Contact"
             );
@@ -116,10 +69,8 @@ fn publish(n: u32, expires: u32, if_match: Option<&str>, body: &str) -> String {
 
 #[test]
 fn subscribe_publish_notify() {
-    let dir = std::env::temp_dir().join(format!("ser-hist-presence-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/presence.db", dir.display());
+    let dir = TmpDir::new("hist-presence");
+    let url = dir.sqlite_url("presence.db");
     db::with(&url, |c| c.batch(include_str!("../etc/db/presence.sql"))).unwrap();
     let cfg = format!(
         r#"
@@ -153,13 +104,13 @@ route {{
     );
     let script = load(&cfg);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &["a.example"]);
 
     // 1. subscribe: 200 with our To-tag, NOTIFY active without a body yet
     run(
         &script,
         &env,
-        &subscribe("sub-1", "presence", 600, None, 1),
+        subscribe("sub-1", "presence", 600, None, 1),
         WATCHER,
     );
     let (r, n) = take(&rec);
@@ -196,7 +147,7 @@ route {{
     assert!(n[0].body().is_empty());
 
     // 2. publish: 200 with SIP-ETag, NOTIFY carries the PIDF
-    run(&script, &env, &publish(1, 300, None, PIDF), PUBLISHER);
+    run(&script, &env, publish(1, 300, None, PIDF), PUBLISHER);
     let (r, n) = take(&rec);
     let r = r.expect("reply to PUBLISH");
     assert_eq!(r.status(), Some(200));
@@ -212,11 +163,11 @@ route {{
     assert_eq!(cseq(&n[0]), 3);
 
     // 3. a refresh with a wrong etag is 412; the right one with Expires 0 removes it
-    run(&script, &env, &publish(2, 300, Some("nope"), ""), PUBLISHER);
+    run(&script, &env, publish(2, 300, Some("nope"), ""), PUBLISHER);
     let (r, n) = take(&rec);
     assert_eq!(r.unwrap().status(), Some(412));
     assert!(n.is_empty());
-    run(&script, &env, &publish(3, 0, Some(&etag), ""), PUBLISHER);
+    run(&script, &env, publish(3, 0, Some(&etag), ""), PUBLISHER);
     let (r, n) = take(&rec);
     assert_eq!(r.unwrap().status(), Some(200));
     assert_eq!(n.len(), 1);
@@ -226,7 +177,7 @@ route {{
     run(
         &script,
         &env,
-        &subscribe("sub-2", "dialog", 600, None, 1),
+        subscribe("sub-2", "dialog", 600, None, 1),
         WATCHER,
     );
     let (r, _) = take(&rec);
@@ -238,7 +189,7 @@ route {{
     run(
         &script,
         &env,
-        &subscribe("sub-1", "presence", 0, Some(&to_tag), 2),
+        subscribe("sub-1", "presence", 0, Some(&to_tag), 2),
         WATCHER,
     );
     let (r, n) = take(&rec);
@@ -250,7 +201,7 @@ route {{
     run(
         &script,
         &env,
-        &subscribe("sub-1", "presence", 600, Some(&to_tag), 3),
+        subscribe("sub-1", "presence", 600, Some(&to_tag), 3),
         WATCHER,
     );
     let (r, _) = take(&rec);
@@ -260,12 +211,12 @@ route {{
     run(
         &script,
         &env,
-        &subscribe("sub-3", "presence", 1, None, 1),
+        subscribe("sub-3", "presence", 1, None, 1),
         WATCHER,
     );
     let (_, n) = take(&rec);
     assert_eq!(n.len(), 1);
-    run(&script, &env, &publish(4, 1, None, PIDF), PUBLISHER);
+    run(&script, &env, publish(4, 1, None, PIDF), PUBLISHER);
     let (_, n) = take(&rec);
     assert_eq!(n[0].body(), PIDF.as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -292,5 +243,4 @@ route {{
     })
     .unwrap();
     assert_eq!(left, (0, 0));
-    let _ = std::fs::remove_dir_all(&dir);
 }

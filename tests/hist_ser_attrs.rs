@@ -4,67 +4,22 @@
 //! `attr2uri(.., "domain")`, `del_attr`, `attr_equals`, AVP flags, global
 //! flags; and acc_db writing SER-schema rows for a flagged transaction.
 
+mod support;
+
 use std::sync::Arc;
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser::route::Recorder;
 use ser_modules::db::{self, DbValue};
-use ser_parser::{render, ParseOptions};
 use ser_sip::SipMsg;
+use support::engine::{self, headers, load, run};
+use support::tmp::TmpDir;
 
 const UAC: &str = "127.0.0.1:5070";
-const PROXY: &str = "127.0.0.1:5060";
 
-fn load(cfg: &str) -> Arc<Script> {
-    let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str("attrs.cfg", cfg, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script.into_shared()
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    Env::new(
-        rec.clone(),
-        myself,
-        vec![Listen {
-            proto: Proto::Udp,
-            addr: PROXY.parse().unwrap(),
-            advertise: None,
-        }],
-    )
-}
-
-fn run(s: &Script, env: &Env, buf: &[u8], from: &str) {
-    let msg = SipMsg::parse(buf.to_vec()).unwrap();
-    let mut ctx = MsgCtx::new(
-        msg,
-        env,
-        from.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    if ctx.is_request() {
-        s.run_request(&mut ctx);
-    } else {
-        s.run_reply(&mut ctx);
-    }
-}
-
-fn temp_db(tag: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("ser-hist-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/ser.db", dir.display());
+/// A scratch directory with a database of the SER 3.0 schema; its URL.
+fn temp_db(tag: &str) -> (TmpDir, String) {
+    let dir = TmpDir::new(&format!("hist-{tag}"));
+    let url = dir.sqlite_url("ser.db");
     db::with(&url, |c| c.batch(include_str!("../etc/db/ser-uid.sql"))).unwrap();
     (dir, url)
 }
@@ -77,15 +32,9 @@ fn request(callid: &str, ruri: &str, extra: &str) -> String {
     )
 }
 
-fn header(m: &SipMsg, name: &str) -> Vec<String> {
-    m.find_by_name(name.as_bytes())
-        .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
-        .collect()
-}
-
 #[test]
 fn ser_attribute_functions() {
-    let (dir, url) = temp_db("attrs");
+    let (_dir, url) = temp_db("attrs");
     db::with(&url, |c| {
         c.batch(
             "INSERT INTO uid_user_attrs (uid, name, value, type, flags) VALUES \
@@ -147,7 +96,7 @@ route {{
     );
     let script = load(&cfg);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     run(
         &script,
         &env,
@@ -166,17 +115,17 @@ route {{
     let m = SipMsg::parse(buf.clone()).unwrap();
     assert_eq!(m.ruri().unwrap(), b"sip:+4912345@127.0.0.1:5090");
     assert_eq!(
-        header(&m, "Remote-Party-ID"),
+        headers(&m, "Remote-Party-ID"),
         ["<sip:4930123@pstn.example>;screen=yes"]
     );
     assert!(
-        header(&m, "X-Secret").is_empty(),
+        headers(&m, "X-Secret").is_empty(),
         "flags 0 rows are not loaded"
     );
-    assert_eq!(header(&m, "X-Timer"), ["20000"]);
-    assert_eq!(header(&m, "X-Lang"), ["cz", "deleted"]);
-    assert_eq!(header(&m, "X-Gflags"), ["1"]);
-    assert_eq!(header(&m, "X-Cookie"), ["yes"]);
+    assert_eq!(headers(&m, "X-Timer"), ["20000"]);
+    assert_eq!(headers(&m, "X-Lang"), ["cz", "deleted"]);
+    assert_eq!(headers(&m, "X-Gflags"), ["1"]);
+    assert_eq!(headers(&m, "X-Cookie"), ["yes"]);
 
     // the global flags changed for the next message (shm word)
     run(
@@ -187,14 +136,13 @@ route {{
     );
     let sent = rec.take();
     let m = SipMsg::parse(sent[0].1.clone()).unwrap();
-    assert!(header(&m, "X-Gflags").is_empty());
-    assert!(header(&m, "Remote-Party-ID").len() == 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(headers(&m, "X-Gflags").is_empty());
+    assert!(headers(&m, "Remote-Party-ID").len() == 1);
 }
 
 #[test]
 fn acc_db_rows_in_ser_schema() {
-    let (dir, url) = temp_db("accdb");
+    let (_dir, url) = temp_db("accdb");
     let cfg = format!(
         r#"
 loadmodule "sl"
@@ -219,7 +167,7 @@ route {{
     );
     let script = load(&cfg);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     run(
         &script,
         &env,
@@ -268,5 +216,4 @@ route {{
             "{table}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,66 +3,24 @@
 //! real REGISTER and INVITE messages run through the script with a
 //! recording transport.  Digest responses are computed here, independently.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod support;
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
+use ser::route::Script;
 use ser_modules::db::{self, DbValue};
-use ser_parser::{render, ParseOptions};
 use ser_sip::SipMsg;
+use support::engine::{self, Run, PROXY};
+use support::tmp::TmpDir;
 
+/// The registering client.
 const SRC: &str = "192.0.2.10:5070";
-const LOCAL: &str = "127.0.0.1:5060";
-
-fn shm() {
-    let _ = ser_shm::init_once(64 << 20);
-}
 
 fn load(cfg: &str) -> Script {
-    shm();
-    let parsed = ser_parser::parse_str("registrar.cfg", cfg, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse failed: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script
-}
-
-/// A scratch directory removed on drop.
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("ser-registrar-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-    fn db_url(&self) -> String {
-        format!("sqlite://{}/ser.db", self.0.display())
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    engine::load_init(64 << 20, cfg)
 }
 
 /// A SQLite database with our schema and one subscriber alice/secret.
 fn subscriber_db(dir: &TmpDir) -> String {
-    let url = dir.db_url();
+    let url = dir.sqlite_url("ser.db");
     db::with(&url, |c| {
         c.batch(db::schema("sqlite").unwrap())?;
         c.insert(
@@ -83,18 +41,6 @@ fn subscriber_db(dir: &TmpDir) -> String {
 /// HA1, HA2 and the response are composed here independently).
 fn md5_hex(s: &str) -> String {
     ser_modules::auth::digest::Alg::Md5.h(&[s.as_bytes()])
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    myself.add("example.com", None);
-    let listen = vec![Listen {
-        proto: Proto::Udp,
-        addr: LOCAL.parse().unwrap(),
-        advertise: None,
-    }];
-    Env::new(rec.clone(), myself, listen)
 }
 
 fn register(user: &str, callid: &str, cseq: u32, extra: &str) -> SipMsg {
@@ -126,67 +72,8 @@ fn invite(ruri: &str) -> SipMsg {
     SipMsg::parse(text.into_bytes()).expect("INVITE parses")
 }
 
-/// What a run produced: the replies (parsed) and the context's routing state.
-struct Run {
-    replies: Vec<SipMsg>,
-    new_uri: Option<String>,
-    dst_uri: Option<String>,
-    send_socket: Option<SocketAddr>,
-    branches: Vec<String>,
-}
-
-impl Run {
-    fn status(&self) -> Vec<u16> {
-        self.replies.iter().filter_map(|m| m.status()).collect()
-    }
-    fn reason(&self) -> String {
-        self.replies
-            .first()
-            .and_then(|m| m.reason())
-            .map(|r| String::from_utf8_lossy(r).into_owned())
-            .unwrap_or_default()
-    }
-    fn header(&self, name: &str) -> Vec<String> {
-        self.replies
-            .iter()
-            .flat_map(|m| {
-                m.find_by_name(name.as_bytes())
-                    .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-}
-
 fn run(script: &Script, msg: SipMsg) -> Run {
-    let rec = Arc::new(Recorder::default());
-    let mut env = env(&rec);
-    env.cfg = script.cfg();
-    let src: SocketAddr = SRC.parse().unwrap();
-    let mut ctx = MsgCtx::new(msg, &env, src, LOCAL.parse().unwrap(), Proto::Udp);
-    let out = script.run_request(&mut ctx);
-    let sent = rec.take();
-    if std::env::var("REG_DEBUG").is_ok() {
-        eprintln!(
-            "outcome {out:?} rc {} sent {:?}",
-            ctx.retcode,
-            sent.iter()
-                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-                .collect::<Vec<_>>()
-        );
-    }
-    let replies = sent
-        .into_iter()
-        .filter_map(|(_, b)| SipMsg::parse(b).ok())
-        .filter(|m| !m.is_request())
-        .collect();
-    Run {
-        replies,
-        new_uri: ctx.new_uri.clone(),
-        dst_uri: ctx.dst_uri.clone(),
-        send_socket: ctx.send_socket,
-        branches: ctx.branches.iter().map(|b| b.uri.clone()).collect(),
-    }
+    engine::run_once(script, &["example.com"], SRC, msg, |_| {})
 }
 
 fn registrar_cfg(table: &str, params: &str) -> String {
@@ -253,7 +140,7 @@ fn register_replies_with_contacts_and_lookup_rewrites_the_ruri() {
     assert_eq!(r.new_uri.as_deref(), Some("sip:alice@192.0.2.11:5070"));
     assert_eq!(
         r.send_socket,
-        Some(LOCAL.parse().unwrap()),
+        Some(PROXY.parse().unwrap()),
         "the socket it registered through"
     );
     assert_eq!(r.branches, vec!["sip:alice@192.0.2.10:5070".to_string()]);
@@ -479,7 +366,7 @@ fn auth_cfg(url: &str, table: &str, qop: &str, calc: &str) -> String {
 
 #[test]
 fn digest_challenge_then_register_with_plain_password() {
-    let dir = TmpDir::new("auth");
+    let dir = TmpDir::new("registrar-auth");
     let url = subscriber_db(&dir);
     let s = load(&auth_cfg(
         &url,
@@ -554,7 +441,7 @@ fn digest_challenge_then_register_with_plain_password() {
 
 #[test]
 fn stored_ha1_and_return_codes() {
-    let dir = TmpDir::new("ha1");
+    let dir = TmpDir::new("registrar-ha1");
     let url = subscriber_db(&dir);
     // Kamailio default: password_column = ha1 (stored HA1), no qop.
     let cfg = format!(
@@ -649,8 +536,8 @@ fn database_down_is_an_error_not_a_crash() {
 
 #[test]
 fn write_through_persists_and_startup_loads_from_the_database() {
-    let dir = TmpDir::new("ul1");
-    let url = dir.db_url();
+    let dir = TmpDir::new("registrar-ul1");
+    let url = dir.sqlite_url("ser.db");
     db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
     let cfg = |table: &str| {
         registrar_cfg(
@@ -733,8 +620,8 @@ fn write_through_persists_and_startup_loads_from_the_database() {
 
 #[test]
 fn db_only_mode_reads_and_writes_the_table() {
-    let dir = TmpDir::new("ul3");
-    let url = dir.db_url();
+    let dir = TmpDir::new("registrar-ul3");
+    let url = dir.sqlite_url("ser.db");
     db::with(&url, |c| c.batch(db::schema("sqlite").unwrap())).unwrap();
     let s = load(&registrar_cfg(
         "location",
@@ -757,7 +644,7 @@ fn db_only_mode_reads_and_writes_the_table() {
 
 #[test]
 fn ser_oob_flavour_domain_lookup_and_www_authenticate() {
-    let dir = TmpDir::new("ser");
+    let dir = TmpDir::new("registrar-ser");
     let url = subscriber_db(&dir);
     db::with(&url, |c| {
         c.insert(
@@ -835,7 +722,7 @@ fn ser_oob_flavour_domain_lookup_and_www_authenticate() {
 
 #[test]
 fn sha256_offered_first_and_accepted() {
-    let dir = TmpDir::new("sha");
+    let dir = TmpDir::new("registrar-sha");
     let url = subscriber_db(&dir);
     let mut cfg = auth_cfg(
         &url,

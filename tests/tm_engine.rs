@@ -4,16 +4,17 @@
 //! `Script::run_request` / `run_reply`, the timer through `tick_all`, sends
 //! recorded.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ser::route::{self, Env, Listen, LoadOptions, MsgCtx, Myself, Proto, Recorder, Script};
-use ser_parser::{render, ParseOptions};
+use ser::route::Recorder;
 use ser_sip::SipMsg;
+use support::engine::{self, header, load, run, sent, uas_reply};
 
 const UAC: &str = "127.0.0.1:5070";
-const PROXY: &str = "127.0.0.1:5060";
 const UAS1: &str = "127.0.0.1:5081";
 const UAS2: &str = "127.0.0.1:5082";
 
@@ -63,73 +64,12 @@ failure_route[last] {
 }
 "#;
 
-fn load() -> Arc<Script> {
-    let _ = ser_shm::init_once(32 << 20);
-    let parsed = ser_parser::parse_str("tm.cfg", CFG, &ParseOptions::default())
-        .unwrap_or_else(|d| panic!("parse: {d:?}"));
-    let script = route::load(&parsed, &LoadOptions::default()).unwrap_or_else(|ds| {
-        panic!(
-            "config rejected:\n{}",
-            ds.iter()
-                .map(|d| render(&parsed.sources, d))
-                .collect::<String>()
-        )
-    });
-    script.init_modules().expect("modules init");
-    script.into_shared()
-}
-
-fn env(rec: &Arc<Recorder>) -> Env {
-    let mut myself = Myself::default();
-    myself.add("127.0.0.1", Some(5060));
-    Env::new(
-        rec.clone(),
-        myself,
-        vec![Listen {
-            proto: Proto::Udp,
-            addr: PROXY.parse().unwrap(),
-            advertise: None,
-        }],
-    )
-}
-
-fn request(s: &Script, env: &Env, buf: &str) {
-    let msg = SipMsg::parse(buf.as_bytes().to_vec()).unwrap();
-    let mut ctx = MsgCtx::new(
-        msg,
-        env,
-        UAC.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    s.run_request(&mut ctx);
-}
-
-fn reply(s: &Script, env: &Env, buf: Vec<u8>, from: &str) {
-    let msg = SipMsg::parse(buf).unwrap();
-    let mut ctx = MsgCtx::new(
-        msg,
-        env,
-        from.parse().unwrap(),
-        PROXY.parse().unwrap(),
-        Proto::Udp,
-    );
-    s.run_reply(&mut ctx);
-}
-
 fn invite(callid: &str) -> String {
     format!(
         "INVITE sip:bob@{UAS1} SIP/2.0\r\nVia: SIP/2.0/UDP {UAC};branch=z9hG4bK-{callid}\r\nMax-Forwards: 70\r\n\
          From: <sip:alice@a.example>;tag=a1\r\nTo: <sip:bob@b.example>\r\nCall-ID: {callid}\r\nCSeq: 1 INVITE\r\n\
          Content-Length: 0\r\n\r\n"
     )
-}
-
-fn sent(rec: &Recorder) -> Vec<(SocketAddr, SipMsg)> {
-    rec.take()
-        .into_iter()
-        .map(|(d, b)| (d.addr, SipMsg::parse(b).unwrap()))
-        .collect()
 }
 
 fn find<'a>(s: &'a [(SocketAddr, SipMsg)], to: &str, what: &str) -> Option<&'a SipMsg> {
@@ -145,21 +85,11 @@ fn find<'a>(s: &'a [(SocketAddr, SipMsg)], to: &str, what: &str) -> Option<&'a S
         .map(|(_, m)| m)
 }
 
-fn uas_reply(req: &SipMsg, code: u16) -> Vec<u8> {
-    ser_sip::build_reply(req, code, b"Whatever", b"", b"", Some(b"uas"), None).unwrap()
-}
-
-fn header(m: &SipMsg, name: &str) -> Option<String> {
-    m.find_by_name(name.as_bytes())
-        .next()
-        .map(|h| String::from_utf8_lossy(m.header_body(h)).into_owned())
-}
-
 #[test]
 fn failure_onreply_branch_routes() {
-    let script = load();
+    let script = load(CFG);
     let rec = Arc::new(Recorder::default());
-    let env = env(&rec);
+    let env = engine::env(&rec, &[]);
     let tick = |ms: u64| {
         script
             .modules()
@@ -167,7 +97,7 @@ fn failure_onreply_branch_routes() {
     };
 
     // branch_route edits the branch; onreply_route sees the 180.
-    request(&script, &env, &invite("e-1"));
+    run(&script, &env, invite("e-1"), UAC);
     let s = sent(&rec);
     let fwd = find(&s, UAS1, "INVITE").expect("INVITE downstream").clone();
     assert_eq!(
@@ -176,7 +106,7 @@ fn failure_onreply_branch_routes() {
         "branch_route lumps applied"
     );
     assert!(find(&s, UAC, "100").is_some());
-    reply(&script, &env, uas_reply(&fwd, 180), UAS1);
+    run(&script, &env, uas_reply(&fwd, 180), UAS1);
     let s = sent(&rec);
     let ringing = find(&s, UAC, "180").expect("180 upstream");
     assert_eq!(
@@ -185,7 +115,7 @@ fn failure_onreply_branch_routes() {
         "onreply_route ran with t_check_status"
     );
     // 486 -> failure_route[next] (flag 3 restored) -> serial fork to UAS2.
-    reply(&script, &env, uas_reply(&fwd, 486), UAS1);
+    run(&script, &env, uas_reply(&fwd, 486), UAS1);
     let s = sent(&rec);
     assert!(find(&s, UAS1, "ACK").is_some(), "ACK for the 486");
     assert!(find(&s, UAC, "486").is_none());
@@ -205,13 +135,13 @@ fn failure_onreply_branch_routes() {
     let ack = invite("e-1")
         .replacen("INVITE sip", "ACK sip", 1)
         .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
-    request(&script, &env, &ack);
+    run(&script, &env, &ack, UAC);
     assert!(sent(&rec).is_empty(), "ACK absorbed");
 
     // A 2xx after a 486 on another fork... plain call: 200 relayed, table drains.
-    request(&script, &env, &invite("e-2"));
+    run(&script, &env, invite("e-2"), UAC);
     let fwd = find(&sent(&rec), UAS1, "INVITE").unwrap().clone();
-    reply(&script, &env, uas_reply(&fwd, 200), UAS1);
+    run(&script, &env, uas_reply(&fwd, 200), UAS1);
     assert!(find(&sent(&rec), UAC, "200").is_some());
     tick(60_000);
     tick(120_000);
