@@ -3,83 +3,25 @@
 //! socket and a UAS socket.  Bounded waits; the server's process group is
 //! killed on drop.
 
-use std::fs;
+mod support;
+
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use support::proc::{free_port, free_udp_port, Server};
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
+/// `ser` with `cfg` listening on `listen`: 2 receivers, 5 s to start.
+fn start_on(cfg: &str, listen: &str) -> Server {
+    Server::launch_cfg("engine-net", cfg)
+        .args(["-l", listen, "-n", "2", "-dd"])
+        .within(Duration::from_secs(5))
+        .start()
 }
 
-impl Server {
-    fn start(cfg: &str, port: u16) -> Server {
-        Server::start_on(cfg, port, &format!("udp:127.0.0.1:{port}"))
-    }
-
-    fn start_on(cfg: &str, port: u16, listen: &str) -> Server {
-        let dir =
-            std::env::temp_dir().join(format!("ser-engine-net-{}-{port}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let cfg_path = dir.join("ser.cfg");
-        fs::write(&cfg_path, cfg).unwrap();
-        let log = fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(SER)
-            .args([
-                "-f",
-                cfg_path.to_str().unwrap(),
-                "-l",
-                listen,
-                "-n",
-                "2",
-                "-E",
-                "-DD",
-                "-dd",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut s = Server { child, dir };
-        let end = Instant::now() + Duration::from_secs(5);
-        while !s.log().contains("ser started") {
-            let status = s.child.try_wait().ok().flatten();
-            assert!(
-                Instant::now() < end && status.is_none(),
-                "ser did not start ({status:?}):\n{}",
-                s.log()
-            );
-            sleep(Duration::from_millis(20));
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(pgid) = i32::try_from(self.child.id()) {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+/// [`start_on`] UDP `port` on 127.0.0.1.
+fn start(cfg: &str, port: u16) -> Server {
+    start_on(cfg, &format!("udp:127.0.0.1:{port}"))
 }
 
 fn socket() -> (UdpSocket, u16) {
@@ -90,17 +32,11 @@ fn socket() -> (UdpSocket, u16) {
     (s, p)
 }
 
-fn free_udp_port() -> u16 {
-    let (s, p) = socket();
-    drop(s);
-    p
-}
-
 fn recv(s: &UdpSocket, srv: &Server, what: &str) -> String {
     let mut buf = [0u8; 8192];
     match s.recv_from(&mut buf) {
         Ok((n, _)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        Err(e) => panic!("nothing received ({what}): {e}\n{}", srv.log()),
+        Err(e) => panic!("nothing received ({what}): {e}\n{}", srv.log_text()),
     }
 }
 
@@ -127,7 +63,7 @@ fn stateless_proxy_over_udp() {
            forward();\n\
          }}\n"
     );
-    let srv = Server::start(&cfg, port);
+    let srv = start(&cfg, port);
     let to = ("127.0.0.1", port);
 
     // answered locally, reason with a pvar
@@ -227,14 +163,9 @@ fn stateless_proxy_over_udp() {
 fn requests_over_tcp_are_answered_on_their_connection() {
     use std::io::{Read, Write};
     // a port free for both transports
-    let port = loop {
-        let p = free_udp_port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            break p;
-        }
-    };
+    let port = free_port();
     let cfg = "loadmodule \"sl\"\nroute { if (proto == TCP) sl_send_reply(\"200\", \"tcp $rU\"); else sl_send_reply(\"500\", \"not tcp\"); }\n";
-    let srv = Server::start_on(cfg, port, &format!("127.0.0.1:{port}"));
+    let srv = start_on(cfg, &format!("127.0.0.1:{port}"));
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let me = conn.local_addr().unwrap().port();
@@ -252,11 +183,11 @@ fn requests_over_tcp_are_answered_on_their_connection() {
     let mut buf = [0u8; 4096];
     let end = Instant::now() + Duration::from_secs(3);
     while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
-        assert!(Instant::now() < end, "no TCP reply:\n{}", srv.log());
+        assert!(Instant::now() < end, "no TCP reply:\n{}", srv.log_text());
         match conn.read(&mut buf) {
-            Ok(0) => panic!("connection closed:\n{}", srv.log()),
+            Ok(0) => panic!("connection closed:\n{}", srv.log_text()),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("no TCP reply ({e}):\n{}", srv.log()),
+            Err(e) => panic!("no TCP reply ({e}):\n{}", srv.log_text()),
         }
     }
     let reply = String::from_utf8_lossy(&got);
@@ -278,7 +209,7 @@ fn ctl_serves_module_rpcs_and_cfg_get() {
          route {{ drop; }}\n",
         sock.display()
     );
-    let srv = Server::start(&cfg, port);
+    let srv = start(&cfg, port);
     let addr = CtlAddr::parse(&format!("unixs:{}", sock.display())).unwrap();
     let end = Instant::now() + Duration::from_secs(3);
     let mut client = loop {
@@ -288,7 +219,7 @@ fn ctl_serves_module_rpcs_and_cfg_get() {
                 let _ = e;
                 sleep(Duration::from_millis(20));
             }
-            Err(e) => panic!("ctl socket not there ({e}):\n{}", srv.log()),
+            Err(e) => panic!("ctl socket not there ({e}):\n{}", srv.log_text()),
         }
     };
     let reply = client
@@ -311,5 +242,5 @@ fn ctl_serves_module_rpcs_and_cfg_get() {
         "{methods:?}"
     );
     drop(srv);
-    let _ = fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&sock);
 }

@@ -5,18 +5,18 @@
 //! killed and restarted server still knows every registration.  Skipped
 //! when sipp is not installed.
 
+mod support;
+
 use std::fs;
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-const SER: &str = env!("CARGO_BIN_EXE_ser");
+use support::proc::{free_udp_port, Server};
+use support::tmp::TmpDir;
 
 fn scenario() -> Option<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -37,73 +37,20 @@ fn have_sipp() -> bool {
         .is_ok()
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A scratch directory removed on drop.
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        let p = std::env::temp_dir().join(format!("ser-reg-sipp-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `ser` running in the foreground; its process group is killed on drop.
-struct Ser {
-    child: Child,
-}
-
-impl Ser {
-    fn start(dir: &Path, port: u16) -> Ser {
-        let log = fs::File::create(dir.join("ser.log")).unwrap();
-        let child = Command::new(SER)
-            .args(["-f", dir.join("ser.cfg").to_str().unwrap()])
-            .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "3"])
-            .args(["-m", "64", "-DD", "-E"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let ser = Ser { child };
-        let started = (0..250).any(|_| {
-            sleep(Duration::from_millis(20));
-            fs::read_to_string(dir.join("ser.log")).is_ok_and(|l| l.contains("ser started"))
-        });
-        assert!(
-            started,
-            "ser did not start:\n{}",
-            fs::read_to_string(dir.join("ser.log")).unwrap_or_default()
-        );
-        ser
-    }
-}
-
-impl Drop for Ser {
-    fn drop(&mut self) {
-        let pid = i32::try_from(self.child.id()).unwrap_or(0);
-        if pid > 1 {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ser` with `ser.cfg` in `dir` on UDP `port`: 3 receivers, 64 MB of
+/// shared memory, its log in `ser.log`.
+fn start(dir: &TmpDir, port: u16) -> Server {
+    Server::launch(&dir.path("ser.cfg"), &dir.path("ser.log"))
+        .args([
+            "-l",
+            &format!("udp:127.0.0.1:{port}"),
+            "-n",
+            "3",
+            "-m",
+            "64",
+        ])
+        .within(Duration::from_secs(5))
+        .start()
 }
 
 fn config(usrloc: &str) -> String {
@@ -197,16 +144,16 @@ fn prerequisites() -> Option<PathBuf> {
 #[test]
 fn sipp_registers_500_users_and_every_worker_finds_them() {
     let Some(scn) = prerequisites() else { return };
-    let dir = TmpDir::new("mem");
+    let dir = TmpDir::new("reg-sipp-mem");
     fs::write(
-        dir.0.join("ser.cfg"),
+        dir.path("ser.cfg"),
         config("modparam(\"usrloc\", \"db_mode\", 0)"),
     )
     .unwrap();
     let port = free_udp_port();
-    let _ser = Ser::start(&dir.0, port);
+    let _ser = start(&dir, port);
     assert!(
-        sipp_register(&scn, &dir.0, port, 500),
+        sipp_register(&scn, dir.dir(), port, 500),
         "sipp: not every REGISTER got a 200"
     );
     check_lookups(port, 500);
@@ -215,8 +162,8 @@ fn sipp_registers_500_users_and_every_worker_finds_them() {
 #[test]
 fn write_through_registrations_survive_a_killed_server() {
     let Some(scn) = prerequisites() else { return };
-    let dir = TmpDir::new("db1");
-    let url = format!("sqlite://{}/ser.db", dir.0.display());
+    let dir = TmpDir::new("reg-sipp-db1");
+    let url = dir.sqlite_url("ser.db");
     ser_modules::db::with(&url, |c| {
         c.batch(ser_modules::db::schema("sqlite").unwrap())
     })
@@ -225,26 +172,26 @@ fn write_through_registrations_survive_a_killed_server() {
     let params = format!(
         "modparam(\"usrloc\", \"db_mode\", 1)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"
     );
-    fs::write(dir.0.join("ser.cfg"), config(&params)).unwrap();
+    fs::write(dir.path("ser.cfg"), config(&params)).unwrap();
     let port = free_udp_port();
-    let ser = Ser::start(&dir.0, port);
+    let ser = start(&dir, port);
     assert!(
-        sipp_register(&scn, &dir.0, port, 200),
+        sipp_register(&scn, dir.dir(), port, 200),
         "sipp: not every REGISTER got a 200"
     );
     check_lookups(port, 200);
     // SIGKILL: no shutdown flush; write-through must have stored every binding.
     drop(ser);
     let port = free_udp_port();
-    let _ser = Ser::start(&dir.0, port);
+    let _ser = start(&dir, port);
     check_lookups(port, 200);
 }
 
 #[test]
 fn write_back_registrations_are_flushed_at_shutdown() {
     let Some(scn) = prerequisites() else { return };
-    let dir = TmpDir::new("db2");
-    let url = format!("sqlite://{}/ser.db", dir.0.display());
+    let dir = TmpDir::new("reg-sipp-db2");
+    let url = dir.sqlite_url("ser.db");
     ser_modules::db::with(&url, |c| {
         c.batch(ser_modules::db::schema("sqlite").unwrap())
     })
@@ -254,27 +201,23 @@ fn write_back_registrations_are_flushed_at_shutdown() {
         "modparam(\"usrloc\", \"db_mode\", 2)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")\n\
          modparam(\"usrloc\", \"timer_interval\", 3600)"
     );
-    fs::write(dir.0.join("ser.cfg"), config(&params)).unwrap();
+    fs::write(dir.path("ser.cfg"), config(&params)).unwrap();
     let port = free_udp_port();
-    let mut ser = Ser::start(&dir.0, port);
+    let mut ser = start(&dir, port);
     assert!(
-        sipp_register(&scn, &dir.0, port, 100),
+        sipp_register(&scn, dir.dir(), port, 100),
         "sipp: not every REGISTER got a 200"
     );
     // Graceful stop: usrloc's destroy writes the pending changes.
-    let pid = i32::try_from(ser.child.id()).unwrap();
-    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-    let stopped = (0..250).any(|_| {
-        sleep(Duration::from_millis(20));
-        matches!(ser.child.try_wait(), Ok(Some(_)))
-    });
+    let _ = kill(Pid::from_raw(ser.pid()), Signal::SIGTERM);
+    let stopped = ser.wait_exit(Duration::from_secs(5)).is_some();
     assert!(stopped, "ser did not stop on SIGTERM");
     drop(ser);
     let rows =
         ser_modules::db::with(&url, |c| c.query("location", &["contact"], &[], None)).unwrap();
     assert_eq!(rows.len(), 100);
     let port = free_udp_port();
-    let _ser = Ser::start(&dir.0, port);
+    let _ser = start(&dir, port);
     check_lookups(port, 100);
 }
 
@@ -327,8 +270,8 @@ fn sipp_digest_authentication_against_the_subscriber_table() {
     if prerequisites().is_none() {
         return;
     }
-    let dir = TmpDir::new("auth");
-    let url = format!("sqlite://{}/ser.db", dir.0.display());
+    let dir = TmpDir::new("reg-sipp-auth");
+    let url = dir.sqlite_url("ser.db");
     let n = 100;
     ser_modules::db::with(&url, |c| {
         c.batch(ser_modules::db::schema("sqlite").unwrap())?;
@@ -370,23 +313,23 @@ fn sipp_digest_authentication_against_the_subscriber_table() {
            sl_send_reply(\"404\", \"Not Found\");\n\
          }}\n"
     );
-    fs::write(dir.0.join("ser.cfg"), cfg).unwrap();
-    fs::write(dir.0.join("auth.xml"), AUTH_SCENARIO).unwrap();
+    fs::write(dir.path("ser.cfg"), cfg).unwrap();
+    fs::write(dir.path("auth.xml"), AUTH_SCENARIO).unwrap();
     // sipp takes one user's credentials: every call registers user7 anew,
     // each answering its own challenge (fresh nonce, qop=auth).
-    fs::write(dir.0.join("auth.csv"), "SEQUENTIAL\nuser7;\n").unwrap();
+    fs::write(dir.path("auth.csv"), "SEQUENTIAL\nuser7;\n").unwrap();
     let port = free_udp_port();
-    let _ser = Ser::start(&dir.0, port);
+    let _ser = start(&dir, port);
     let ok = Command::new("timeout")
         .args(["60", "sipp", "-sf"])
-        .arg(dir.0.join("auth.xml"))
+        .arg(dir.path("auth.xml"))
         .arg("-inf")
-        .arg(dir.0.join("auth.csv"))
+        .arg(dir.path("auth.csv"))
         .args(["-au", "user7", "-ap", "pw7"])
         .args(["-m", "100", "-r", "100", "-i", "127.0.0.1"])
         .args(["-timeout", "40", "-nostdin"])
         .arg(format!("127.0.0.1:{port}"))
-        .current_dir(&dir.0)
+        .current_dir(dir.dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

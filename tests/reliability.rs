@@ -4,106 +4,19 @@
 //! dead child held are released; `child_respawn = no` keeps SER's
 //! stop-everything behaviour. Every test kills what it started (Drop).
 
+mod support;
+
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::sleep;
+use std::net::UdpSocket;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+use support::proc::{alive, children_of, free_port, sigkill, wait_until, Server};
+use support::tmp::TmpDir;
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
-
-/// A scratch directory removed on drop.
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("ser-rel-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| !s.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Live (non-zombie) children of `ppid`.
-fn children_of(ppid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rsplit(')').next() else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) && fields[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn sigkill(pid: i32) {
-    assert!(pid > 1, "bad pid {pid}");
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// A running `ser` in the foreground; kills its process group on drop.
+/// A running `ser` answering on UDP `port`.
 struct Ser {
-    child: Child,
-    log: PathBuf,
+    server: Server,
     port: u16,
 }
 
@@ -129,33 +42,21 @@ impl Ser {
             ),
         )
         .unwrap();
-        let log = dir.path("stderr.log");
         let listen = format!("udp:127.0.0.1:{port}");
-        let child = Command::new(SER)
-            .args(["-f", cfg.to_str().unwrap(), "-l", &listen, "-n", "2"])
-            .args(["-E", "-DD", "-dd"])
+        let server = Server::launch(&cfg, &dir.path("stderr.log"))
+            .args(["-l", &listen, "-n", "2", "-dd"])
             .args(extra)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let ser = Ser { child, log, port };
-        let ok = wait_until(Duration::from_secs(10), || {
-            ser.log_text().contains("ser started")
-        });
-        assert!(ok, "ser did not start:\n{}", ser.log_text());
-        ser
+            .envs(env)
+            .start();
+        Ser { server, port }
     }
 
     fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.server.pid()
     }
 
     fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log_text()
     }
 
     /// The pid of the process whose description contains `desc`: the
@@ -204,14 +105,7 @@ impl Ser {
     }
 
     fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st.code().unwrap_or(-1));
-            }
-            sleep(Duration::from_millis(10));
-        }
-        None
+        self.server.wait_exit(limit)
     }
 
     /// Kills the child described by `desc` and waits (at most 1 s) for its
@@ -240,19 +134,6 @@ impl Ser {
     }
 }
 
-impl Drop for Ser {
-    fn drop(&mut self) {
-        let main = self.pid();
-        let kids = children_of(main);
-        if main > 1 {
-            let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        wait_until(Duration::from_secs(2), || kids.iter().all(|k| !alive(*k)));
-    }
-}
-
 fn answers(ser: &Ser, calls: std::ops::Range<usize>) {
     for call in calls {
         let r = ser.options(call);
@@ -267,7 +148,7 @@ fn answers(ser: &Ser, calls: std::ops::Range<usize>) {
 
 #[test]
 fn dead_receiver_timer_and_ctl_are_replaced() {
-    let dir = TmpDir::new("respawn");
+    let dir = TmpDir::new("rel-respawn");
     let ser = Ser::start(&dir, "child_respawn=yes", &[]);
     answers(&ser, 0..4);
     let before = children_of(ser.pid()).len();
@@ -300,7 +181,7 @@ fn dead_receiver_timer_and_ctl_are_replaced() {
 
 #[test]
 fn a_crash_loop_stops_the_server_cleanly() {
-    let dir = TmpDir::new("loop");
+    let dir = TmpDir::new("rel-loop");
     let mut ser = Ser::start(&dir, "child_respawn=yes", &[]);
     // 5 deaths within 10 s are tolerated, the 6th stops the server.
     for _ in 0..5 {
@@ -322,7 +203,7 @@ fn a_crash_loop_stops_the_server_cleanly() {
 
 #[test]
 fn without_respawn_a_dead_child_stops_the_server() {
-    let dir = TmpDir::new("norespawn");
+    let dir = TmpDir::new("rel-norespawn");
     let mut ser = Ser::start(&dir, "child_respawn=no", &[]);
     let main = ser.pid();
     sigkill(ser.pid_of("timer").unwrap());
@@ -339,7 +220,7 @@ fn a_lock_held_by_a_dead_child_is_released() {
     if !cfg!(debug_assertions) {
         return;
     }
-    let dir = TmpDir::new("lock");
+    let dir = TmpDir::new("rel-lock");
     let ser = Ser::start(
         &dir,
         "child_respawn=yes",
@@ -384,7 +265,7 @@ fn tcp_options(port: u16, call: usize) -> Result<String, String> {
 
 #[test]
 fn dead_tcp_main_and_tcp_worker_are_replaced() {
-    let dir = TmpDir::new("tcp");
+    let dir = TmpDir::new("rel-tcp");
     let tcp_port = free_port();
     let listen = format!("tcp:127.0.0.1:{tcp_port}");
     let ser = Ser::start_with(&dir, "child_respawn=yes", &[], &["-l", &listen, "-N", "1"]);

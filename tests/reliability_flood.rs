@@ -2,77 +2,19 @@
 //! that sends more than `reqs_density_per_unit` requests per unit while
 //! another source is still answered.
 
-use std::fs;
+mod support;
+
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use support::proc::{free_udp_port, Server};
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
-
-struct Ser {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Ser {
-    fn drop(&mut self) {
-        let main = self.child.id() as i32;
-        if main > 1 {
-            let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Ser {
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-}
-
-fn start(cfg: &str) -> (Ser, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ser-flood-{}-{n}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("ser.cfg"), cfg).unwrap();
-    let child = Command::new(SER)
-        .arg("-f")
-        .arg(dir.join("ser.cfg"))
-        .args([
-            "-l",
-            &format!("udp:127.0.0.1:{port}"),
-            "-n",
-            "2",
-            "-E",
-            "-DD",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("stderr.log")).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let ser = Ser { child, dir };
-    let end = Instant::now() + Duration::from_secs(10);
-    while !ser.log().contains("ser started") {
-        assert!(Instant::now() < end, "ser did not start:\n{}", ser.log());
-        sleep(Duration::from_millis(20));
-    }
+/// `ser` with `cfg` on a free UDP port: 2 receivers.
+fn start(cfg: &str) -> (Server, u16) {
+    let port = free_udp_port();
+    let ser = Server::launch_cfg("flood", cfg)
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .start();
     (ser, port)
 }
 
@@ -118,20 +60,25 @@ fn pike_drops_a_flooding_source_and_serves_the_others() {
     assert!(
         (1..=20).contains(&answered),
         "flooder got {answered} replies\n{}",
-        ser.log()
+        ser.log_text()
     );
     for call in 0..5 {
         options(&good, port, call);
     }
-    assert_eq!(drain(&good, Duration::from_millis(500)), 5, "{}", ser.log());
+    assert_eq!(
+        drain(&good, Duration::from_millis(500)),
+        5,
+        "{}",
+        ser.log_text()
+    );
     // Still blocked.
     options(&flooder, port, 1000);
     assert_eq!(drain(&flooder, Duration::from_millis(300)), 0);
     assert!(
-        ser.log()
+        ser.log_text()
             .contains("pike: 127.0.0.1 detected as a flood source"),
         "{}",
-        ser.log()
+        ser.log_text()
     );
 }
 
@@ -164,7 +111,7 @@ fn pipelimit_taildrop_answers_503_above_the_limit() {
         .iter()
         .filter(|t| t.starts_with("SIP/2.0 503 Server Unavailable"))
         .collect();
-    assert_eq!((ok, limited.len()), (10, 20), "{r:?}\n{}", ser.log());
+    assert_eq!((ok, limited.len()), (10, 20), "{r:?}\n{}", ser.log_text());
     assert!(
         limited.iter().all(|t| t.contains("Retry-After: 5\r\n")),
         "{limited:?}"

@@ -3,78 +3,20 @@
 //! answered 500 (no crash, no dead child), and tm's transaction creation
 //! fails the same way.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::fs;
 use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use support::proc::{free_udp_port, Server};
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
-
-struct Ser {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Ser {
-    fn drop(&mut self) {
-        let main = self.child.id() as i32;
-        if main > 1 {
-            let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Ser {
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-}
-
-fn start(cfg: &str, tag: &str) -> (Ser, u16) {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("ser-oom-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("ser.cfg"), cfg).unwrap();
-    let child = Command::new(SER)
-        .arg("-f")
-        .arg(dir.join("ser.cfg"))
-        .args([
-            "-l",
-            &format!("udp:127.0.0.1:{port}"),
-            "-n",
-            "2",
-            "-m",
-            "1",
-            "-E",
-            "-DD",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("stderr.log")).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let ser = Ser { child, dir };
-    let end = Instant::now() + Duration::from_secs(10);
-    while !ser.log().contains("ser started") {
-        assert!(Instant::now() < end, "ser did not start:\n{}", ser.log());
-        sleep(Duration::from_millis(20));
-    }
+/// `ser` with `cfg` on a free UDP port: 2 receivers in 1 MB of shared memory.
+fn start(cfg: &str, tag: &str) -> (Server, u16) {
+    let port = free_udp_port();
+    let ser = Server::launch_cfg(&format!("oom-{tag}"), cfg)
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2", "-m", "1"])
+        .start();
     (ser, port)
 }
 
@@ -112,9 +54,9 @@ fn flood(port: u16, n: usize, make: impl Fn(u16, usize) -> String) -> BTreeMap<u
     codes
 }
 
-fn children_alive(ser: &Ser, want: usize) -> bool {
-    let main = ser.child.id();
-    let Ok(text) = fs::read_to_string(format!("/proc/{main}/task/{main}/children")) else {
+fn children_alive(ser: &Server, want: usize) -> bool {
+    let main = ser.pid();
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{main}/task/{main}/children")) else {
         return false;
     };
     text.split_whitespace().count() == want
@@ -133,7 +75,7 @@ fn register_flood_on_one_megabyte_gets_500_not_a_crash() {
              Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     });
-    let log = ser.log();
+    let log = ser.log_text();
     assert!(
         codes.get(&200).copied().unwrap_or(0) > 100,
         "{codes:?}\n{log}"
@@ -147,7 +89,7 @@ fn register_flood_on_one_megabyte_gets_500_not_a_crash() {
     assert!(log.contains("out of shared memory"), "{log}");
     // main + 2 receivers + timer, all still there.
     assert!(children_alive(&ser, 3), "{log}");
-    assert!(ser.child.try_wait().unwrap().is_none());
+    assert!(ser.try_wait().is_none());
 }
 
 #[test]
@@ -168,12 +110,12 @@ fn invite_flood_on_one_megabyte_gets_500_not_a_crash() {
              Content-Length: 0\r\n\r\n"
         )
     });
-    let log = ser.log();
+    let log = ser.log_text();
     assert!(
         codes.get(&500).copied().unwrap_or(0) > 100,
         "{codes:?}\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
     assert!(children_alive(&ser, 3), "{log}");
-    assert!(ser.child.try_wait().unwrap().is_none());
+    assert!(ser.try_wait().is_none());
 }
