@@ -67,6 +67,18 @@ fn config(usrloc: &str) -> String {
     )
 }
 
+/// A SQLite database with our schema in `dir`, closed here so that only
+/// the server holds it; its URL.
+fn schema_db(dir: &TmpDir) -> String {
+    let url = dir.sqlite_url("ser.db");
+    ser_modules::db::with(&url, |c| {
+        c.batch(ser_modules::db::schema("sqlite").unwrap())
+    })
+    .unwrap();
+    ser_modules::db::close_all();
+    url
+}
+
 /// Registers `n` users with sipp; true when every REGISTER got a 200.
 fn sipp_register(scn: &Path, dir: &Path, port: u16, n: usize) -> bool {
     let mut csv = String::from("SEQUENTIAL\n");
@@ -163,12 +175,7 @@ fn sipp_registers_500_users_and_every_worker_finds_them() {
 fn write_through_registrations_survive_a_killed_server() {
     let Some(scn) = prerequisites() else { return };
     let dir = TmpDir::new("reg-sipp-db1");
-    let url = dir.sqlite_url("ser.db");
-    ser_modules::db::with(&url, |c| {
-        c.batch(ser_modules::db::schema("sqlite").unwrap())
-    })
-    .unwrap();
-    ser_modules::db::close_all();
+    let url = schema_db(&dir);
     let params = format!(
         "modparam(\"usrloc\", \"db_mode\", 1)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")"
     );
@@ -191,12 +198,7 @@ fn write_through_registrations_survive_a_killed_server() {
 fn write_back_registrations_are_flushed_at_shutdown() {
     let Some(scn) = prerequisites() else { return };
     let dir = TmpDir::new("reg-sipp-db2");
-    let url = dir.sqlite_url("ser.db");
-    ser_modules::db::with(&url, |c| {
-        c.batch(ser_modules::db::schema("sqlite").unwrap())
-    })
-    .unwrap();
-    ser_modules::db::close_all();
+    let url = schema_db(&dir);
     let params = format!(
         "modparam(\"usrloc\", \"db_mode\", 2)\nmodparam(\"usrloc\", \"db_url\", \"{url}\")\n\
          modparam(\"usrloc\", \"timer_interval\", 3600)"
