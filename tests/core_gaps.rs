@@ -297,3 +297,37 @@ fn dst_blacklist_skips_a_failed_destination() {
         "{log}"
     );
 }
+
+#[test]
+fn dst_blacklist_makes_t_relay_fail_at_once() {
+    let port = free_port();
+    let dead = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = "debug=3\nuse_dst_blacklist=yes\nloadmodule \"sl\"\nloadmodule \"tm\"\n\
+               route { if (!t_relay()) { sl_reply_error(); } }\n";
+    let ser = Server::start("blacklist-tm", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let mut buf = [0u8; 4096];
+    for n in 0..2 {
+        let req = format!(
+            "OPTIONS sip:b@127.0.0.1:{dead};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-tbl{n}\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: tbl-{n}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        caller.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let (k, _) = caller.recv_from(&mut buf).expect("an error reply");
+        let reply = String::from_utf8_lossy(&buf[..k]);
+        assert!(
+            reply.starts_with("SIP/2.0 5"),
+            "{reply}\n{}",
+            ser.log_text()
+        );
+    }
+    let log = ser.log_text();
+    assert!(log.contains("is blacklisted (dst_blacklist)"), "{log}");
+}
