@@ -158,6 +158,8 @@ fn options_reply_answers_options_to_the_server_only() {
     // for a user, or not OPTIONS: -1, the script goes on
     let r = run(cfg, request("OPTIONS", "sip:bob@proxy.example.com", "", ""));
     assert_eq!(r.replies, vec![(404, "Not Here".to_owned())]);
+    let r = run(cfg, request("OPTIONS", "sip:other.example.com", "", ""));
+    assert_eq!(r.replies, vec![(404, "Not Here".to_owned())]);
     let r = run(cfg, request("INVITE", "sip:proxy.example.com", "", ""));
     assert_eq!(r.replies, vec![(404, "Not Here".to_owned())]);
 }

@@ -195,12 +195,12 @@ fn fixup_options_reply(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, Fixu
             log::error!("options_reply: called for a non-OPTIONS request");
             return Flow::False;
         }
-        // addressed to the server itself: an R-URI without a user
-        let to_server = ctx.ruri().is_some_and(|u| {
-            ser_sip::parse_uri(u.as_bytes()).is_ok_and(|p| p.user.is_none_or(|s| s.len == 0))
-        });
-        if !to_server {
-            log::error!("options_reply: the R-URI has a user part, not for us");
+        // addressed to the server itself: our host in the R-URI, no user
+        let uri = ctx.ruri().unwrap_or_default();
+        let no_user =
+            ser_sip::parse_uri(uri.as_bytes()).is_ok_and(|p| p.user.is_none_or(|s| s.len == 0));
+        if !no_user || !ctx.env.myself.matches_uri(&uri) {
+            log::error!("options_reply: the R-URI `{uri}` is not the server's own");
             return Flow::False;
         }
         ctx.reply_headers.extend(headers.iter().cloned());
