@@ -5,7 +5,7 @@ use crate::error::ParseError;
 use crate::hdr::{parse_value, HeaderValue};
 use crate::hname::HeaderName;
 use crate::limits::Limits;
-use crate::msg::{index_header, parse_first_line};
+use crate::msg::{index_header, is_http_request_line, parse_first_line, FirstLine};
 
 /// The result of looking for one complete message at the start of a
 /// stream buffer.
@@ -30,7 +30,9 @@ pub fn frame_stream(buf: &[u8]) -> Framing {
 }
 
 /// Frames one message at the start of `buf`. On a stream the
-/// Content-Length header is mandatory (RFC 3261 §18.3).
+/// Content-Length header is mandatory (RFC 3261 §18.3), except in an
+/// HTTP/1.x request (XML-RPC on the SIP port), where its absence means no
+/// body; a chunked HTTP body is refused.
 pub fn frame_stream_with(buf: &[u8], limits: &Limits) -> Framing {
     let crlf = buf
         .iter()
@@ -72,11 +74,12 @@ pub fn frame_stream_with(buf: &[u8], limits: &Limits) -> Framing {
         });
     }
     let head = &buf[..body_start];
-    let (_, _, mut q) = match parse_first_line(head) {
+    let (first, first_span, mut q) = match parse_first_line(head, true) {
         Ok(v) => v,
         Err(e) => return Framing::Error(e),
     };
     let mut cl = None;
+    let mut chunked_at = None;
     let mut count = 0;
     while q < head.len() && head[q] != b'\r' && head[q] != b'\n' {
         let h = match index_header(head, q, limits) {
@@ -104,9 +107,25 @@ pub fn frame_stream_with(buf: &[u8], limits: &Limits) -> Framing {
                 Err(e) => return Framing::Error(e),
             }
         }
+        if h.name == HeaderName::Other
+            && h.name_span
+                .of(head)
+                .eq_ignore_ascii_case(b"Transfer-Encoding")
+        {
+            chunked_at = Some(h.span.start);
+        }
         q = h.span.end();
     }
-    let Some(cl) = cl else {
+    // An HTTP request without Content-Length has no body (RFC 9112 §6.3).
+    let http = matches!(first, FirstLine::Request { .. }) && is_http_request_line(head, first_span);
+    if let (true, Some(at)) = (http, chunked_at) {
+        return Framing::Error(ParseError::BadHeader {
+            name: HeaderName::Other,
+            at,
+            what: "Transfer-Encoding is not supported, send Content-Length",
+        });
+    }
+    let Some(cl) = cl.or(http.then_some(0)) else {
         return Framing::Error(ParseError::MissingHeader {
             name: HeaderName::ContentLength,
         });
@@ -161,10 +180,31 @@ mod tests {
             frame_stream(big),
             Framing::Error(ParseError::TooLarge { .. })
         ));
+        let sip_no_version = b"OPTIONS sip:a@b HTTP/2.0\r\n\r\n";
+        assert!(matches!(
+            frame_stream(sip_no_version),
+            Framing::Error(ParseError::BadFirstLine { .. })
+        ));
+        let chunked = b"POST /RPC2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello";
+        assert!(matches!(
+            frame_stream(chunked),
+            Framing::Error(ParseError::BadHeader { .. })
+        ));
         let garbage = vec![b'a'; 70000];
         assert!(matches!(
             frame_stream(&garbage),
             Framing::Error(ParseError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn http_requests_frame_by_content_length_or_have_no_body() {
+        let post = b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcPOST";
+        assert_eq!(frame_stream(post), Framing::Complete(post.len() - 4));
+        for cut in 0..post.len() - 4 {
+            assert_eq!(frame_stream(&post[..cut]), Framing::NeedMore, "cut {cut}");
+        }
+        let get = b"GET / HTTP/1.0\r\nHost: x\r\n\r\n";
+        assert_eq!(frame_stream(get), Framing::Complete(get.len()));
     }
 }

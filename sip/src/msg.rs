@@ -71,6 +71,9 @@ pub struct SipMsg {
     content_length: Option<u32>,
     /// Content-Length promised more than the datagram holds.
     truncated: Option<u32>,
+    /// An HTTP/1.x request that arrived on a stream (XML-RPC on the SIP
+    /// TCP port, as SER 3.0 serves it).
+    http: bool,
     ruri: OnceCell<Result<Uri, ParseError>>,
 }
 
@@ -85,13 +88,26 @@ impl SipMsg {
     /// Content-Length the body is the rest of the datagram; bytes after
     /// `Content-Length` octets of body are ignored.
     pub fn parse_with(buf: Vec<u8>, limits: &Limits) -> Result<SipMsg, ParseError> {
+        SipMsg::parse_impl(buf, limits, false)
+    }
+
+    /// Parses a message framed on a stream (TCP, TLS) with
+    /// [`Limits::DEFAULT`]. Besides SIP, an HTTP/1.0 or HTTP/1.1 request line
+    /// is accepted ([`SipMsg::is_http`]): SER 3.0 serves XML-RPC on the SIP
+    /// TCP port.
+    pub fn parse_stream(buf: Vec<u8>) -> Result<SipMsg, ParseError> {
+        SipMsg::parse_impl(buf, &Limits::DEFAULT, true)
+    }
+
+    fn parse_impl(buf: Vec<u8>, limits: &Limits, allow_http: bool) -> Result<SipMsg, ParseError> {
         if buf.len() > limits.max_msg_len || buf.len() > u32::MAX as usize {
             return Err(ParseError::TooLarge {
                 len: buf.len(),
                 max: limits.max_msg_len,
             });
         }
-        let (first, first_line, mut p) = parse_first_line(&buf)?;
+        let (first, first_line, mut p) = parse_first_line(&buf, allow_http)?;
+        let http = allow_http && is_http_request_line(&buf, first_line);
         let mut headers: Vec<Header> = Vec::with_capacity(16);
         let mut content_length = None;
         let len = buf.len();
@@ -140,8 +156,16 @@ impl SipMsg {
             body,
             content_length,
             truncated,
+            http,
             ruri: OnceCell::new(),
         })
+    }
+
+    /// True for an HTTP request received on a stream (see
+    /// [`SipMsg::parse_stream`]): its Request-URI is a path, and it has no
+    /// Via, From, To, Call-ID or CSeq to check.
+    pub fn is_http(&self) -> bool {
+        self.http
     }
 
     /// The received bytes (including any trailing octets past the body).
@@ -517,7 +541,11 @@ impl SipMsg {
 
 /// Parses the first line, skipping leading empty lines (RFC 3261 §7.5).
 /// Returns the line, its span and the offset of the next line.
-pub(crate) fn parse_first_line(buf: &[u8]) -> Result<(FirstLine, Span, usize), ParseError> {
+/// With `allow_http` (a stream), an `HTTP/1.x` request line is accepted too.
+pub(crate) fn parse_first_line(
+    buf: &[u8],
+    allow_http: bool,
+) -> Result<(FirstLine, Span, usize), ParseError> {
     let mut s = 0;
     while s < buf.len() && (buf[s] == b'\r' || buf[s] == b'\n') {
         s += 1;
@@ -584,15 +612,24 @@ pub(crate) fn parse_first_line(buf: &[u8]) -> Result<(FirstLine, Span, usize), P
         return Err(bad(sp1 + 1 + p, "control character in Request-URI"));
     }
     let vs = sp1 + 1 + sp2 + 1;
-    check_version(&line[vs..]).map_err(|unsupported| {
-        if unsupported {
-            ParseError::UnsupportedVersion {
-                at: (s + vs) as u32,
+    let version = &line[vs..];
+    check_version(version)
+        .or_else(|e| {
+            if allow_http && is_http_version(version) {
+                Ok(())
+            } else {
+                Err(e)
             }
-        } else {
-            bad(vs, "bad SIP version")
-        }
-    })?;
+        })
+        .map_err(|unsupported| {
+            if unsupported {
+                ParseError::UnsupportedVersion {
+                    at: (s + vs) as u32,
+                }
+            } else {
+                bad(vs, "bad SIP version")
+            }
+        })?;
     let method_span = Span::new(s, s + sp1);
     let fl = FirstLine::Request {
         method: Method::from_bytes(&line[..sp1]),
@@ -600,6 +637,17 @@ pub(crate) fn parse_first_line(buf: &[u8]) -> Result<(FirstLine, Span, usize), P
         uri: Span::new(s + sp1 + 1, s + sp1 + 1 + sp2),
     };
     Ok((fl, Span::new(s, e), nl + 1))
+}
+
+/// `HTTP/1.0` or `HTTP/1.1` (the version of an XML-RPC request).
+fn is_http_version(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"HTTP/1.0") || v.eq_ignore_ascii_case(b"HTTP/1.1")
+}
+
+/// Whether a parsed request line ends in an HTTP version.
+pub(crate) fn is_http_request_line(buf: &[u8], line: Span) -> bool {
+    let line = line.of(buf);
+    line.len() > 9 && line[line.len() - 9] == b' ' && is_http_version(&line[line.len() - 8..])
 }
 
 /// Ok for `SIP/2.0`; Err(true) for another well-formed version,
@@ -682,6 +730,41 @@ pub(crate) fn index_header(buf: &[u8], p: usize, limits: &Limits) -> Result<Head
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_request_lines_only_on_streams() {
+        let post = b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi".to_vec();
+        let m = SipMsg::parse_stream(post.clone()).unwrap();
+        assert!(m.is_http() && m.is_request());
+        assert_eq!(m.method_bytes(), b"POST");
+        assert_eq!(m.ruri(), Some(&b"/RPC2"[..]));
+        assert_eq!(m.body(), b"hi");
+        m.validate().unwrap();
+        // A datagram: not SIP.
+        assert!(matches!(
+            SipMsg::parse(post),
+            Err(ParseError::BadFirstLine { .. })
+        ));
+        let get = SipMsg::parse_stream(b"GET / HTTP/1.0\r\n\r\n".to_vec()).unwrap();
+        assert!(get.is_http());
+        get.validate().unwrap();
+        // SIP on a stream is still SIP, and still needs its headers.
+        let sip = SipMsg::parse_stream(b"OPTIONS sip:a SIP/2.0\r\n\r\n".to_vec()).unwrap();
+        assert!(!sip.is_http());
+        assert!(sip.validate().is_err());
+        for bad in [
+            &b"POST /RPC2 HTTP/2\r\n\r\n"[..],
+            b"POST /RPC2 HTTP/1.1x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(SipMsg::parse_stream(bad.to_vec()).is_err(), "{bad:?}");
+        }
+        let two_cl = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+        assert!(SipMsg::parse_stream(two_cl.to_vec())
+            .unwrap()
+            .validate()
+            .is_err());
+    }
+
     use super::*;
 
     fn parse(s: &[u8]) -> Result<SipMsg, ParseError> {

@@ -38,7 +38,13 @@ impl SipMsg {
     /// CSeq method equal to the request method), and every Contact,
     /// Max-Forwards, Expires, Content-Length (all equal), Content-Type,
     /// Route, Record-Route, Date and option-tag list.
+    ///
+    /// An HTTP request ([`SipMsg::is_http`]) has none of the SIP headers:
+    /// only its Content-Length values are checked.
     pub fn check_headers(&self) -> Result<(), ParseError> {
+        if self.is_http() {
+            return self.check_listed(&[HeaderName::ContentLength]);
+        }
         if self.is_request() {
             let ruri = self.parsed_ruri()?;
             if let Some(h) = ruri.headers {
@@ -82,8 +88,13 @@ impl SipMsg {
                 });
             }
         }
+        self.check_listed(&CHECKED)
+    }
+
+    /// Every header field named in `names` parses; Content-Length values agree.
+    fn check_listed(&self, names: &[HeaderName]) -> Result<(), ParseError> {
         let mut cl = None;
-        for h in self.headers().iter().filter(|h| CHECKED.contains(&h.name)) {
+        for h in self.headers().iter().filter(|h| names.contains(&h.name)) {
             let v = self.parsed(h)?;
             if let (HeaderName::ContentLength, HeaderValue::Number(n)) = (h.name, v) {
                 if cl.is_some_and(|c| c != *n) {
