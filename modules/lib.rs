@@ -52,6 +52,7 @@ pub mod print;
 pub mod pv;
 pub mod registrar;
 pub mod rr;
+pub mod rtpproxy;
 pub mod sanity;
 pub mod siputils;
 pub mod sl;
