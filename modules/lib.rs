@@ -63,6 +63,7 @@ pub mod tmx;
 pub mod uri_db;
 pub mod usrloc;
 pub mod xlog;
+pub mod xmlrpc;
 
 pub use iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, RouteMask};
 pub use runtime::ctx::{Env, MsgCtx};

@@ -42,6 +42,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::tls::Tls,
         &crate::pike::Pike,
         &crate::pipelimit::Pipelimit,
+        &crate::xmlrpc::Xmlrpc,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
@@ -88,7 +89,6 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
         &["lookup_domain", "is_uri_host_local", "is_from_local"],
     ),
     ("uri_db", &["lookup_user", "check_to", "check_from"]),
-    ("xmlrpc", &["dispatch_rpc"]),
     ("alias_db", &["alias_db_lookup"]),
     ("db_mysql", &[]),
     ("mysql", &[]),
@@ -326,8 +326,8 @@ mod tests {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
         assert_eq!(
-            m.load("xmlrpc").err(),
-            Some(LoadError::NotYet("xmlrpc".into()))
+            m.load("alias_db").err(),
+            Some(LoadError::NotYet("alias_db".into()))
         );
         assert_eq!(
             m.load("bogus").err(),
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
         m.modparam(
-            "xmlrpc|maxfwd",
+            "alias_db|maxfwd",
             "max_limit",
             &ParamValue::Str("30".into()),
             &no_flags,
@@ -347,7 +347,7 @@ mod tests {
         .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
         assert!(m
-            .modparam("xmlrpc", "route", &ParamValue::Int(1), &no_flags)
+            .modparam("alias_db", "db_url", &ParamValue::Int(1), &no_flags)
             .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),
