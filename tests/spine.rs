@@ -5,91 +5,25 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
+mod support;
 
-/// A scratch directory removed on drop.
-struct TmpDir(PathBuf);
+use support::proc::{alive, children_of, free_port, wait_until, Group, SER};
+use support::tmp::TmpDir;
 
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("ser-spine-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn cfg(&self) -> PathBuf {
-        let p = self.path("ser.cfg");
-        fs::write(&p, "debug=3\nroute { drop; }\n").unwrap();
-        p
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry; count it as gone.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| !s.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Pids whose parent is `ppid`, from /proc/*/stat.
-fn children_of(ppid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command (which may hold spaces) in parentheses.
-        let Some(rest) = stat.rsplit(')').next() else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) && fields[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
+/// `ser.cfg` in `dir`: a config that drops everything.
+fn drop_cfg(dir: &TmpDir) -> PathBuf {
+    let p = dir.path("ser.cfg");
+    fs::write(&p, "debug=3\nroute { drop; }\n").unwrap();
+    p
 }
 
 fn signal(pid: i32, sig: Signal) {
@@ -98,20 +32,9 @@ fn signal(pid: i32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
 /// A running `ser`; kills its process group (and a daemon's) on drop.
 struct Ser {
-    child: Option<Child>,
+    child: Option<Group>,
     log: PathBuf,
     daemon_pid: Option<i32>,
 }
@@ -122,14 +45,14 @@ impl Ser {
     fn start(dir: &TmpDir, args: &[&str]) -> Ser {
         let log = dir.path("stderr.log");
         let err = fs::File::create(&log).unwrap();
-        let child = Command::new(SER)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let child = Group::spawn(
+            Command::new(SER)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err),
+        )
+        .unwrap();
         let ser = Ser {
             child: Some(child),
             log,
@@ -145,9 +68,9 @@ impl Ser {
     fn pid(&self) -> i32 {
         self.child
             .as_ref()
-            .map(|c| c.id() as i32)
+            .map(Group::pid)
             .or(self.daemon_pid)
-            .unwrap()
+            .expect("a Ser is either in the foreground or a daemon")
     }
 
     fn log_text(&self) -> String {
@@ -172,35 +95,14 @@ impl Ser {
 
     /// Waits for the main process to exit; its status code.
     fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(st) = child.try_wait().unwrap() {
-                return Some(st.code().unwrap_or(-1));
-            }
-            sleep(Duration::from_millis(10));
-        }
-        None
+        self.child.as_mut()?.wait_exit(limit)
     }
 }
 
 impl Drop for Ser {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let main = i32::try_from(c.id()).unwrap_or(0);
-            let kids = if main > 1 {
-                children_of(main)
-            } else {
-                Vec::new()
-            };
-            if main > 1 {
-                let _ = killpg(Pid::from_raw(main), Signal::SIGKILL);
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            // Until the last child is gone its sockets stay bound.
-            wait_until(Duration::from_secs(2), || kids.iter().all(|k| !alive(*k)));
-        }
+        // The foreground group goes with its `Group`; a daemon left it.
+        self.child.take();
         if let Some(pid) = self.daemon_pid {
             for p in children_of(pid) {
                 signal(p, Signal::SIGKILL);
@@ -283,7 +185,7 @@ fn bad_flags_give_one_line_and_fail() {
 #[test]
 fn check_mode_reports_and_exits() {
     let dir = TmpDir::new("check");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let out = run(&["-f", cfg.to_str().unwrap(), "-c", "-E"]);
     assert!(
         out.status.success(),
@@ -308,7 +210,7 @@ fn udp_args<'a>(cfg: &'a str, listen: &'a str, pidfile: &'a str) -> Vec<&'a str>
 #[test]
 fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
     let dir = TmpDir::new("fg");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let port = free_port();
     let listen = format!("udp:127.0.0.1:{port}");
@@ -393,7 +295,7 @@ fn foreground_forks_receivers_and_timer_and_stops_on_sigterm() {
 #[test]
 fn tcp_socket_adds_tcp_main_and_workers() {
     let dir = TmpDir::new("tcp");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -462,7 +364,7 @@ fn tcp_socket_adds_tcp_main_and_workers() {
 #[test]
 fn dead_child_shuts_the_server_down() {
     let dir = TmpDir::new("sigchld");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let listen = format!("udp:127.0.0.1:{}", free_port());
     let args = udp_args(cfg.to_str().unwrap(), &listen, pidfile.to_str().unwrap());
@@ -487,7 +389,7 @@ fn dead_child_shuts_the_server_down() {
 #[test]
 fn dont_fork_runs_main_as_the_receiver() {
     let dir = TmpDir::new("nofork");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let port = free_port();
     let listen = format!("udp:127.0.0.1:{port}");
     let args = [
@@ -514,7 +416,7 @@ fn dont_fork_runs_main_as_the_receiver() {
 #[test]
 fn daemon_writes_pid_file_and_stops_on_sigterm() {
     let dir = TmpDir::new("daemon");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let pgidfile = dir.path("ser.pgid");
     let listen = format!("udp:127.0.0.1:{}", free_port());
@@ -601,8 +503,8 @@ fn user_and_group_are_dropped_after_binding() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TmpDir::new("suid");
     // The unprivileged main process must be able to remove its pid file.
-    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
-    let cfg = dir.cfg();
+    fs::set_permissions(dir.dir(), fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let listen = format!("udp:127.0.0.1:{}", free_port());
     let args = [
@@ -771,7 +673,7 @@ fn output_within(cmd: &mut Command, limit: Duration, pidfile: &Path) -> Output {
 #[test]
 fn daemon_start_failure_reaches_the_terminal() {
     let dir = TmpDir::new("daemon-fail");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
     let listen = format!("udp:127.0.0.1:{}", busy.local_addr().unwrap().port());
@@ -821,7 +723,7 @@ fn dash_a_defines_reach_the_preprocessor() {
 #[test]
 fn sigint_stops_like_sigterm() {
     let dir = TmpDir::new("sigint");
-    let cfg = dir.cfg();
+    let cfg = drop_cfg(&dir);
     let pidfile = dir.path("ser.pid");
     let listen = format!("127.0.0.1:{}", free_port());
     let args = udp_args(cfg.to_str().unwrap(), &listen, pidfile.to_str().unwrap());

@@ -3,50 +3,13 @@
 //! calls, none may fail; then a callee that never answers must give the
 //! caller a 408 from tm's fr_timer.  Skipped when sipp is not installed.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const SIPP: &str = "/usr/bin/sipp";
-const SCENARIOS: &str = "/work/shared/bench/scenarios";
+use std::path::Path;
 
-/// A process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(15070)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ser-tm-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use support::proc::{free_port, Server};
+use support::sipp::{counts, have_sipp, run_uac, sipp, start_uas, UAS_BASIC};
+use support::tmp::TmpDir;
 
 const CFG: &str = r#"
 debug=2
@@ -70,13 +33,8 @@ route {
 }
 "#;
 
-fn start_ser(dir: &Path, port: u16) -> Proc {
-    let cfg = dir.join("proxy.cfg");
-    std::fs::write(&cfg, CFG).unwrap();
-    let log = std::fs::File::create(dir.join("ser.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ser"))
-        .arg("-f")
-        .arg(&cfg)
+fn start_ser(port: u16) -> Server {
+    Server::launch_cfg("tm-sipp", CFG)
         .args([
             "-l",
             &format!("udp:127.0.0.1:{port}"),
@@ -84,128 +42,27 @@ fn start_ser(dir: &Path, port: u16) -> Proc {
             "2",
             "-m",
             "64",
-            "-DD",
-            "-E",
         ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start ser");
-    let p = Proc(child);
-    // Wait until the port is bound (bind fails while ser holds it).
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(10) {
-        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "ser did not bind 127.0.0.1:{port}; log: {}",
-        std::fs::read_to_string(dir.join("ser.log")).unwrap_or_default()
-    );
+        .start()
 }
 
-fn sipp(dir: &Path, tag: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", "90", SIPP]).args(args).args([
-        "-nostdin",
-        "-timeout",
-        "60",
-        "-trace_stat",
-        "-stf",
-    ]);
-    c.arg(dir.join(format!("{tag}.csv")));
-    // The error log (-trace_err) lands in `dir`, kept when an assertion fails.
-    c.arg("-trace_err").current_dir(dir);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
-}
-
-/// Successful and failed call counts from the last line of a sipp stat file.
-fn counts(dir: &Path, tag: &str) -> (u64, u64) {
-    let text = std::fs::read_to_string(dir.join(format!("{tag}.csv"))).unwrap_or_default();
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
-    let col = |name: &str| {
-        head.iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (col("SuccessfulCall(C)"), col("FailedCall(C)"))
-}
-
-#[test]
-fn sipp_calls_through_tm() {
-    if !Path::new(SIPP).exists() || !Path::new(SCENARIOS).exists() {
-        eprintln!("sipp or the bench scenarios are missing: skipped");
-        return;
-    }
-    let dir = scratch("sipp");
-    let (ser_port, uas_port, uac_port) = (free_port(), free_port(), free_port());
-    let _ser = start_ser(&dir, ser_port);
-    let uas = sipp(
-        &dir,
-        "uas",
-        &[
-            "-sf",
-            &format!("{SCENARIOS}/uas.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("start sipp uas");
-    let _uas = Proc(uas);
-    std::thread::sleep(Duration::from_millis(300));
-    let csv = dir.join("users.csv");
-    std::fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{uas_port};\n")).unwrap();
+/// A caller running scenario `xml` (`calls` calls at that rate) against
+/// sip:bob@`target` through ser; its exit status and counts.
+fn uac(
+    dir: &Path,
+    tag: &str,
+    xml: &Path,
+    ser_port: u16,
+    target: u16,
+    calls: u32,
+) -> (bool, u64, u64) {
+    let csv = dir.join(format!("{tag}-users.csv"));
+    std::fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{target};\n")).unwrap();
+    let calls = calls.to_string();
     let status = sipp(
-        &dir,
-        "uac",
-        &[
-            &format!("127.0.0.1:{ser_port}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uac_port.to_string(),
-            "-sf",
-            &format!("{SCENARIOS}/uac_invite.xml"),
-            "-inf",
-            csv.to_str().unwrap(),
-            "-m",
-            "1000",
-            "-r",
-            "250",
-            "-l",
-            "200",
-        ],
-    )
-    .status()
-    .expect("run sipp uac");
-    let (ok, failed) = counts(&dir, "uac");
-    assert!(
-        status.success() && ok == 1000 && failed == 0,
-        "sipp: {status:?}, {ok} successful, {failed} failed; ser log: {}",
-        std::fs::read_to_string(dir.join("ser.log")).unwrap_or_default()
-    );
-
-    // A callee that never answers: tm's fr_timer (2 s) answers 408.
-    let silent = dir.join("silent_uac.xml");
-    std::fs::write(&silent, SILENT_UAC).unwrap();
-    let dead_port = free_port(); // nobody listens there
-    std::fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{dead_port};\n")).unwrap();
-    let status = sipp(
-        &dir,
-        "noanswer",
+        dir,
+        tag,
+        90,
         &[
             &format!("127.0.0.1:{ser_port}"),
             "-i",
@@ -213,21 +70,57 @@ fn sipp_calls_through_tm() {
             "-p",
             &free_port().to_string(),
             "-sf",
-            silent.to_str().unwrap(),
+            xml.to_str().unwrap(),
             "-inf",
             csv.to_str().unwrap(),
             "-m",
-            "3",
+            &calls,
             "-r",
-            "3",
+            &calls,
         ],
     )
     .status()
     .expect("run sipp uac");
-    let (ok, failed) = counts(&dir, "noanswer");
+    let (ok, failed) = counts(dir, tag);
+    (status.success(), ok, failed)
+}
+
+#[test]
+fn sipp_calls_through_tm() {
+    if !have_sipp() {
+        return;
+    }
+    let tmp = TmpDir::new("tm-sipp");
+    let dir = tmp.dir();
+    let ser_port = free_port();
+    let ser = start_ser(ser_port);
+    let uas_port = free_port();
+    let _uas = start_uas(dir, "uas", UAS_BASIC, uas_port, 1000, false);
+    let target = format!("127.0.0.1:{uas_port}");
+    let status = run_uac(
+        dir,
+        "uac",
+        ser_port,
+        &target,
+        1000,
+        &["-r", "250", "-l", "200"],
+        false,
+    );
+    let (ok, failed) = counts(dir, "uac");
     assert!(
-        status.success() && ok == 3 && failed == 0,
-        "408 scenario: {status:?}, {ok} ok, {failed} failed"
+        status.success() && ok == 1000 && failed == 0,
+        "sipp: {status:?}, {ok} successful, {failed} failed; ser log: {}",
+        ser.log_text()
+    );
+
+    // A callee that never answers: tm's fr_timer (2 s) answers 408.
+    let silent = dir.join("silent_uac.xml");
+    std::fs::write(&silent, SILENT_UAC).unwrap();
+    let dead_port = free_port(); // nobody listens there
+    let (done, ok, failed) = uac(dir, "noanswer", &silent, ser_port, dead_port, 3);
+    assert!(
+        done && ok == 3 && failed == 0,
+        "408 scenario: {ok} ok, {failed} failed"
     );
 
     // CANCEL: the callee rings and ignores the CANCEL we pass on; the caller
@@ -237,50 +130,19 @@ fn sipp_calls_through_tm() {
     let uac_xml = dir.join("cancel_uac.xml");
     std::fs::write(&uac_xml, CANCEL_UAC).unwrap();
     let ring_port = free_port();
-    let ringing = sipp(
-        &dir,
+    let _ringing = start_uas(
+        dir,
         "ringing",
-        &[
-            "-sf",
-            uas_xml.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &ring_port.to_string(),
-        ],
-    )
-    .spawn()
-    .expect("start ringing uas");
-    let _ringing = Proc(ringing);
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(&csv, format!("SEQUENTIAL\nbob;127.0.0.1:{ring_port};\n")).unwrap();
-    let status = sipp(
-        &dir,
-        "cancel",
-        &[
-            &format!("127.0.0.1:{ser_port}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-sf",
-            uac_xml.to_str().unwrap(),
-            "-inf",
-            csv.to_str().unwrap(),
-            "-m",
-            "5",
-            "-r",
-            "5",
-        ],
-    )
-    .status()
-    .expect("run sipp uac");
-    let (ok, failed) = counts(&dir, "cancel");
-    assert!(
-        status.success() && ok == 5 && failed == 0,
-        "CANCEL scenario: {status:?}, {ok} ok, {failed} failed"
+        uas_xml.to_str().unwrap(),
+        ring_port,
+        5,
+        false,
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let (done, ok, failed) = uac(dir, "cancel", &uac_xml, ser_port, ring_port, 5);
+    assert!(
+        done && ok == 5 && failed == 0,
+        "CANCEL scenario: {ok} ok, {failed} failed"
+    );
 }
 
 /// Callee that rings, answers the CANCEL with 200 and never sends 487.

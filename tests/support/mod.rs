@@ -12,4 +12,5 @@ pub mod engine;
 pub mod pg;
 pub mod proc;
 pub mod registrar_db;
+pub mod sipp;
 pub mod tmp;
