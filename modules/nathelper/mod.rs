@@ -3,10 +3,9 @@
 //! `nat_uac_test`, `fix_nated_contact`, `fix_nated_register`,
 //! `add_rcv_param`, `add_contact_alias`, `handle_ruri_alias`.
 //!
-//! The pinging parameters (`natping_interval`, `ping_nated_only`,
-//! `sipping_*`) are accepted so configs load, but keep-alive pinging itself is
-//! not done yet (a later issue): with `natping_interval > 0` the module logs
-//! that once at start-up. RTP relaying is the `rtpproxy` module's business.
+//! NAT keep-alive pinging (`natping_interval`, `ping_nated_only`,
+//! `sipping_bflag`, `sipping_from`, `sipping_method`) runs in the timer
+//! process ([`ping`]). RTP relaying is the `rtpproxy` module's business.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -21,6 +20,7 @@ use crate::runtime::pvar::{parse_pv, Pv};
 use crate::runtime::transport::Proto;
 use crate::runtime::value::Value;
 
+pub mod ping;
 #[cfg(test)]
 mod tests;
 
@@ -87,11 +87,40 @@ impl Module for Nathelper {
         FUNCTIONS
     }
     fn init(&self, env: &ModuleEnv) -> Result<(), String> {
-        if env.int("natping_interval") > 0 {
-            log::warn!("nathelper: NAT keep-alive pinging is not implemented yet; natping_interval ignored");
+        received_pv(env)?;
+        let cfg = ping::PingCfg::from_env(env);
+        if cfg.interval > 0 && cfg.sipping_bflag >= 0 && cfg.from.is_empty() {
+            log::warn!("nathelper: sipping_bflag set but no sipping_from: raw pings only");
         }
-        received_pv(env).map(|_| ())
+        if !(-1..32).contains(&cfg.sipping_bflag) {
+            return Err(format!(
+                "sipping_bflag {} out of range -1..31",
+                cfg.sipping_bflag
+            ));
+        }
+        let _ = env.state.set(Box::new(cfg));
+        Ok(())
     }
+    fn on_tick(
+        &self,
+        env: &ModuleEnv,
+        proc_env: &crate::runtime::ctx::Env,
+        now: std::time::Instant,
+    ) {
+        if let Some(cfg) = ping_cfg(env) {
+            ping::tick(cfg, proc_env, now);
+        }
+    }
+    fn on_reply(&self, env: &ModuleEnv, ctx: &mut MsgCtx<'_>) -> bool {
+        // a reply to one of our SIP pings ends here
+        !ping_cfg(env).is_some_and(|cfg| ping::is_ping_reply(cfg, ctx))
+    }
+}
+
+fn ping_cfg(env: &ModuleEnv) -> Option<&ping::PingCfg> {
+    env.state
+        .get()
+        .and_then(|b| b.downcast_ref::<ping::PingCfg>())
 }
 
 /// `received_avp` as a writable pvar, if set.

@@ -204,3 +204,57 @@ Content-Length: 0
     assert_eq!(c.dst_uri.as_deref(), Some("sip:203.0.113.7:40000"));
     assert_eq!(c.new_uri.as_deref(), Some("sip:alice@192.168.1.10:5062;ob"));
 }
+
+#[test]
+fn ping_targets_and_sip_ping_text() {
+    use crate::usrloc::Ucontact;
+    let mut c = Ucontact {
+        uri: "sip:bob@10.0.0.2:5070".into(),
+        ruid: "r1".into(),
+        socket: "udp:127.0.0.1:5060".into(),
+        ..Ucontact::default()
+    };
+    assert_eq!(
+        ping::ping_target(&c),
+        Some(("10.0.0.2:5070".parse().unwrap(), Proto::Udp))
+    );
+    c.received = "sip:127.0.0.1:40000".into();
+    assert_eq!(
+        ping::ping_target(&c),
+        Some(("127.0.0.1:40000".parse().unwrap(), Proto::Udp))
+    );
+    c.received = "sip:host.example:1;transport=tcp".into();
+    assert_eq!(ping::ping_target(&c), None, "names are not resolved");
+
+    let m = modules(&[
+        ("sipping_from", ParamValue::Str("sip:pinger@x".into())),
+        ("natping_interval", ParamValue::Int(5)),
+    ]);
+    let (l, _) = m.function("nat_uac_test").unwrap();
+    let cfg = ping::PingCfg::from_env(&l.env);
+    let text = ping::sip_ping(&cfg, &c, "bob", "127.0.0.1:5060".parse().unwrap());
+    assert!(text.starts_with("OPTIONS sip:bob@10.0.0.2:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"), "{text}");
+    assert!(
+        text.contains("\r\nFrom: sip:pinger@x;tag=r1-")
+            && text.ends_with("CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"),
+        "{text}"
+    );
+
+    // its 200 is recognised; another reply is not
+    let cid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: "))
+        .unwrap();
+    let env = env();
+    let reply = |cid: &str| {
+        format!("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\nFrom: <sip:pinger@x>;tag=1\nTo: <sip:bob@b>;tag=2\nCall-ID: {cid}\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
+    };
+    assert!(ping::is_ping_reply(
+        &cfg,
+        &ctx(&env, &reply(cid), "127.0.0.1:40000")
+    ));
+    assert!(!ping::is_ping_reply(
+        &cfg,
+        &ctx(&env, &reply("other-1@x"), "127.0.0.1:40000")
+    ));
+}
