@@ -404,6 +404,16 @@ pub fn domains(env: &ModuleEnv) -> Vec<Arc<Domain>> {
     state(env).map(|s| s.domains.clone()).unwrap_or_default()
 }
 
+// The domains of the config usrloc initialised last (in main, before the
+// fork, so every child sees them): for modules that walk every contact.
+static LIVE: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
+
+/// Every location table of the loaded config, to iterate contacts with
+/// [`Domain::dump`] (nathelper's NAT pinging).
+pub fn all_domains() -> Vec<Arc<Domain>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 impl Module for Usrloc {
     fn name(&self) -> &'static str {
         "usrloc"
@@ -417,6 +427,7 @@ impl Module for Usrloc {
             return Err(format!("db_mode {} is not one of 0..3", cfg.db_mode));
         }
         let domains = resolve_pending(&cfg)?;
+        *LIVE.lock().unwrap_or_else(|p| p.into_inner()) = domains.clone();
         let _ = env.state.set(Box::new(State { domains }));
         Ok(())
     }
