@@ -202,6 +202,16 @@ impl ChildInit for ScriptInit {
     }
 
     fn handler(&self, _rank: Rank) -> Box<dyn SipHandler> {
+        // xmlrpc's dispatch_rpc() runs in the SIP workers: each gets its own
+        // copy of the ctl registry (the methods read shared state in shm).
+        if self
+            .script
+            .modules()
+            .iter()
+            .any(|l| l.module.name() == "xmlrpc")
+        {
+            ser_modules::xmlrpc::install_registry(self.rpc_registry());
+        }
         Box::new(Worker {
             script: self.script.clone(),
             env: self.env(),
@@ -304,8 +314,20 @@ struct Worker {
 
 /// Parse and run SER's pre-script checks; on failure send what ser-sip says
 /// (400 for a broken request that can still be answered) through `answer`.
-fn parse_checked(buf: &[u8], src: SocketAddr, answer: impl FnOnce(&[u8])) -> Option<SipMsg> {
-    let parsed = SipMsg::parse(buf.to_vec()).and_then(|m| m.validate().map(|()| m));
+/// `stream`: the message came over TCP/TLS, where an HTTP request (XML-RPC)
+/// is accepted too.
+fn parse_checked(
+    buf: &[u8],
+    src: SocketAddr,
+    stream: bool,
+    answer: impl FnOnce(&[u8]),
+) -> Option<SipMsg> {
+    let parsed = if stream {
+        SipMsg::parse_stream(buf.to_vec())
+    } else {
+        SipMsg::parse(buf.to_vec())
+    };
+    let parsed = parsed.and_then(|m| m.validate().map(|()| m));
     match parsed {
         Ok(m) => Some(m),
         Err(e) => {
@@ -335,7 +357,7 @@ impl SipHandler for Worker {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
         // One snapshot of the runtime cfg per message.
         self.env.cfg.refresh();
-        let Some(msg) = parse_checked(buf, src, |bytes| {
+        let Some(msg) = parse_checked(buf, src, false, |bytes| {
             if let Err(err) = sock.send_to(bytes, src) {
                 log::warn!("cannot answer {src}: {err}");
             }
@@ -354,7 +376,7 @@ impl SipHandler for Worker {
         reply: &mut dyn StreamReply,
     ) {
         self.env.cfg.refresh();
-        let Some(msg) = parse_checked(buf, src, |bytes| {
+        let Some(msg) = parse_checked(buf, src, true, |bytes| {
             if let Err(err) = reply.send(bytes) {
                 log::warn!("cannot answer {src}: {err}");
             }
@@ -364,7 +386,7 @@ impl SipHandler for Worker {
         let tls = sock.proto() == ser_children::Proto::Tls;
         // Everything to the peer goes out on its connection: this worker
         // holds it (ser_children::tcp_conn / tls), also under the Via's sent-by.
-        if msg.is_request() {
+        if msg.is_request() && !msg.is_http() {
             if let Ok(v) = msg.via1() {
                 let port = v.port.unwrap_or(if tls { 5061 } else { 5060 });
                 if port != src.port() {
