@@ -87,6 +87,10 @@ route {{
 	if (isavpflagset($account, "dialog_cookie")) {{
 		append_hf("X-Cookie: yes\r\n");
 	}}
+	resetavpflag($account, "dialog_cookie");
+	if (!isavpflagset($account, "dialog_cookie")) {{
+		append_hf("X-Cookie: reset\r\n");
+	}}
 	if ($gw_ip != "" && uri=~"sips?:\+?[0-9]{{3,18}}@.*") {{
 		attr2uri("$gw_ip", "domain");
 	}}
@@ -125,7 +129,7 @@ route {{
     assert_eq!(headers(&m, "X-Timer"), ["20000"]);
     assert_eq!(headers(&m, "X-Lang"), ["cz", "deleted"]);
     assert_eq!(headers(&m, "X-Gflags"), ["1"]);
-    assert_eq!(headers(&m, "X-Cookie"), ["yes"]);
+    assert_eq!(headers(&m, "X-Cookie"), ["yes", "reset"]);
 
     // the global flags changed for the next message (shm word)
     run(

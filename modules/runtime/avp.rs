@@ -243,6 +243,23 @@ impl AvpStore {
         }
     }
 
+    /// Clear an AVP flag bit (`resetavpflag`), on the newest value.
+    pub fn reset_flag(&mut self, r: &AvpRef, bit: u32) -> bool {
+        let class = r.class.unwrap_or(Class::User);
+        match self
+            .avps
+            .iter_mut()
+            .rev()
+            .find(|a| Self::matches(a, r, class))
+        {
+            Some(a) => {
+                a.flags &= !(1 << bit.min(31));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Flags of the newest value.
     pub fn flags(&self, r: &AvpRef) -> Option<u32> {
         let class = r.class.unwrap_or(Class::User);
@@ -351,5 +368,7 @@ mod tests {
         s.assign(&x, Value::Null);
         assert!(s.get(&x).is_none());
         assert!(s.set_flag(&tdid, 1) && s.flags(&tdid) == Some(2));
+        assert!(s.set_flag(&tdid, 3) && s.reset_flag(&tdid, 1) && s.flags(&tdid) == Some(8));
+        assert!(!s.reset_flag(&AvpRef::named("nothere"), 1));
     }
 }

@@ -99,6 +99,7 @@ static CORE: &[FunctionExport] = &[
     f("resetdsturi", 0, 0, ANY, fx_resetdsturi),
     f("setavpflag", 2, 2, ANY, fx_setavpflag),
     f("isavpflagset", 2, 2, ANY, fx_isavpflagset),
+    f("resetavpflag", 2, 2, ANY, fx_resetavpflag),
 ];
 
 // ---- forwarding --------------------------------------------------------
@@ -621,6 +622,13 @@ fn fx_setavpflag(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
     let (avp, bit) = avpflag_args(fx, a)?;
     Ok(Box::new(move |ctx| {
         Flow::from_bool(ctx.avps.set_flag(&avp, bit))
+    }))
+}
+
+fn fx_resetavpflag(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
+    let (avp, bit) = avpflag_args(fx, a)?;
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(ctx.avps.reset_flag(&avp, bit))
     }))
 }
 
