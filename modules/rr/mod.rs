@@ -12,19 +12,24 @@
 //! * `check_route_param(re)` / `is_direction(dir)` look at the parameters of
 //!   the Route entry of ours that `loose_route` consumed.
 //!
+//! * AVP cookies (SER 3.0): AVPs flagged `dialog_cookie` travel in our
+//!   Record-Route and come back with `loose_route` ([`cookie`];
+//!   `cookie_secret`, `cookie_filter`).
+//!
 //! Per-message state (pending params, whether our Record-Route is in, the
 //! parameters of the consumed Route) lives in reserved `MsgCtx::vars` keys no
 //! `$var(name)` can spell.
 
 use ser_sip::{HeaderName, NameAddr};
 
+use crate::iface::{compile_regex, ModuleEnv, RouteMask};
 use crate::iface::{Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ParamExport};
-use crate::iface::{ModuleEnv, RouteMask};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::flow::Flow;
 use crate::runtime::transport::Proto;
 use crate::runtime::value::Value;
 
+pub mod cookie;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +71,8 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("enable_double_rr", 1),
     ParamExport::int("add_username", 0),
     ParamExport::int("ignore_user", 1),
+    ParamExport::str("cookie_secret", ""),
+    ParamExport::str("cookie_filter", ""),
 ];
 
 impl Module for Rr {
@@ -253,17 +260,40 @@ fn insert_rr(ctx: &mut MsgCtx<'_>, uris: &[String], extra: &str, opts: Opts) -> 
     Flow::True
 }
 
+/// The AVP cookie settings: the `dialog_cookie` flag if the script declares
+/// it, `cookie_secret`, `cookie_filter` (compiled here, once).
+fn cookies(fx: &FixupCtx<'_>) -> Result<cookie::Cookies, FixupError> {
+    let filter = fx.module.str("cookie_filter");
+    let filter = if filter.is_empty() {
+        None
+    } else {
+        Some(
+            compile_regex(&filter, false)
+                .map_err(|e| FixupError::call(format!("rr: cookie_filter: {e}")))?,
+        )
+    };
+    Ok(cookie::Cookies {
+        flag: fx.names.avp_flag("dialog_cookie"),
+        secret: fx.module.str("cookie_secret"),
+        filter,
+    })
+}
+
 fn fixup_record_route(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let opts = Opts::of(fx.module);
+    let cookies = cookies(fx)?;
     let params = match args.len() {
         0 => None,
         _ => Some(fx.format_arg(args, 0)?),
     };
     Ok(Box::new(move |ctx| {
-        let extra = params
+        let mut extra = params
             .as_ref()
             .map(|p| normalize_params(&ctx.render(p)))
             .unwrap_or_default();
+        if let Some(c) = cookie::encode(ctx, &cookies) {
+            extra.push_str(&format!(";{}={c}", cookie::PARAM));
+        }
         let uris = rr_uris(ctx, opts);
         insert_rr(ctx, &uris, &extra, opts)
     }))
@@ -519,8 +549,16 @@ fn after_loose(ctx: &mut MsgCtx<'_>, entries: &[RouteEntry], preloaded: bool) ->
     Flow::from_bool(routed)
 }
 
-fn fixup_loose_route(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
-    Ok(Box::new(loose_route))
+fn fixup_loose_route(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    let cookies = cookies(fx)?;
+    Ok(Box::new(move |ctx| {
+        let flow = loose_route(ctx);
+        if let Some(params) = routed_params(ctx).map(str::to_owned) {
+            let upstream = is_upstream(ctx);
+            cookie::restore(ctx, &cookies, &params, upstream);
+        }
+        flow
+    }))
 }
 
 fn routed_params<'a>(ctx: &'a MsgCtx<'_>) -> Option<&'a str> {
@@ -560,15 +598,20 @@ fn fixup_direction(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
         }
     };
     Ok(Box::new(move |ctx| {
-        let ftag = routed_params(ctx)
-            .and_then(|p| param_value(p, "ftag"))
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        let from_tag = ctx.msg.from().ok().and_then(|f| f.tag).map(|t| ctx.text(t));
-        let upstream = match (ftag, from_tag) {
-            (Some(f), Some(t)) => f != t,
-            _ => false,
-        };
-        Flow::from_bool(upstream == want_up)
+        Flow::from_bool(is_upstream(ctx) == want_up)
     }))
+}
+
+/// Upstream when the consumed Route carries an `ftag` that is not the From
+/// tag (the callee is sending).
+fn is_upstream(ctx: &MsgCtx<'_>) -> bool {
+    let ftag = routed_params(ctx)
+        .and_then(|p| param_value(p, "ftag"))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let from_tag = ctx.msg.from().ok().and_then(|f| f.tag).map(|t| ctx.text(t));
+    match (ftag, from_tag) {
+        (Some(f), Some(t)) => f != t,
+        _ => false,
+    }
 }

@@ -299,3 +299,154 @@ fn bad_direction_is_a_fixup_error() {
     );
     assert!(r.is_err());
 }
+
+/// Script names with `avpflags dialog_cookie;` declared (bit 2).
+struct CookieNames;
+impl ScriptNames for CookieNames {
+    fn flag(&self, _: &str) -> Option<u32> {
+        None
+    }
+    fn avp_flag(&self, name: &str) -> Option<u32> {
+        (name == "dialog_cookie").then_some(2)
+    }
+    fn has_route(&self, _: RouteMask, _: &str) -> bool {
+        false
+    }
+}
+
+fn cookie_modules(secret: &str, filter: &str) -> Modules {
+    let mut m = Modules::default();
+    m.load("rr").unwrap();
+    for (p, v) in [("cookie_secret", secret), ("cookie_filter", filter)] {
+        m.modparam("rr", p, &crate::iface::ParamValue::Str(v.into()), &|_| None)
+            .unwrap();
+    }
+    m
+}
+
+fn cookie_call(m: &Modules, ctx: &mut MsgCtx<'_>, name: &str) -> Flow {
+    let (l, f) = m.function(name).unwrap();
+    let h = (f.fixup)(
+        &FixupCtx {
+            module: &l.env,
+            names: &CookieNames,
+        },
+        &[],
+    )
+    .unwrap();
+    h(ctx)
+}
+
+fn user_avp(name: &str) -> crate::runtime::avp::AvpRef {
+    crate::runtime::avp::AvpRef {
+        track: Some(crate::runtime::avp::Track::From),
+        class: Some(crate::runtime::avp::Class::User),
+        name: crate::runtime::avp::AvpName::Str(name.into()),
+    }
+}
+
+/// The Record-Route URI record_route() put on an INVITE carrying flagged
+/// `account` and `other` AVPs and an unflagged `plain` one.
+fn cookie_rr(m: &Modules) -> String {
+    let env = env();
+    let mut c = ctx(&env, INVITE);
+    for (name, flagged) in [("account", true), ("other", true), ("plain", false)] {
+        c.avps
+            .assign(&user_avp(name), Value::Str(format!("{name}-v")));
+        if flagged {
+            c.avps.set_flag(&user_avp(name), 2);
+        }
+    }
+    assert_eq!(cookie_call(m, &mut c, "record_route"), Flow::True);
+    let o = out(&c);
+    let rr = o.lines().nth(1).unwrap();
+    let uri = rr
+        .strip_prefix("Record-Route: <")
+        .and_then(|r| r.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("{o}"));
+    uri.to_owned()
+}
+
+/// A BYE routed through `rr_uri`; `upstream`: sent by the callee.
+fn bye_through(rr_uri: &str, upstream: bool) -> String {
+    let (from, to) = if upstream {
+        ("<sip:bob@b>;tag=tt1", "<sip:alice@a>;tag=ft1")
+    } else {
+        ("<sip:alice@a>;tag=ft1", "<sip:bob@b>;tag=tt1")
+    };
+    format!(
+        "BYE sip:bob@127.0.0.1:5080 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK2\n\
+         Route: <{rr_uri}>\nFrom: {from}\nTo: {to}\nCall-ID: c1\nCSeq: 2 BYE\nContent-Length: 0\n\n"
+    )
+}
+
+#[test]
+fn avp_cookie_travels_in_record_route_and_comes_back_with_loose_route() {
+    let m = cookie_modules("s3cret", "^(account)$");
+    let uri = cookie_rr(&m);
+    assert!(uri.contains(";avp="), "{uri}");
+    assert!(!uri.contains("plain-v"), "the cookie is encoded: {uri}");
+
+    let env = env();
+    let mut c = ctx(&env, &bye_through(&uri, false));
+    assert_eq!(cookie_call(&m, &mut c, "loose_route"), Flow::True);
+    let account = user_avp("account");
+    assert_eq!(c.avps.get(&account), Some(&Value::from("account-v")));
+    assert_eq!(
+        c.avps.flags(&account),
+        Some(1 << 2),
+        "restored with the flag"
+    );
+    assert!(c.avps.get(&user_avp("other")).is_none(), "filtered out");
+    assert!(c.avps.get(&user_avp("plain")).is_none(), "never flagged");
+
+    // The callee's BYE: From/To swapped, so the AVP comes back on the To track.
+    let mut c = ctx(&env, &bye_through(&uri, true));
+    cookie_call(&m, &mut c, "loose_route");
+    assert!(c.avps.get(&account).is_none());
+    let to_account = crate::runtime::avp::AvpRef {
+        track: Some(crate::runtime::avp::Track::To),
+        ..account.clone()
+    };
+    assert_eq!(c.avps.get(&to_account), Some(&Value::from("account-v")));
+
+    // Another secret (another server, or a forged cookie): nothing restored.
+    let other = cookie_modules("different", "");
+    let mut c = ctx(&env, &bye_through(&uri, false));
+    assert_eq!(cookie_call(&other, &mut c, "loose_route"), Flow::True);
+    assert!(c.avps.is_empty());
+    // An altered cookie neither.
+    let (head, tail) = uri.split_once(";avp=").unwrap();
+    let first = if tail.starts_with('A') { 'B' } else { 'A' };
+    let forged = format!("{head};avp={first}{}", &tail[1..]);
+    let mut c = ctx(&env, &bye_through(&forged, false));
+    cookie_call(&m, &mut c, "loose_route");
+    assert!(c.avps.is_empty());
+}
+
+#[test]
+fn without_filter_every_flagged_avp_travels_and_bad_filters_are_fixup_errors() {
+    let m = cookie_modules("", "");
+    let uri = cookie_rr(&m);
+    let env = env();
+    let mut c = ctx(&env, &bye_through(&uri, false));
+    cookie_call(&m, &mut c, "loose_route");
+    assert!(c.avps.get(&user_avp("account")).is_some());
+    assert!(c.avps.get(&user_avp("other")).is_some());
+    assert!(c.avps.get(&user_avp("plain")).is_none());
+    // No cookie without flagged AVPs, or without the avpflag declared.
+    let mut c = ctx(&env, INVITE);
+    cookie_call(&m, &mut c, "record_route");
+    assert!(!out(&c).contains(";avp="));
+
+    let bad = cookie_modules("", "(");
+    let (l, f) = bad.function("record_route").unwrap();
+    let r = (f.fixup)(
+        &FixupCtx {
+            module: &l.env,
+            names: &CookieNames,
+        },
+        &[],
+    );
+    assert!(r.err().unwrap().message.contains("cookie_filter"));
+}
