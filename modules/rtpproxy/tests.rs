@@ -320,3 +320,67 @@ fn options_parse() {
     assert!(o.force && o.real && o.via == 2);
     assert!(parse_opts("?", false).is_err());
 }
+
+/// A fake rtpproxy on a unix stream socket (no cookie on that transport).
+fn unix_fake(path: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
+    use std::io::{Read, Write};
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut cmd = String::new();
+            let _ = s.read_to_string(&mut cmd);
+            let cmd = cmd.trim().to_owned();
+            let ans = match cmd.chars().next() {
+                Some('V') if cmd.starts_with("VF") => "1",
+                Some('V') => "20040107",
+                Some('U') | Some('L') => "41000",
+                _ => "0",
+            };
+            log.lock().unwrap().push(cmd);
+            let _ = s.write_all(format!("{ans}\n").as_bytes());
+        }
+    });
+    seen
+}
+
+#[test]
+fn unix_socket_proxy_and_failover_to_a_live_node() {
+    let path = std::env::temp_dir().join(format!("ser-rtpp-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let seen = unix_fake(&path);
+    // a dead UDP node first, then the unix one: every call lands on the live one
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let m = modules(&format!(
+        "udp:127.0.0.1:{dead_port} unix:{}",
+        path.display()
+    ));
+    m.init_all().unwrap();
+    let env = env();
+    let force = handler(&m, "force_rtp_proxy", &[]).unwrap();
+    for _ in 0..2 {
+        let mut c = ctx(&env, &invite(), "127.0.0.1:5070");
+        assert_eq!(force(&mut c), Flow::True);
+        let o = out(&c);
+        // no address in the answer: the proxy is on our own address
+        assert!(
+            o.contains("c=IN IP4 127.0.0.1\r\n") && o.contains("m=audio 41000 "),
+            "{o}"
+        );
+    }
+    let cmds: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with('U'))
+        .cloned()
+        .collect();
+    assert_eq!(
+        cmds,
+        ["U c1@x 127.0.0.1 6000 ft;1", "U c1@x 127.0.0.1 6000 ft;1"]
+    );
+    let _ = std::fs::remove_file(&path);
+}
