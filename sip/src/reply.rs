@@ -48,7 +48,30 @@ fn check_text(b: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Builds a reply to `req`: status line, the request's Via fields (the top
+/// The answer to an HTTP request (XML-RPC on a SIP stream port, see
+/// [`SipMsg::is_http`]): an HTTP status line in the request's version, the
+/// extra headers, Content-Length and the body; there is no Via to copy.
+fn http_reply(
+    req: &SipMsg,
+    code: u16,
+    reason: &[u8],
+    extra_headers: &[u8],
+    body: &[u8],
+) -> Vec<u8> {
+    let line = req.s(req.first_line_span());
+    let version = &line[line.len().saturating_sub(8)..];
+    let mut out = Vec::with_capacity(128 + extra_headers.len() + body.len());
+    out.extend_from_slice(version);
+    out.extend_from_slice(format!(" {code} ").as_bytes());
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra_headers);
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Builds a reply to `req` (for an HTTP request see [`http_reply`]): status line, the request's Via fields (the top
 /// one with `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581 when
 /// `src` is given), From, To (with `to_tag` added when the To has no tag
 /// and `code > 100`), Call-ID, CSeq, Record-Route for 180..=299, then
@@ -79,6 +102,9 @@ pub fn build_reply(
                 what: "to-tag is not a token",
             });
         }
+    }
+    if req.is_http() {
+        return Ok(http_reply(req, code, reason, extra_headers, body));
     }
     let buf = req.buf();
     let via_edits = match src {
@@ -278,6 +304,29 @@ fn fnv_tag(seed: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_requests_get_an_http_status_line() {
+        let req = SipMsg::parse_stream(
+            b"POST /RPC2 HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )
+        .unwrap();
+        let r = build_reply(
+            &req,
+            513,
+            b"Request to big",
+            b"Server: s\r\n",
+            b"",
+            Some(b"t"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            b"HTTP/1.0 513 Request to big\r\nServer: s\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert!(build_reply(&req, 200, b"bad\r\n", b"", b"", None, None).is_err());
+    }
+
     use super::*;
 
     const REQ: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
