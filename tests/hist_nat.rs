@@ -218,64 +218,19 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     drop(uas_sock);
 
-    // 2. bob answers with sipp on the port he registered from
-    let uas_log = dir.path("uas_messages.log");
-    let mut uas = Group::spawn(
-        Command::new(SIPP)
-            .args(["-sf"])
-            .arg(scenario("nat_uas.xml"))
-            .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", "1"])
-            .args(["-timeout", "20s", "-trace_msg", "-message_file"])
-            .arg(&uas_log)
-            .args(["-nostdin", "-trace_err", "-error_file"])
-            .arg(dir.path("uas_errors.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("start sipp uas");
-    // it listens when the port is taken
-    assert!(
-        support::proc::wait_until(Duration::from_secs(5), || UdpSocket::bind((
-            "127.0.0.1",
-            uas_port
-        ))
-        .is_err()),
-        "sipp uas did not bind {uas_port}"
-    );
-
-    // 3. alice (behind NAT) calls bob
-    let uac_log = dir.path("uac_messages.log");
-    let status = Command::new(SIPP)
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-sf"])
-        .arg(scenario("nat_uac.xml"))
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
-            "-m",
-            "1",
-        ])
-        .args(["-timeout", "20s", "-trace_msg", "-message_file"])
-        .arg(&uac_log)
-        .args(["-nostdin", "-trace_err", "-error_file"])
-        .arg(dir.path("uac_errors.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run sipp uac");
-    let uas_exit = uas.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.success() && uas_exit == Some(0),
-        "uac {status:?}, uas {uas_exit:?}\n{}",
-        diagnostics(&dir, &ser)
+    // 2. alice (behind NAT) calls bob, who answers with sipp on the port he
+    //    registered from
+    let (uac_text, uas_text) = call(
+        &dir,
+        &ser,
+        port,
+        uas_port,
+        "nat_uac.xml",
+        "nat_uas.xml",
+        "answered",
     );
 
     // the callee got rtpengine's address and a relay port
-    let uas_text = std::fs::read_to_string(&uas_log).unwrap();
     let (ip, media_port, marked) = received_sdp(&uas_text, "INVITE sip:")
         .unwrap_or_else(|| panic!("no SDP in the INVITE the callee got\n{uas_text}"));
     assert_eq!(ip, "127.0.0.1", "{uas_text}");
@@ -285,7 +240,6 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     );
     assert!(marked, "a=nortpproxy:yes added\n{uas_text}");
     // ... and so did the caller in the 200
-    let uac_text = std::fs::read_to_string(&uac_log).unwrap();
     let (ip, answer_port, _) = received_sdp(&uac_text, "SIP/2.0 200")
         .unwrap_or_else(|| panic!("no SDP in the 200 the caller got\n{uac_text}"));
     assert_eq!(ip, "127.0.0.1", "{uac_text}");
@@ -294,26 +248,111 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
         "200 m= port {answer_port} (offer side {media_port})\n{uac_text}"
     );
     // rtpengine saw the offer and the answer of this call, and the BYE deleted it
-    let rlog = std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default();
-    let callid = uac_text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Call-ID: "))
-        .unwrap_or("?")
-        .trim()
-        .to_owned();
-    for cmd in [" U ", " L ", " D "] {
-        assert!(
-            rlog.lines()
-                .any(|l| l.contains("Got valid command") && l.contains(cmd) && l.contains(&callid)),
-            "rtpengine got no{cmd}command for {callid}\n{rlog}"
-        );
-    }
+    let callid = call_id(&uac_text);
+    assert_commands(&dir, &callid, &[" U ", " L ", " D "]);
     eprintln!("relayed: offer m= port {media_port}, answer m= port {answer_port}, call {callid}");
+
+    // 3. a refused call: the failure route's unforce_rtp_proxy deletes the session
+    let (uac_text, _) = call(
+        &dir,
+        &ser,
+        port,
+        uas_port,
+        "nat_uac_busy.xml",
+        "uas_busy.xml",
+        "busy",
+    );
+    assert!(uac_text.contains("SIP/2.0 486"), "{uac_text}");
+    let busy_callid = call_id(&uac_text);
+    assert_ne!(busy_callid, callid);
+    assert_commands(&dir, &busy_callid, &[" U ", " D "]);
+
     let sessions = rtpengine_cli(cli, "list numsessions");
     assert!(
         sessions.contains("Current sessions own: 0"),
-        "session not deleted: {sessions}\n{rlog}"
+        "sessions not deleted: {sessions}\n{}",
+        std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
     );
+}
+
+/// One call through ser: the callee scenario on `uas_port`, the caller's
+/// run to its end; both message logs.
+fn call(
+    dir: &TmpDir,
+    ser: &Server,
+    port: u16,
+    uas_port: u16,
+    uac_xml: &str,
+    uas_xml: &str,
+    tag: &str,
+) -> (String, String) {
+    let uas_log = dir.path(&format!("{tag}_uas_messages.log"));
+    let mut uas = Group::spawn(
+        Command::new(SIPP)
+            .args(["-sf"])
+            .arg(scenario(uas_xml))
+            .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", "1"])
+            .args(["-timeout", "20s", "-trace_msg", "-message_file"])
+            .arg(&uas_log)
+            .args(["-nostdin", "-trace_err", "-error_file"])
+            .arg(dir.path(&format!("{tag}_uas_errors.log")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("start sipp uas");
+    // it listens when the port is taken
+    assert!(
+        support::proc::wait_until(Duration::from_secs(5), || {
+            UdpSocket::bind(("127.0.0.1", uas_port)).is_err()
+        }),
+        "sipp uas did not bind {uas_port}"
+    );
+    let uac_log = dir.path(&format!("{tag}_uac_messages.log"));
+    let status = Command::new(SIPP)
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-sf"])
+        .arg(scenario(uac_xml))
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args(["-m", "1", "-timeout", "20s", "-trace_msg", "-message_file"])
+        .arg(&uac_log)
+        .args(["-nostdin", "-trace_err", "-error_file"])
+        .arg(dir.path(&format!("{tag}_uac_errors.log")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run sipp uac");
+    let uas_exit = uas.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.success() && uas_exit == Some(0),
+        "{tag} call: uac {status:?}, uas {uas_exit:?}\n{}",
+        diagnostics(dir, ser)
+    );
+    (
+        std::fs::read_to_string(&uac_log).unwrap_or_default(),
+        std::fs::read_to_string(&uas_log).unwrap_or_default(),
+    )
+}
+
+fn call_id(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix("Call-ID: "))
+        .unwrap_or("?")
+        .trim()
+        .to_owned()
+}
+
+/// rtpengine logged each of `cmds` (` U `...) for `callid`.
+fn assert_commands(dir: &TmpDir, callid: &str, cmds: &[&str]) {
+    let rlog = std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default();
+    for cmd in cmds {
+        assert!(
+            rlog.lines()
+                .any(|l| l.contains("Got valid command") && l.contains(cmd) && l.contains(callid)),
+            "rtpengine got no{cmd}command for {callid}\n{rlog}"
+        );
+    }
 }
 
 /// ser with a small NAT config: `natping_interval` 1 s.
