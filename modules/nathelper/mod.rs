@@ -88,7 +88,7 @@ impl Module for Nathelper {
     }
     fn init(&self, env: &ModuleEnv) -> Result<(), String> {
         received_pv(env)?;
-        let cfg = ping::PingCfg::from_env(env);
+        let cfg = ping::PingCfg::from_env(env).map_err(|e| format!("nathelper: {e}"))?;
         if cfg.interval > 0 && cfg.sipping_bflag >= 0 && cfg.from.is_empty() {
             log::warn!("nathelper: sipping_bflag set but no sipping_from: raw pings only");
         }
@@ -191,21 +191,41 @@ fn via_port_differs(ctx: &MsgCtx<'_>) -> bool {
 
 /// `c=IN IP4 <addr>` lines of an SDP body.
 fn sdp_private(ctx: &MsgCtx<'_>) -> bool {
+    sdp_addrs(ctx).into_iter().any(is_private)
+}
+
+/// `c=` addresses of the SDP body.
+fn sdp_addrs(ctx: &MsgCtx<'_>) -> Vec<IpAddr> {
     let body = String::from_utf8_lossy(ctx.msg.body());
-    body.lines().any(|l| {
-        l.trim()
-            .strip_prefix("c=IN IP")
-            .and_then(|r| r.get(1..))
-            .and_then(|a| a.trim().split('/').next())
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .is_some_and(is_private)
-    })
+    body.lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("c=IN IP")
+                .and_then(|r| r.get(1..))
+                .and_then(|a| a.trim().split('/').next())
+                .and_then(|a| a.parse::<IpAddr>().ok())
+        })
+        .collect()
+}
+
+/// The first Contact's host (if an IP) and port.
+fn contact_addr(ctx: &MsgCtx<'_>) -> Option<(Option<IpAddr>, u16)> {
+    let Ok(Some(ser_sip::Contacts::List(list))) = ctx.msg.contact() else {
+        return None;
+    };
+    let uri = &list.first()?.addr.uri;
+    Some((
+        host_ip(uri.host.of(ctx.msg.buf())),
+        uri.port.unwrap_or(5060),
+    ))
 }
 
 /// `nat_uac_test(flags)`: true when any requested test finds NAT:
 /// 1 Contact host private, 2 top Via host != source IP, 4 top Via host
 /// private, 8 SDP `c=` private, 16 top Via port != source port, 32 source
-/// IP private.
+/// IP private, 64 WebSocket source (never: no WebSocket transport),
+/// 128 Contact port != source port, 256 an SDP `c=` address != source IP,
+/// 512 Contact host != source IP.
 pub fn nat_uac_test(ctx: &MsgCtx<'_>, flags: u32) -> bool {
     (flags & 1 != 0 && contact_private(ctx))
         || (flags & 2 != 0 && via_received_differs(ctx))
@@ -213,14 +233,17 @@ pub fn nat_uac_test(ctx: &MsgCtx<'_>, flags: u32) -> bool {
         || (flags & 8 != 0 && sdp_private(ctx))
         || (flags & 16 != 0 && via_port_differs(ctx))
         || (flags & 32 != 0 && is_private(ctx.src.ip()))
+        || (flags & 128 != 0 && contact_addr(ctx).is_some_and(|(_, p)| p != ctx.src.port()))
+        || (flags & 256 != 0 && sdp_addrs(ctx).iter().any(|a| *a != ctx.src.ip()))
+        || (flags & 512 != 0 && contact_addr(ctx).is_some_and(|(h, _)| h != Some(ctx.src.ip())))
 }
 
 fn fixup_nat_uac_test(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     let flags = fx.int_arg(args, 0)?;
-    if !(1..=63).contains(&flags) {
+    if !(1..=1023).contains(&flags) {
         return Err(FixupError::arg(
             0,
-            format!("bad test flags {flags} (1..63)"),
+            format!("bad test flags {flags} (1..1023)"),
         ));
     }
     let flags = flags as u32;

@@ -34,13 +34,24 @@ pub struct PingCfg {
     pub method: String,
     /// Call-ID prefix of SIP pings (made in main, shared by every process).
     pub callid: String,
+    /// `natping_socket`: send every ping from this socket of ours.
+    pub socket: Option<SocketAddr>,
 }
 
 impl PingCfg {
     /// From the module's parameters.
-    pub fn from_env(env: &ModuleEnv) -> PingCfg {
+    pub fn from_env(env: &ModuleEnv) -> Result<PingCfg, String> {
         let method = env.str("sipping_method");
-        PingCfg {
+        let sock = env.str("natping_socket");
+        let socket = match sock.trim() {
+            "" => None,
+            t => Some(
+                socket_of(t)
+                    .or_else(|| t.parse().ok())
+                    .ok_or_else(|| format!("natping_socket `{t}` is not [udp:]ip:port"))?,
+            ),
+        };
+        Ok(PingCfg {
             interval: env.int("natping_interval").max(0) as u64,
             nated_only: env.int("ping_nated_only") != 0,
             sipping_bflag: env.int("sipping_bflag"),
@@ -51,7 +62,8 @@ impl PingCfg {
                 method.trim().to_owned()
             },
             callid: format!("{:x}", std::process::id() ^ (crate::usrloc::now() as u32)),
-        }
+            socket,
+        })
     }
 }
 
@@ -161,7 +173,7 @@ pub fn round(cfg: &PingCfg, env: &Env) -> usize {
                 let Some((to, proto)) = ping_target(c) else {
                     continue;
                 };
-                let send_sock = socket_of(&c.socket);
+                let send_sock = cfg.socket.or_else(|| socket_of(&c.socket));
                 let use_sip = sip != 0 && c.cflags & sip != 0 && !cfg.from.is_empty();
                 if proto != Proto::Udp {
                     // Stream connections keep their own binding alive.

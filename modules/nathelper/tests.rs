@@ -96,6 +96,10 @@ fn nat_uac_tests() {
         (8, true),
         (16, true),
         (32, false),
+        (64, false),
+        (128, true),
+        (256, true),
+        (512, true),
     ] {
         assert_eq!(
             call(&m, &mut c, "nat_uac_test", &[Arg::Int(flags)]),
@@ -108,7 +112,7 @@ fn nat_uac_tests() {
         .replace("10.0.0.5", "203.0.113.7");
     let mut c = ctx(&env, &direct, NATTED);
     assert_eq!(
-        call(&m, &mut c, "nat_uac_test", &[Arg::Int(31)]),
+        call(&m, &mut c, "nat_uac_test", &[Arg::Int(1023)]),
         Flow::False
     );
     let (l, f) = m.function("nat_uac_test").unwrap();
@@ -231,7 +235,10 @@ fn ping_targets_and_sip_ping_text() {
         ("natping_interval", ParamValue::Int(5)),
     ]);
     let (l, _) = m.function("nat_uac_test").unwrap();
-    let cfg = ping::PingCfg::from_env(&l.env);
+    let cfg = ping::PingCfg::from_env(&l.env).unwrap();
+    let bad = modules(&[("natping_socket", ParamValue::Str("nowhere".into()))]);
+    let (bl, _) = bad.function("nat_uac_test").unwrap();
+    assert!(ping::PingCfg::from_env(&bl.env).is_err());
     let text = ping::sip_ping(&cfg, &c, "bob", "127.0.0.1:5060".parse().unwrap());
     assert!(text.starts_with("OPTIONS sip:bob@10.0.0.2:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"), "{text}");
     assert!(

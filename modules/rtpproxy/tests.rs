@@ -384,3 +384,51 @@ fn unix_socket_proxy_and_failover_to_a_live_node() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn rtpproxy_manage_picks_offer_answer_delete() {
+    let fake = Fake::start();
+    let m = modules(&format!("udp:127.0.0.1:{}", fake.port));
+    m.init_all().unwrap();
+    let env = env();
+    let manage = handler(&m, "rtpproxy_manage", &[]).unwrap();
+    assert_eq!(
+        manage(&mut ctx(&env, &invite(), "127.0.0.1:5070")),
+        Flow::True
+    );
+    assert_eq!(
+        manage(&mut ctx(&env, &ok200(), "127.0.0.1:5080")),
+        Flow::True
+    );
+    let busy = "SIP/2.0 486 Busy Here
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1
+From: <sip:alice@a>;tag=ft
+To: <sip:bob@b>;tag=tt
+Call-ID: c1@x
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    assert_eq!(manage(&mut ctx(&env, busy, "127.0.0.1:5080")), Flow::True);
+    let options = "OPTIONS sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK3
+From: <sip:alice@a>;tag=ft
+To: <sip:bob@b>
+Call-ID: o1@x
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+";
+    assert_eq!(
+        manage(&mut ctx(&env, options, "127.0.0.1:5070")),
+        Flow::False
+    );
+    assert_eq!(
+        fake.commands(),
+        [
+            "U c1@x 127.0.0.1 6000 ft;1",
+            "L c1@x 127.0.0.1 7000 ft;1 tt;1",
+            "D c1@x ft tt"
+        ]
+    );
+}
