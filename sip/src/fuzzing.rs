@@ -12,6 +12,14 @@ use crate::{frame_stream, uri, SipMsg};
 /// lazy parser, validation, the dump, a reply, lumps and framing.
 pub fn parse_msg(data: &[u8]) {
     let _ = frame_stream(data);
+    // On a stream an HTTP request (XML-RPC) parses too, and is answered in HTTP.
+    if let Ok(m) = SipMsg::parse_stream(data.to_vec()) {
+        let _ = m.validate();
+        if m.is_http() {
+            let r = build_reply(&m, 200, b"OK", b"", b"x", None, None).expect("HTTP reply");
+            assert!(r.starts_with(b"HTTP/1."), "HTTP reply status line");
+        }
+    }
     let src: SocketAddr = if data.first().is_some_and(|c| c & 1 == 1) {
         SocketAddr::from(([192, 0, 2, 99], 5099))
     } else {

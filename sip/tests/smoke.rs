@@ -31,6 +31,13 @@ fn corpus() -> Vec<Vec<u8>> {
         "expected the 74 torture messages, found {}",
         out.len()
     );
+    // XML-RPC over HTTP arrives on the SIP stream ports too.
+    out.push(
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n\
+          Content-Length: 62\r\n\r\n<methodCall><methodName>core.version</methodName></methodCall>"
+            .to_vec(),
+    );
+    out.push(b"GET / HTTP/1.0\r\nUser-Agent: x\r\n\r\n".to_vec());
     out
 }
 
