@@ -105,7 +105,11 @@ fn state_from(env: &ModuleEnv) -> Result<State, String> {
         timing: Timing {
             tout: secs("rtpproxy_tout", 1),
             retr: env.int("rtpproxy_retr").clamp(1, 100) as u32,
-            disable: secs("rtpproxy_disable_tout", 0),
+            // negative: a node that failed stays off (Kamailio)
+            disable: match env.int("rtpproxy_disable_tout") {
+                n if n < 0 => Duration::from_secs(100 * 365 * 86_400),
+                n => Duration::from_secs(n as u64),
+            },
         },
         marker: env.str("nortpproxy_str"),
     })

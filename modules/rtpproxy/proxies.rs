@@ -329,7 +329,7 @@ fn usable(node: &Node, t: &Timing, now: Instant) -> bool {
 fn disable(node: &Node, t: &Timing, now: Instant) {
     with_state(&node.url, |st| {
         st.ok = false;
-        st.disabled_until = Some(now + t.disable);
+        st.disabled_until = now.checked_add(t.disable).or(Some(now));
     });
 }
 
