@@ -22,6 +22,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
 
 use crate::lock::{Lock, LockGuard};
+use crate::ratelimit::LogLimit;
 use crate::{ShmError, ShmStats};
 
 /// Alignment of every payload (and granularity of every size).
@@ -79,6 +80,8 @@ struct State {
 pub(crate) struct Heap {
     lock: Lock,
     state: UnsafeCell<State>,
+    /// Rate limit of the "out of shared memory" log lines, server-wide.
+    oom_log: LogLimit,
 }
 
 /// Payload bytes for a request: at least `MIN_PAYLOAD`, rounded to `ALIGN`.
@@ -266,7 +269,7 @@ impl State {
 
 /// The heap's state, borrowed while its lock is held.
 struct Locked<'a> {
-    _guard: LockGuard<'a>,
+    guard: LockGuard<'a>,
     state: &'a UnsafeCell<State>,
 }
 
@@ -281,6 +284,8 @@ impl Deref for Locked<'_> {
 
 impl DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut State {
+        // A change begins: a death from here to the unlock leaves the mark.
+        self.guard.mark_dirty();
         // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
         unsafe { &mut *self.state.get() }
     }
@@ -322,17 +327,31 @@ impl Heap {
                     bitmap: [0; BITMAP_WORDS],
                     heads: [ptr::null_mut(); CLASSES],
                 }),
+                oom_log: LogLimit::new(),
             });
             (*(*heap).state.get()).push_free(first);
             Ok(NonNull::new_unchecked(heap))
         }
     }
 
+    /// Takes the lock. If the previous holder died in the middle of an
+    /// alloc/free (the lock's dirty mark survived it), the heap is checked
+    /// first: a corrupt heap must not be used by anyone, so that panics (the
+    /// supervisor then finds the corruption too and stops the server).
     fn locked(&self) -> Locked<'_> {
-        Locked {
-            _guard: self.lock.lock(),
+        let guard = self.lock.lock();
+        let inherited = guard.inherited_dirty();
+        let st = Locked {
+            guard,
             state: &self.state,
+        };
+        if inherited {
+            if let Err(e) = self.check_locked(&st) {
+                st.guard.abandon();
+                panic!("shm allocator left corrupt by a dead process: {e}");
+            }
         }
+        st
     }
 
     /// Allocates `req` bytes, `ALIGN`-aligned.
@@ -422,6 +441,32 @@ impl Heap {
         unsafe { size(p.as_ptr().sub(HDR).cast()) }
     }
 
+    /// Whether `[p, p + bytes)` lies inside the payload of a live (used)
+    /// block: lets lock recovery tell a sound shm pointer left by a dead
+    /// process from a torn one before anything dereferences it.
+    pub(crate) fn is_live(&self, p: *const u8, bytes: usize) -> bool {
+        let st = self.locked();
+        let addr = p as usize;
+        if addr % ALIGN != 0 || addr < st.first as usize + HDR || addr >= st.end as usize {
+            return false;
+        }
+        let b: *mut Block = p.cast_mut().wrapping_sub(HDR).cast();
+        // SAFETY: in range and aligned, so the 16 bytes before `p` are heap
+        // memory; a stray pointer that passes the magic check merely reads
+        // a size word, and the tiling bound below keeps it inside the heap.
+        unsafe {
+            (*b).prev & MAGIC_MASK == MAGIC
+                && is_used(b)
+                && size(b) >= bytes
+                && addr + size(b) <= st.end as usize
+        }
+    }
+
+    /// The server-wide limiter of out-of-memory log lines.
+    pub(crate) fn oom_log(&self) -> &LogLimit {
+        &self.oom_log
+    }
+
     /// Who holds the allocator lock right now.
     pub(crate) fn lock_owner(&self) -> Option<i32> {
         self.lock.owner()
@@ -459,7 +504,11 @@ impl Heap {
 
     /// Walks every block and every free list and checks the invariants.
     pub(crate) fn check(&self) -> Result<(), String> {
-        let st = self.locked();
+        self.check_locked(&self.locked())
+    }
+
+    /// [`Heap::check`] with the lock already held.
+    fn check_locked(&self, st: &State) -> Result<(), String> {
         let (first, end) = (st.first as usize, st.end as usize);
         let valid = |b: *mut Block| {
             let a = b as usize;

@@ -68,6 +68,7 @@ mod arc;
 mod boxed;
 mod heap;
 mod lock;
+mod ratelimit;
 mod recovery;
 mod safe;
 mod segment;
@@ -81,13 +82,14 @@ use std::ptr::NonNull;
 
 pub use arc::ShmArc;
 pub use boxed::ShmBox;
-pub use lock::{Lock, LockGuard, LockSet, Mutex, MutexGuard};
+pub use lock::{Lock, LockGuard, LockSet, Mutex, MutexGuard, TAKEOVER_AFTER};
+pub use ratelimit::{log_oom, LogLimit, OOM_LOG_EVERY_SECS};
 pub use recovery::{register_locks, register_table, release_locks_of, Released};
 pub use safe::ShmSafe;
 pub use segment::{contains, init, init_once, is_initialized};
 pub use slice::{ShmSlice, ShmStr};
 pub use sys::current_pid;
-pub use table::{hash, HashTable};
+pub use table::{hash, Bucket, EntryCheck, HashTable};
 pub use vec::ShmVec;
 
 /// The segment size when `-m` is not given: 32 MiB, as in SER.
@@ -163,6 +165,12 @@ pub fn check() -> Result<(), String> {
 /// alloc/free would block).
 pub fn allocator_lock_owner() -> Option<i32> {
     segment::global().ok()?.lock_owner()
+}
+
+/// Whether `[p, p + bytes)` lies inside a live (allocated) shm block:
+/// validates a pointer left by a process that died mid-change.
+pub fn is_live(p: *const u8, bytes: usize) -> bool {
+    segment::global().is_ok_and(|h| h.is_live(p, bytes))
 }
 
 /// Allocates `size` raw bytes, 16-byte aligned. Prefer the typed containers.

@@ -8,10 +8,11 @@ use std::hint::spin_loop;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::safe::ShmSafe;
 use crate::slice::ShmSlice;
-use crate::sys::{current_pid, futex_wait, futex_wake};
+use crate::sys::{current_pid, futex_wait_for, futex_wake, process_gone};
 use crate::ShmError;
 
 const FREE: u32 = 0;
@@ -22,6 +23,13 @@ const CONTENDED: u32 = 2;
 /// (SER's `ADAPTIVE_WAIT`): a lock is normally held for a few hundred
 /// nanoseconds, far less than a futex sleep/wake round trip.
 const SPIN_LIMIT: u32 = 128;
+
+/// How long a waiter sleeps on the futex before looking at the holder again.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// How long a waiter waits before it asks whether the holder still lives:
+/// far longer than any critical section, far shorter than a SIP timer.
+pub const TAKEOVER_AFTER: Duration = Duration::from_millis(100);
 
 /// Whether more than one CPU is online (cached; CPU hot-plug is ignored).
 fn multi_cpu() -> bool {
@@ -42,10 +50,26 @@ fn multi_cpu() -> bool {
 /// only enters the kernel when the word says someone may sleep. The holder's
 /// pid is recorded beside the word so a supervisor can tell that a dead
 /// process still holds it (see [`Lock::owner`]).
+///
+/// # A holder that dies
+/// A waiter that has waited [`TAKEOVER_AFTER`] checks whether the holder is
+/// still alive (`kill(pid, 0)`, or a zombie in /proc) and, if not, takes the
+/// lock over; the supervisor does the same when it reaps the dead child
+/// ([`crate::release_locks_of`]). One compare-and-swap on the owner field
+/// decides who recovers it, so a lock is never released twice.
+///
+/// The *dirty mark* says whether the dead holder was in the middle of a
+/// change: a holder sets it when it starts changing the data (a
+/// [`MutexGuard`]'s `deref_mut` does so on its own), a normal unlock clears
+/// it, a death leaves it. The next holder sees it through
+/// [`LockGuard::inherited_dirty`] and checks the data before trusting it
+/// ([`crate::HashTable`] does that for its buckets, the allocator for its
+/// heap).
 #[repr(C)]
 pub struct Lock {
     word: AtomicU32,
     owner: AtomicI32,
+    dirty: AtomicU32,
 }
 
 impl Lock {
@@ -54,6 +78,15 @@ impl Lock {
         Lock {
             word: AtomicU32::new(FREE),
             owner: AtomicI32::new(0),
+            dirty: AtomicU32::new(0),
+        }
+    }
+
+    fn guard(&self) -> LockGuard<'_> {
+        LockGuard {
+            lock: self,
+            inherited: self.dirty.load(Ordering::Acquire) != 0,
+            _not_send: PhantomData,
         }
     }
 
@@ -70,10 +103,7 @@ impl Lock {
             self.lock_contended();
         }
         self.owner.store(current_pid(), Ordering::Relaxed);
-        LockGuard {
-            lock: self,
-            _not_send: PhantomData,
-        }
+        self.guard()
     }
 
     #[cold]
@@ -98,9 +128,74 @@ impl Lock {
         }
         // Mark "someone waits" whenever we take or wait, so the holder's
         // unlock wakes the next sleeper.
+        let start = Instant::now();
         while self.word.swap(CONTENDED, Ordering::Acquire) != FREE {
-            futex_wait(&self.word, CONTENDED);
+            futex_wait_for(&self.word, CONTENDED, WAIT_SLICE);
+            if start.elapsed() >= TAKEOVER_AFTER && self.take_over_from_dead() {
+                return;
+            }
         }
+    }
+
+    /// Takes the lock from a holder that no longer exists. The word stays
+    /// held throughout (the dead cannot release it); winning the owner
+    /// field's compare-and-swap makes it ours.
+    #[cold]
+    fn take_over_from_dead(&self) -> bool {
+        let dead = self.owner.load(Ordering::Acquire);
+        let me = current_pid();
+        if dead <= 0 || dead == me || !process_gone(dead) {
+            return false;
+        }
+        if self
+            .owner
+            .compare_exchange(dead, me, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            // Released meanwhile (by the supervisor) or taken by another waiter.
+            return false;
+        }
+        // Others may sleep on it: our unlock must wake one.
+        self.word.store(CONTENDED, Ordering::Release);
+        log::error!(
+            "process {me} took over a shm lock held by dead process {dead}{}",
+            if self.dirty.load(Ordering::Acquire) != 0 {
+                " in the middle of a change: checking the data it protects"
+            } else {
+                " (no change in progress)"
+            }
+        );
+        true
+    }
+
+    /// Releases the lock if the dead process `pid` holds it (the
+    /// supervisor's side of recovery). The dirty mark stays for the next
+    /// holder to see. Whether it released it.
+    pub(crate) fn release_dead(&self, pid: i32) -> bool {
+        if pid <= 0
+            || self.word.load(Ordering::Acquire) == FREE
+            || self
+                .owner
+                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.release_word();
+        true
+    }
+
+    /// Frees the word (waking a sleeper if any), leaving the dirty mark.
+    fn release_word(&self) {
+        if self.word.swap(FREE, Ordering::Release) == CONTENDED {
+            futex_wake(&self.word, 1);
+        }
+    }
+
+    /// Whether the data this lock protects was left mid-change by a holder
+    /// that died (a snapshot; the holder sees it on its guard).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed) != 0
     }
 
     /// Acquires the lock if it is free right now.
@@ -110,18 +205,14 @@ impl Lock {
             .compare_exchange(FREE, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
         self.owner.store(current_pid(), Ordering::Relaxed);
-        Some(LockGuard {
-            lock: self,
-            _not_send: PhantomData,
-        })
+        Some(self.guard())
     }
 
     #[inline]
     fn unlock(&self) {
         self.owner.store(0, Ordering::Relaxed);
-        if self.word.swap(FREE, Ordering::Release) == CONTENDED {
-            futex_wake(&self.word, 1);
-        }
+        self.dirty.store(0, Ordering::Relaxed);
+        self.release_word();
     }
 
     /// The pid of the process holding the lock, if it is held.
@@ -149,14 +240,15 @@ impl Lock {
     ///
     /// # Safety
     /// The holder must really be gone (or otherwise guaranteed never to touch
-    /// the protected data or release the lock again), and the data the lock
-    /// protects must be left in a state the next holder can cope with.
+    /// the protected data or release the lock again). The dirty mark stays,
+    /// so the next holder still learns of a half-done change.
     pub unsafe fn force_unlock(&self) {
-        self.unlock();
+        self.owner.store(0, Ordering::Relaxed);
+        self.release_word();
     }
 }
 
-// SAFETY: two atomics, no pointers, no Drop.
+// SAFETY: three atomics, no pointers, no Drop.
 unsafe impl ShmSafe for Lock {}
 // SAFETY: a Lock and an ShmSafe value.
 unsafe impl<T: ShmSafe> ShmSafe for Mutex<T> {}
@@ -184,7 +276,32 @@ impl fmt::Debug for Lock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    inherited: bool,
     _not_send: PhantomData<*const ()>,
+}
+
+impl LockGuard<'_> {
+    /// Whether the previous holder died while changing the protected data:
+    /// check (and repair) it before trusting it.
+    #[inline]
+    pub fn inherited_dirty(&self) -> bool {
+        self.inherited
+    }
+
+    /// Says a change of the protected data begins: if this process dies
+    /// before unlocking, the next holder learns of it.
+    #[inline]
+    pub fn mark_dirty(&self) {
+        self.lock.dirty.store(1, Ordering::Relaxed);
+    }
+
+    /// Unlocks but keeps the dirty mark: for a holder that found the data
+    /// broken beyond repair and is about to give up (panic).
+    pub fn abandon(self) {
+        self.lock.owner.store(0, Ordering::Relaxed);
+        self.lock.release_word();
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for LockGuard<'_> {
@@ -286,9 +403,20 @@ impl<T: ShmSafe> Deref for MutexGuard<'_, T> {
     }
 }
 
+impl<T: ShmSafe> MutexGuard<'_, T> {
+    /// See [`LockGuard::inherited_dirty`].
+    #[inline]
+    pub fn inherited_dirty(&self) -> bool {
+        self._guard.inherited_dirty()
+    }
+}
+
 impl<T: ShmSafe> DerefMut for MutexGuard<'_, T> {
+    /// Marks the lock dirty (see [`Lock`]): a mutable borrow is where a
+    /// change may begin.
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
+        self._guard.mark_dirty();
         // SAFETY: as in `deref`; `&mut self` makes this borrow unique.
         unsafe { &mut *self.mutex.data.get() }
     }
@@ -376,6 +504,59 @@ mod tests {
         }
         assert_eq!(*m.lock(), 80_000);
         assert!(!m.raw_lock().is_locked());
+    }
+
+    #[test]
+    fn a_waiter_takes_a_dead_holders_lock_within_the_bound() {
+        crate::tests::setup();
+        let l: &'static Lock = crate::ShmBox::leak(crate::ShmBox::new(Lock::new()).unwrap());
+        let mut fds = [0; 2];
+        // SAFETY: a plain pipe for the child to say it holds the lock.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (rd, wr) = (fds[0], fds[1]);
+        // SAFETY: the child only takes the lock, writes one byte and waits
+        // to be killed; it never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let g = l.lock();
+            g.mark_dirty();
+            std::mem::forget(g);
+            // SAFETY: one byte to our pipe, then sleep until killed.
+            unsafe {
+                libc::write(wr, b"x".as_ptr().cast(), 1);
+                libc::sleep(30);
+                libc::_exit(1);
+            }
+        }
+        let mut byte = 0u8;
+        // SAFETY: reads one byte from our pipe.
+        assert_eq!(
+            unsafe { libc::read(rd, (&mut byte as *mut u8).cast(), 1) },
+            1
+        );
+        assert_eq!(l.owner(), Some(pid));
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Not reaped: the holder is a zombie while we wait.
+        let t0 = std::time::Instant::now();
+        let g = l.lock();
+        let waited = t0.elapsed();
+        assert!(waited >= TAKEOVER_AFTER / 2, "{waited:?}");
+        assert!(waited < TAKEOVER_AFTER * 5, "{waited:?}");
+        assert!(g.inherited_dirty());
+        assert_eq!(l.owner(), Some(current_pid()));
+        drop(g);
+        assert!(!l.is_locked() && !l.is_dirty());
+        let mut status = 0;
+        // SAFETY: reaps our child and closes our pipe.
+        unsafe {
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            libc::close(rd);
+            libc::close(wr);
+        }
+        // The supervisor, late, finds nothing to release.
+        assert!(!l.release_dead(pid));
     }
 
     #[test]

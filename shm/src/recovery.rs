@@ -1,32 +1,36 @@
 //! Recovering the locks of a process that died holding them.
 //!
-//! Every [`Lock`] records its holder's pid. When the supervisor reaps a
-//! dead child it calls [`release_locks_of`]: the allocator lock and every
-//! lock registered here (tm's and usrloc's bucket locks) that the dead pid
-//! holds are force-unlocked, so the survivors do not block forever.
+//! Every [`Lock`] records its holder's pid. Two parties recover the lock
+//! of a process that died holding it, whichever comes first (one
+//! compare-and-swap on the owner field picks one):
+//! * a waiter, after [`crate::TAKEOVER_AFTER`], finds the holder gone and
+//!   takes the lock over ([`Lock::lock`]);
+//! * the supervisor, when it reaps the dead child, calls
+//!   [`release_locks_of`]: the allocator lock and every lock registered
+//!   here (tm's, usrloc's, pike's, pipelimit's bucket locks) that the dead
+//!   pid holds are released.
 //!
-//! What a half-done operation leaves behind:
-//! * the allocator: a free list or a block header mid-update. After a
-//!   recovery the caller must run [`crate::check`]; if it fails the heap
-//!   cannot be trusted and the server should stop.
-//! * a bucket's [`crate::ShmVec`]: `push` writes the slot before raising
-//!   the length, so a death there only loses the new entry (and leaks
-//!   it); a death inside `reserve` leaks one buffer. `remove` and
-//!   `swap_remove` move entries before lowering the length: a death in
-//!   the middle can leave two slots owning the same shm block (a
-//!   `ShmStr`, a `ShmVec`), and dropping both later is a double free,
-//!   which the allocator detects and panics on in whichever process does
-//!   it. An entry half rewritten in place (tm's transaction state,
-//!   usrloc's contact list) keeps a mix of old and new fields.
-//!   Recovery logs the table and bucket; the entries are left to the
-//!   owners' expiry (tm's timers, usrloc's expiry, pike's idle removal),
-//!   and a worker that still trips over one dies and is replaced, up to
-//!   the supervisor's crash-loop limit.
+//! Either way the lock's *dirty mark* survives: it says the dead holder was
+//! changing the protected data. The next holder sees it and checks:
+//! * the allocator runs its full heap check ([`crate::check`]) before the
+//!   next alloc/free; a corrupt heap cannot be trusted and the server stops;
+//! * a [`HashTable`] bucket is repaired on the spot ([`HashTable::bucket`]):
+//!   a torn vector header drops (leaks) the bucket's entries, entries the
+//!   table's check rejects (a pointer that is not a live shm block) are
+//!   leaked, and two slots owning the same block (an entry moved by
+//!   `remove`/`swap_remove` when the holder died) keep only one owner.
+//!   Leaking is the safe side: dropping a torn entry could free a block
+//!   twice.
+//!
+//! The updates themselves are ordered so most deaths need no repair:
+//! [`crate::ShmVec`]'s `push` writes the slot before raising the length and
+//! `reserve` switches to the new buffer before freeing the old one; usrloc
+//! and tm build a new record completely before linking it in, and drop the
+//! old one only after it is unlinked.
 //!
 //! A lock whose word is held but whose owner is still 0 belonged to a
 //! process that died between taking the word and recording its pid; it
-//! cannot be attributed and is left alone (and logged by the caller when it
-//! blocks someone, which this module cannot see).
+//! cannot be attributed and is left alone.
 
 use std::sync::Mutex as StdMutex;
 
@@ -51,6 +55,9 @@ pub struct Released {
     pub group: &'static str,
     /// Index of the lock within its group (the bucket index of a table).
     pub index: usize,
+    /// Whether the dead holder was in the middle of a change (the next
+    /// holder checks the data).
+    pub dirty: bool,
 }
 
 /// Registers locks for recovery under `name` (call in main, before fork).
@@ -81,26 +88,22 @@ pub unsafe fn release_locks_of(pid: i32) -> Vec<Released> {
     }
     if let Ok(heap) = crate::segment::global() {
         let lock = heap.raw_lock();
-        if lock.owner() == Some(pid) {
-            // SAFETY: the holder is dead (caller's contract); the heap is
-            // checked by the caller afterwards.
-            unsafe { lock.force_unlock() };
+        if lock.release_dead(pid) {
             out.push(Released {
                 group: "allocator",
                 index: 0,
+                dirty: lock.is_dirty(),
             });
         }
     }
     let groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
     for g in groups.iter() {
         for (index, lock) in g.locks.iter().enumerate() {
-            if lock.owner() == Some(pid) {
-                // SAFETY: as above; the data it protects is left as the
-                // dead holder left it (see the module docs).
-                unsafe { lock.force_unlock() };
+            if lock.release_dead(pid) {
                 out.push(Released {
                     group: g.name,
                     index,
+                    dirty: lock.is_dirty(),
                 });
             }
         }
@@ -140,7 +143,8 @@ mod tests {
             r,
             [Released {
                 group: "recovery-test",
-                index: 3
+                index: 3,
+                dirty: false,
             }]
         );
         assert!(t.bucket_at(3).unwrap().try_lock().is_some());

@@ -53,6 +53,17 @@ impl<T: ShmSafe> ShmSlice<T> {
         }
     }
 
+    /// Whether the slice's pointer is a live shm block large enough for its
+    /// length (lock recovery).
+    pub fn is_intact(&self) -> bool {
+        if self.len == 0 || std::mem::size_of::<T>() == 0 {
+            return true;
+        }
+        self.len
+            .checked_mul(std::mem::size_of::<T>())
+            .is_some_and(|bytes| crate::is_live(self.ptr.as_ptr().cast(), bytes))
+    }
+
     /// `n` values, the i-th being `f(i)`.
     pub fn from_fn(n: usize, mut f: impl FnMut(usize) -> T) -> Result<Self, ShmError> {
         let ptr = alloc_array::<T>(n)?;
@@ -162,6 +173,22 @@ impl ShmStr {
         Ok(ShmStr {
             bytes: ShmSlice::copy_from(bytes)?,
         })
+    }
+
+    /// Whether the string's pointer is a live shm block large enough for
+    /// its length (lock recovery: see [`crate::EntryCheck`]).
+    pub fn is_intact(&self) -> bool {
+        self.bytes.is_intact()
+    }
+
+    /// The block's address (0 for an empty string): an identity for
+    /// [`crate::EntryCheck`].
+    pub fn addr(&self) -> usize {
+        if self.bytes.is_empty() {
+            0
+        } else {
+            self.bytes.as_ptr() as usize
+        }
     }
 
     /// The bytes.

@@ -5,6 +5,7 @@ use std::io;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Once;
+use std::time::Duration;
 
 /// Maps `len` bytes `MAP_SHARED | MAP_ANONYMOUS`, zero-filled.
 ///
@@ -56,26 +57,51 @@ pub(crate) fn online_cpus() -> u32 {
     u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
-/// Sleeps while `*word == expected` (or until woken or interrupted).
+/// Sleeps while `*word == expected`, at most `limit` (or until woken or
+/// interrupted).
 ///
 /// No `FUTEX_PRIVATE_FLAG`: the word lives in memory shared between
 /// processes, and a private futex would key the wait queue on this process's
 /// mm, so a waker in another process would never find us.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32) {
+pub(crate) fn futex_wait_for(word: &AtomicU32, expected: u32, limit: Duration) {
+    let ts = libc::timespec {
+        tv_sec: limit.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: limit.subsec_nanos().into(),
+    };
     // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT
-    // only reads it; the timeout pointer is NULL (wait forever) and the two
-    // trailing arguments are ignored by FUTEX_WAIT. Spurious returns (EINTR,
-    // EAGAIN) are fine: every caller re-checks the word in a loop.
+    // only reads it; `ts` is a valid relative timeout on our stack and the
+    // two trailing arguments are ignored by FUTEX_WAIT. Spurious returns
+    // (EINTR, EAGAIN, ETIMEDOUT) are fine: every caller re-checks the word
+    // in a loop.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT,
             expected,
-            ptr::null::<libc::timespec>(),
+            &ts as *const libc::timespec,
             ptr::null::<u32>(),
             0u32,
         );
+    }
+}
+
+/// Whether process `pid` is gone: no such process, or a zombie (dead, not
+/// yet reaped). A pid reused by another process counts as alive, which only
+/// delays recovery until the supervisor reaps the dead one.
+pub(crate) fn process_gone(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; it only checks that `pid` exists.
+    if unsafe { libc::kill(pid, 0) } == -1 {
+        return io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    }
+    // "pid (comm) S ...": the state follows the last ')'.
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .iter()
+            .rposition(|&c| c == b')')
+            .and_then(|i| stat.get(i + 2))
+            .is_some_and(|&state| state == b'Z' || state == b'X'),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
 

@@ -74,14 +74,67 @@ impl<T: ShmSafe> ShmVec<T> {
         let new_cap = unsafe { crate::usable_size(new.cast()) } / std::mem::size_of::<T>();
         // SAFETY: the new block holds `new_cap >= len` values and is disjoint
         // from the old one; the values are moved (bitwise), so the old block
-        // is freed without dropping them.
+        // is freed without dropping them. The vector points at the new block
+        // before the old one is freed: a process dying in between leaks the
+        // old block instead of leaving a dangling vector.
         unsafe {
             ptr::copy_nonoverlapping(self.ptr.as_ptr(), new.as_ptr(), self.len);
-            free_array(self.ptr, self.cap);
+            let (old, old_cap) = (self.ptr, self.cap);
+            self.ptr = new;
+            self.cap = new_cap;
+            free_array(old, old_cap);
         }
-        self.ptr = new;
-        self.cap = new_cap;
         Ok(())
+    }
+
+    /// Whether the vector's header looks sound: its buffer is a live shm
+    /// block large enough for its capacity, and `len <= cap` (lock
+    /// recovery, before trusting a vector a dead process was changing).
+    pub fn is_intact(&self) -> bool {
+        if std::mem::size_of::<T>() == 0 {
+            return true;
+        }
+        if self.cap == 0 {
+            return self.len == 0;
+        }
+        self.len <= self.cap
+            && self
+                .cap
+                .checked_mul(std::mem::size_of::<T>())
+                .is_some_and(|bytes| crate::is_live(self.ptr.as_ptr().cast(), bytes))
+    }
+
+    /// The buffer's address (0 when nothing is allocated): an identity for
+    /// [`crate::EntryCheck`].
+    pub fn addr(&self) -> usize {
+        if self.cap == 0 || std::mem::size_of::<T>() == 0 {
+            0
+        } else {
+            self.ptr.as_ptr() as usize
+        }
+    }
+
+    /// Keeps only the values for which `keep` returns true (in order); the
+    /// others are removed WITHOUT being dropped, so whatever shm they own
+    /// leaks. For values that cannot be trusted to drop (a duplicate or a
+    /// torn entry after a process died changing the vector).
+    pub fn retain_leaking(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            // SAFETY: i < len; a kept value moves down to `kept <= i`
+            // (bitwise; the slot it leaves is overwritten or cut off by the
+            // new length), a dropped one is simply forgotten.
+            unsafe {
+                let p = self.ptr.as_ptr();
+                if keep(&*p.add(i)) {
+                    if kept != i {
+                        ptr::copy_nonoverlapping(p.add(i), p.add(kept), 1);
+                    }
+                    kept += 1;
+                }
+            }
+        }
+        self.len = kept;
     }
 
     /// Appends `value`; on `Err` the vector is unchanged and `value` dropped.
