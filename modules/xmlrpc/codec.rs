@@ -421,4 +421,40 @@ mod tests {
         assert_eq!(base64_decode("Zm9v\nYmFy").unwrap(), b"foobar");
         assert!(base64_decode("Zg==Zg").is_none());
     }
+
+    #[test]
+    fn mutated_calls_never_panic() {
+        let base = "<?xml version=\"1.0\"?><methodCall><methodName>a.b</methodName><params>\
+                    <param><value><struct><member><name>k</name><value><i4>1</i4></value>\
+                    </member></struct></value></param><param><value><array><data><value>\
+                    <base64>aGk=</base64></value><value>&lt;x&#65;</value></data></array>\
+                    </value></param><param><value><![CDATA[c]]></value></param></params>\
+                    </methodCall>";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = b"<>/&;#x=\"' abc[]!-?\xff0";
+        for _ in 0..5000 {
+            let mut doc = base.as_bytes().to_vec();
+            for _ in 0..1 + next(4) {
+                let at = next(doc.len());
+                match next(3) {
+                    0 => doc[at] = alphabet[next(alphabet.len())],
+                    1 => {
+                        doc.remove(at);
+                    }
+                    _ => {
+                        let end = (at + next(16)).min(doc.len());
+                        let piece = doc[at..end].to_vec();
+                        doc.splice(at..at, piece);
+                    }
+                }
+            }
+            let _ = decode_call(&doc, DecodeOpts::default());
+        }
+    }
 }
