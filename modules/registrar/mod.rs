@@ -561,6 +561,10 @@ pub fn save(ctx: &mut MsgCtx<'_>, d: &Domain, cfg: &RegCfg, flags: u32) -> Flow 
     let current = match res {
         Ok(Applied::Ok(c)) => c,
         Ok(Applied::TooMany) => return fail(ctx, flags, 503, "Too Many Registered Contacts", &[]),
+        Err(crate::usrloc::UlError::Shm(e)) => {
+            ser_shm::log_oom("registrar: save refused", &e);
+            return fail(ctx, flags, 500, "Server Internal Error", &[]);
+        }
         Err(e) => {
             log::error!("registrar: save to `{}` failed: {e}", d.name);
             return fail(ctx, flags, 500, "Server Internal Error", &[]);

@@ -57,6 +57,9 @@ pub enum Stat {
 /// Number of counters.
 pub const STATS: usize = 10;
 
+/// [`Tm::create`]'s error when shm is full (already logged, rate-limited).
+pub const NO_SHM: &str = "out of shared memory";
+
 /// The module params that shape behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Params {
@@ -376,11 +379,27 @@ enum Completion {
     Relay { branch: usize },
 }
 
+/// Lock recovery's check of a transaction left in a bucket a dead process
+/// was changing (see [`ser_shm::EntryCheck`]): every shm pointer must be a
+/// live block; the request buffer is the transaction's own. Replaced fields
+/// are built first and the old one dropped after it is unlinked
+/// (`mem::replace`), so a death mid-update leaves the old or the new value,
+/// never a freed one; a torn transaction is leaked and its call times out
+/// upstream.
+fn check_slot(s: &mut TxSlot) -> Option<usize> {
+    let strings_ok = [&s.1, &s.2, &s.3, &s.4].iter().all(|x| x.is_intact());
+    let branches_ok = s.5.is_intact()
+        && s.5
+            .iter()
+            .all(|b| b.1.is_intact() && b.2.is_intact() && b.3.is_intact());
+    (strings_ok && branches_ok).then(|| s.1.addr())
+}
+
 /// An emptied bucket gives its storage back, so a burst of calls does not
 /// pin shm for ever.
 fn release_empty(b: &mut ShmVec<TxSlot>) {
     if b.is_empty() && b.capacity() > 0 {
-        *b = ShmVec::new();
+        drop(std::mem::take(b));
     }
 }
 
@@ -423,7 +442,8 @@ impl Tm {
             return Err("shared memory is not initialised (tm needs it before module init)".into());
         }
         let e = |e: ser_shm::ShmError| e.to_string();
-        let table = ShmBox::leak(ShmBox::new(HashTable::new(buckets).map_err(e)?).map_err(e)?);
+        let table = HashTable::new(buckets).map_err(e)?.with_check(check_slot);
+        let table = ShmBox::leak(ShmBox::new(table).map_err(e)?);
         // Lock recovery: main releases a bucket lock a dead child held.
         ser_shm::register_table("tm transactions", table);
         let stats =
@@ -568,7 +588,8 @@ impl Tm {
     /// Replace the transaction's script memory.
     pub fn set_meta(&self, t: TxRef, m: &Meta) -> bool {
         let Ok(new) = m.to_shm() else { return false };
-        self.with_tx(t, |s| s.2 = new).is_some()
+        self.with_tx(t, |s| drop(std::mem::replace(&mut s.2, new)))
+            .is_some()
     }
 
     /// Change a transaction's numeric data.
@@ -629,7 +650,10 @@ impl Tm {
         };
         let mut words = [0u64; TX_WORDS];
         data.encode(&mut words);
-        let e = |e: ser_shm::ShmError| Err(e.to_string());
+        let e = |e: ser_shm::ShmError| {
+            ser_shm::log_oom("tm: new transaction refused", &e);
+            Err(NO_SHM.to_owned())
+        };
         let slot: TxSlot = (
             words,
             ShmStr::new(p.buf()).map_err(e)?,
@@ -684,7 +708,7 @@ impl Tm {
             }
         };
         if let Ok(b) = ShmStr::new(bytes) {
-            s.3 = b;
+            drop(std::mem::replace(&mut s.3, b));
         }
         if code >= 200 {
             if let Ok(m) = SipMsg::parse(bytes.to_vec()) {
@@ -695,7 +719,7 @@ impl Tm {
                     .map(|sp| m.s(sp).to_vec())
                     .unwrap_or_default();
                 if let Ok(b) = ShmStr::new(&tag) {
-                    s.4 = b;
+                    drop(std::mem::replace(&mut s.4, b));
                 }
             }
             let class = match code / 100 {
@@ -1198,7 +1222,7 @@ impl Tm {
             bd.retr_due = 0;
             bd.fr_due = 0;
             if let Ok(r) = ShmStr::new(&stripped) {
-                b.2 = r;
+                drop(std::mem::replace(&mut b.2, r));
             }
             if d.invite && code >= 300 {
                 if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
@@ -1333,7 +1357,7 @@ impl Tm {
                 if !meta.on_failure.is_empty() && self.runner().is_some() {
                     let route = std::mem::take(&mut meta.on_failure);
                     if let Ok(m) = meta.to_shm() {
-                        s.2 = m;
+                        drop(std::mem::replace(&mut s.2, m));
                     }
                     d.in_failure = true;
                     d.fail_code = code;

@@ -43,7 +43,7 @@ use ser_fifo::{RpcRegistry, RpcValue};
 use crate::iface::{
     Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
 };
-use crate::runtime::ctx::{Env, MsgCtx};
+use crate::runtime::ctx::{Env, MsgCtx, ProcessingError};
 use crate::runtime::flow::Flow;
 use crate::runtime::format::Format;
 use crate::runtime::transport::Proto;
@@ -584,9 +584,22 @@ fn relay(tm: &TmCore, ctx: &mut MsgCtx<'_>, over: Option<&Override>, nonack: boo
             Flow::Exit
         }
         Err(Err(e)) => {
-            log::error!("tm: cannot create transaction: {e}");
+            create_failed(ctx, "cannot create transaction", &e);
             Flow::False
         }
+    }
+}
+
+/// A transaction could not be created: shm exhaustion (logged already,
+/// rate-limited) sets 500 for `sl_reply_error`; anything else is logged.
+fn create_failed(ctx: &mut MsgCtx<'_>, what: &str, e: &str) {
+    if e == self::core::NO_SHM {
+        ctx.last_error = Some(ProcessingError {
+            code: 500,
+            reason: "Server Internal Error".into(),
+        });
+    } else {
+        log::error!("tm: {what}: {e}");
     }
 }
 
@@ -709,7 +722,7 @@ fn fixup_newtran(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError
                     Flow::Exit
                 }
                 Err(Err(e)) => {
-                    log::error!("tm: t_newtran: {e}");
+                    create_failed(ctx, "t_newtran", &e);
                     Flow::False
                 }
             }
@@ -746,7 +759,7 @@ fn fixup_reply(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
                     Ok(t) => t,
                     Err(Ok(t)) => t,
                     Err(Err(e)) => {
-                        log::error!("tm: t_reply: {e}");
+                        create_failed(ctx, "t_reply", &e);
                         return Flow::False;
                     }
                 },

@@ -150,6 +150,50 @@ impl Ucontact {
     }
 }
 
+/// Lock recovery's check of an AOR left in a bucket a dead process was
+/// changing (see [`ser_shm::EntryCheck`]): the AOR and its contact list must
+/// be live shm blocks; torn or duplicated contacts are dropped from the list
+/// without being freed.
+fn check_aor(r: &mut AorRec) -> Option<usize> {
+    if !r.0.is_intact() || r.0.is_empty() || !r.1.is_intact() {
+        return None;
+    }
+    let mut seen = Vec::with_capacity(r.1.len());
+    r.1.retain_leaking(|c| {
+        let a = c.0.addr();
+        let ok = c.0.is_intact() && !seen.contains(&a);
+        seen.push(a);
+        ok
+    });
+    Some(r.0.addr())
+}
+
+/// Debug builds only: `SER_TEST_HOLD_USRLOC_LOCK=<aor>:<marker file>` makes
+/// the first process (server-wide: whoever creates the marker file) that
+/// updates an AOR containing `<aor>` sleep 60 s holding its bucket lock, so
+/// a test can kill a worker that holds a usrloc lock.
+#[cfg(debug_assertions)]
+mod test_hook {
+    pub fn maybe_hold(aor: &str) {
+        let Ok(v) = std::env::var("SER_TEST_HOLD_USRLOC_LOCK") else {
+            return;
+        };
+        let Some((want, marker)) = v.split_once(':') else {
+            return;
+        };
+        if want.is_empty() || !aor.contains(want) {
+            return;
+        }
+        if std::fs::File::create_new(marker).is_ok() {
+            log::warn!(
+                "pid {}: holding the usrloc bucket lock of {aor} until killed",
+                std::process::id()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+}
+
 /// Bytes one contact costs in shm besides its strings: the record itself.
 pub const REC_SIZE: usize = std::mem::size_of::<Rec>();
 
@@ -173,7 +217,8 @@ pub enum Changed {
 impl Table {
     /// A new table in shm (main process, before fork).
     pub fn create() -> Result<Table, ser_shm::ShmError> {
-        let ht = ser_shm::ShmBox::leak(ser_shm::ShmBox::new(HashTable::new(BUCKETS)?)?);
+        let ht = HashTable::new(BUCKETS)?.with_check(check_aor);
+        let ht = ser_shm::ShmBox::leak(ser_shm::ShmBox::new(ht)?);
         // Lock recovery: main releases a bucket lock a dead child held.
         ser_shm::register_table("usrloc", ht);
         Ok(Table { ht })
@@ -209,7 +254,13 @@ impl Table {
         keep_empty: bool,
         f: impl FnOnce(&mut Vec<Ucontact>) -> (Changed, R),
     ) -> Result<R, ser_shm::ShmError> {
+        // What the update unlinks is dropped after the bucket is unlocked
+        // (declared first, dropped last): a death while freeing it only
+        // leaks, the table already holds the new list.
+        let retired: (Option<ShmVec<Rec>>, Option<AorRec>);
         let mut b = self.ht.bucket(hash(&[aor.as_bytes()]));
+        #[cfg(debug_assertions)]
+        test_hook::maybe_hold(aor);
         let idx = b.iter().position(|r| r.0 == *aor);
         let mut list: Vec<Ucontact> = idx
             .map(|i| b[i].1.iter().map(Ucontact::from_rec).collect())
@@ -222,17 +273,21 @@ impl Table {
         for c in &list {
             recs.push(c.to_rec()?)?;
         }
-        match idx {
-            Some(i) if list.is_empty() && !keep_empty => {
-                b.swap_remove(i);
-            }
+        retired = match idx {
+            Some(i) if list.is_empty() && !keep_empty => (None, Some(b.swap_remove(i))),
             Some(i) => {
-                b[i].1 = recs;
+                let old = std::mem::replace(&mut b[i].1, recs);
                 b[i].2 = 1;
+                (Some(old), None)
             }
-            None if list.is_empty() && !keep_empty => {}
-            None => b.push((ShmStr::new(aor.as_bytes())?, recs, 1))?,
-        }
+            None if list.is_empty() && !keep_empty => (None, None),
+            None => {
+                b.push((ShmStr::new(aor.as_bytes())?, recs, 1))?;
+                (None, None)
+            }
+        };
+        drop(b);
+        drop(retired);
         Ok(out)
     }
 
