@@ -15,10 +15,15 @@
 //! * `-1`: a flood source detected before and still flooding,
 //! * `-2`: newly detected as a flood source (logged once).
 //!
+//! `pike_check_ip(addr)` does the same for an address given as text (e.g.
+//! from an X-Forwarded-For header or `$si` behind a load balancer); an
+//! address that does not parse is refused with `-3` and logged.
+//!
 //! RPC `pike.top`: the addresses being tracked, blocked ones marked.
 
+use std::any::Any;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ser_fifo::{RpcCtx, RpcRegistry, RpcValue};
@@ -47,13 +52,22 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("pike_log_level", 1),
 ];
 
-static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
-    name: "pike_check_req",
-    min_args: 0,
-    max_args: 0,
-    routes: RouteMask::REQUEST,
-    fixup: fixup_check,
-}];
+static FUNCTIONS: &[FunctionExport] = &[
+    FunctionExport {
+        name: "pike_check_req",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_check,
+    },
+    FunctionExport {
+        name: "pike_check_ip",
+        min_args: 1,
+        max_args: 1,
+        routes: RouteMask::ANY,
+        fixup: fixup_check_ip,
+    },
+];
 
 /// One tracked address: (address as IPv6 bytes, last seen ms, start of the
 /// current unit ms, hits in the current unit, hits in the previous unit,
@@ -263,15 +277,47 @@ fn fixup_check(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> 
     let s = Arc::clone(&fx.module.state);
     let log_level = fx.module.int("pike_log_level");
     Ok(Box::new(move |ctx: &mut MsgCtx<'_>| {
-        let Some(st) = s.get().and_then(|b| b.downcast_ref::<PikeState>()) else {
-            return Flow::True;
-        };
-        let v = st.check(ctx.src.ip(), Instant::now());
-        if v == Verdict::NewFlood && log_level >= 0 {
-            log::warn!("pike: {} detected as a flood source", ctx.src.ip());
-        }
-        Flow::Code(v.code())
+        Flow::Code(check_logged(&s, ctx.src.ip(), log_level))
     }))
+}
+
+fn fixup_check_ip(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let addr = fx.format_arg(args, 0)?;
+    let s = Arc::clone(&fx.module.state);
+    let log_level = fx.module.int("pike_log_level");
+    Ok(Box::new(move |ctx: &mut MsgCtx<'_>| {
+        let text = ctx.render(&addr);
+        match parse_ip(&text) {
+            Some(ip) => Flow::Code(check_logged(&s, ip, log_level)),
+            None => {
+                log::error!("pike: pike_check_ip: `{text}` is not an IP address");
+                Flow::Code(-3)
+            }
+        }
+    }))
+}
+
+/// An address as scripts write it: `1.2.3.4`, `::1` or `[::1]`.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    t.parse().ok()
+}
+
+/// Counts one request from `ip`; the script code. A new flood source is
+/// logged once (unless `pike_log_level` is negative).
+fn check_logged(s: &OnceLock<Box<dyn Any + Send + Sync>>, ip: IpAddr, log_level: i64) -> i32 {
+    let Some(st) = s.get().and_then(|b| b.downcast_ref::<PikeState>()) else {
+        return Verdict::Ok.code();
+    };
+    let v = st.check(ip, Instant::now());
+    if v == Verdict::NewFlood && log_level >= 0 {
+        log::warn!("pike: {ip} detected as a flood source");
+    }
+    v.code()
 }
 
 #[cfg(test)]
@@ -307,6 +353,17 @@ mod tests {
         let top = st.top();
         assert_eq!(top.len(), 2);
         assert!(top.iter().any(|(ip, _, _)| *ip == good));
+    }
+
+    #[test]
+    fn script_addresses_parse() {
+        assert_eq!(
+            parse_ip(" 10.1.2.3 "),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)))
+        );
+        assert_eq!(parse_ip("[::1]"), Some("::1".parse().unwrap()));
+        assert_eq!(parse_ip("example.com"), None);
+        assert_eq!(parse_ip(""), None);
     }
 
     #[test]
