@@ -176,10 +176,28 @@ fn diagnostics(dir: &TmpDir, ser: &Server) -> String {
     out
 }
 
-#[test]
-fn kamailio_31_with_nat_relays_media_through_rtpengine() {
+/// rtpengine, ser running kamailio-3.1.cfg `-A WITH_NAT`, and bob
+/// registered from behind NAT; None when a peer is not installed.
+struct Setup {
+    ser: Server,
+    _rtpengine: Group,
+    dir: TmpDir,
+    /// ser's port.
+    port: u16,
+    /// Where bob registered from (his sipp listens there).
+    uas_port: u16,
+    /// rtpengine's CLI.
+    cli: u16,
+    /// Tests with rtpengine take the config's control port in turn (fields
+    /// drop in order: this one after rtpengine is gone).
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+fn setup() -> Option<Setup> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
     if !installed(SIPP, "sip-tester") || !installed(RTPENGINE, "rtpengine-daemon") {
-        return;
+        return None;
     }
     if UdpSocket::bind(("127.0.0.1", RTPPROXY_PORT)).is_err() {
         panic!("udp:127.0.0.1:{RTPPROXY_PORT} (the config's rtpproxy_sock) is taken");
@@ -218,16 +236,34 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     drop(uas_sock);
 
+    Some(Setup {
+        ser,
+        _rtpengine,
+        dir,
+        port,
+        uas_port,
+        cli,
+        _turn: turn,
+    })
+}
+
+#[test]
+fn kamailio_31_with_nat_relays_media_through_rtpengine() {
+    let Some(s) = setup() else {
+        return;
+    };
+    let (dir, ser, port, uas_port) = (&s.dir, &s.ser, s.port, s.uas_port);
     // 2. alice (behind NAT) calls bob, who answers with sipp on the port he
     //    registered from
     let (uac_text, uas_text) = call(
-        &dir,
-        &ser,
+        dir,
+        ser,
         port,
         uas_port,
         "nat_uac.xml",
         "nat_uas.xml",
         "answered",
+        &["-key", "caller_host", "10.0.0.9"],
     );
 
     // the callee got rtpengine's address and a relay port
@@ -249,29 +285,69 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     );
     // rtpengine saw the offer and the answer of this call, and the BYE deleted it
     let callid = call_id(&uac_text);
-    assert_commands(&dir, &callid, &[" U ", " L ", " D "]);
+    assert_commands(dir, &callid, &[" U ", " L ", " D "]);
     eprintln!("relayed: offer m= port {media_port}, answer m= port {answer_port}, call {callid}");
 
     // 3. a refused call: the failure route's unforce_rtp_proxy deletes the session
     let (uac_text, _) = call(
-        &dir,
-        &ser,
+        dir,
+        ser,
         port,
         uas_port,
         "nat_uac_busy.xml",
         "uas_busy.xml",
         "busy",
+        &[],
     );
     assert!(uac_text.contains("SIP/2.0 486"), "{uac_text}");
     let busy_callid = call_id(&uac_text);
     assert_ne!(busy_callid, callid);
-    assert_commands(&dir, &busy_callid, &[" U ", " D "]);
+    assert_commands(dir, &busy_callid, &[" U ", " D "]);
 
-    let sessions = rtpengine_cli(cli, "list numsessions");
+    let sessions = rtpengine_cli(s.cli, "list numsessions");
     assert!(
         sessions.contains("Current sessions own: 0"),
         "sessions not deleted: {sessions}\n{}",
         std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
+    );
+}
+
+/// The commonest NAT case of the 3.1 config: only the callee is behind NAT
+/// (branch flag 6 from its registration, restored by lookup).  Kamailio's
+/// tm runs onreply_route with the branch's flags, so `isbflagset("6")`
+/// there relays the answer and fixes the callee's Contact; our tm gives
+/// onreply_route the transaction's flags only, so the answer goes out
+/// unrelayed.
+#[test]
+#[ignore = "tm does not restore branch flags in onreply_route yet"]
+fn kamailio_31_callee_behind_nat_gets_its_answer_relayed() {
+    let Some(s) = setup() else {
+        return;
+    };
+    let (dir, ser, port, uas_port) = (&s.dir, &s.ser, s.port, s.uas_port);
+    let (uac_text, uas_text) = call(
+        dir,
+        ser,
+        port,
+        uas_port,
+        "nat_uac.xml",
+        "nat_uas.xml",
+        "callee-nat",
+        &["-key", "caller_host", "127.0.0.1"],
+    );
+    let offer = received_sdp(&uas_text, "INVITE sip:");
+    assert!(
+        offer
+            .as_ref()
+            .is_some_and(|(ip, p, _)| ip == "127.0.0.1" && (MEDIA.0..=MEDIA.1).contains(p)),
+        "offer not relayed: {offer:?}\n{uas_text}"
+    );
+    let answer = received_sdp(&uac_text, "SIP/2.0 200");
+    assert!(
+        answer
+            .as_ref()
+            .is_some_and(|(ip, p, _)| ip == "127.0.0.1" && (MEDIA.0..=MEDIA.1).contains(p)),
+        "answer not relayed: {answer:?}\n{uac_text}"
     );
 }
 
@@ -285,6 +361,7 @@ fn call(
     uac_xml: &str,
     uas_xml: &str,
     tag: &str,
+    extra: &[&str],
 ) -> (String, String) {
     let uas_log = dir.path(&format!("{tag}_uas_messages.log"));
     let mut uas = Group::spawn(
@@ -316,6 +393,7 @@ fn call(
         .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
         .args(["-m", "1", "-timeout", "20s", "-trace_msg", "-message_file"])
         .arg(&uac_log)
+        .args(extra)
         .args(["-nostdin", "-trace_err", "-error_file"])
         .arg(dir.path(&format!("{tag}_uac_errors.log")))
         .stdin(Stdio::null())
