@@ -21,6 +21,7 @@ pub mod runtime {
     pub mod build;
     pub mod cfg;
     pub mod ctx;
+    pub mod dns;
     pub mod flags;
     pub mod flow;
     pub mod format;

@@ -2,7 +2,7 @@
 //! and reply builder: stateless replies, forwarded requests (our Via on top,
 //! branch as SER: `z9hG4bK` + hash) and stateless reply forwarding.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 use ser_sip::HeaderName;
 
@@ -28,12 +28,17 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-        .next()
+/// The first RFC 3263 destination of `host` (our resolver: cache, NAPTR,
+/// SRV, A/AAAA; blacklisted destinations last).
+fn resolve_first(
+    host: &str,
+    port: Option<u16>,
+    proto: Option<Proto>,
+    sips: bool,
+) -> Result<(Proto, SocketAddr), String> {
+    crate::runtime::dns::resolve_sip(host, port, proto, sips)?
+        .first()
+        .map(|t| (t.proto, t.addr))
         .ok_or_else(|| format!("`{host}` has no address"))
 }
 
@@ -168,16 +173,15 @@ impl MsgCtx<'_> {
     }
 
     /// Where a request goes: `host_port` if given, else dst-uri, else the (new)
-    /// R-URI (maddr, port, transport honoured); resolved with the system resolver.
+    /// R-URI (maddr, port, transport honoured), resolved per RFC 3263
+    /// ([`crate::runtime::dns::resolve_sip`]).
     pub fn forward_dest(
         &self,
         host_port: Option<(&str, Option<u16>)>,
         proto: Option<Proto>,
     ) -> Result<Dest, String> {
-        // an URI target without port or maddr may have SRV records (RFC 3263)
-        let mut srv_name = None;
-        let (host, port, uproto) = match host_port {
-            Some((h, p)) => (h.to_owned(), p.unwrap_or(5060), None),
+        let (host, port, uproto, sips) = match host_port {
+            Some((h, p)) => (h.to_owned(), Some(p.unwrap_or(5060)), None, false),
             None => {
                 let uri = self
                     .dst_uri
@@ -192,33 +196,18 @@ impl MsgCtx<'_> {
                     .transport
                     .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
                 let sips = u.scheme == ser_sip::Scheme::Sips;
-                // RFC 3261 §26.2: a sips: target is reached over TLS
-                let tp = tp.or(sips.then_some(Proto::Tls));
-                let default_port = if sips { 5061 } else { 5060 };
-                if u.port.is_none() && u.maddr.is_none() {
-                    srv_name = Some((if sips { "sips" } else { "sip" }, host.clone()));
-                }
-                (host, u.port.unwrap_or(default_port), tp)
+                // a maddr target is used as an address (RFC 3261 §19.1.1)
+                let port = u.port.or(u.maddr.map(|_| if sips { 5061 } else { 5060 }));
+                (host, port, tp, sips)
             }
         };
         if host.is_empty() {
             return Err("destination has no host".into());
         }
-        let proto = proto.or(uproto).unwrap_or(Proto::Udp);
-        if let Some((service, name)) = srv_name {
-            let tp = if proto == Proto::Udp { "udp" } else { "tcp" };
-            let srv = crate::runtime::transport::srv::lookup(service, tp, &name);
-            if let Some(addr) = srv.iter().find_map(|r| resolve(&r.target, r.port).ok()) {
-                return Ok(Dest {
-                    proto,
-                    addr,
-                    send_sock: self.send_socket,
-                });
-            }
-        }
+        let (p, addr) = resolve_first(&host, port, proto.or(uproto), sips)?;
         Ok(Dest {
-            proto,
-            addr: resolve(&host, port)?,
+            proto: p,
+            addr,
             send_sock: self.send_socket,
         })
     }
@@ -232,12 +221,14 @@ impl MsgCtx<'_> {
             .map_err(|e| e.to_string())?
             .ok_or("reply has only one Via")?;
         let host = String::from_utf8_lossy(m.s(next.received.unwrap_or(next.host))).into_owned();
+        // RFC 3263 §5: a sent-by name without port is looked up by SRV
         let port = match next.rport {
-            Some(Some(p)) => p,
-            _ => next.port.unwrap_or(5060),
+            Some(Some(p)) => Some(p),
+            _ => next.port,
         };
         let proto =
             Proto::from_name(&String::from_utf8_lossy(m.s(next.transport))).unwrap_or(Proto::Udp);
+        let (_, addr) = resolve_first(&host, port, Some(proto), false)?;
         let mut lumps = self.lumps.clone();
         lumps.remove_first_via(m).map_err(|e| e.to_string())?;
         let buf = ser_sip::apply(m, &lumps).map_err(|e| e.to_string())?;
@@ -245,7 +236,7 @@ impl MsgCtx<'_> {
             buf,
             Dest {
                 proto,
-                addr: resolve(&host, port)?,
+                addr,
                 send_sock: None,
             },
         ))

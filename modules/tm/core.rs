@@ -7,7 +7,7 @@
 //! back), then send and run script routes with no lock held.
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, Weak};
 use std::time::Instant;
@@ -234,48 +234,38 @@ pub struct Override {
     pub proto: Option<Proto>,
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    (bare, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{host}` has no address"))
-}
-
 /// Where a branch goes: the override, else its dst-uri, else its R-URI.
 pub fn branch_dest(t: &Target, over: Option<&Override>) -> Result<(SocketAddr, Proto), String> {
     let uri = t.dst_uri.as_deref().unwrap_or(&t.uri);
     let u = ser_sip::parse_uri(uri.as_bytes()).map_err(|e| format!("bad URI `{uri}`: {e}"))?;
     let b = uri.as_bytes();
+    let sips = u.scheme == ser_sip::Scheme::Sips;
     let mut host = String::from_utf8_lossy(u.maddr.unwrap_or(u.host).of(b)).into_owned();
-    let mut port = u.port.unwrap_or(if u.scheme == ser_sip::Scheme::Sips {
-        5061
-    } else {
-        5060
-    });
+    // no port (and no maddr): RFC 3263 NAPTR/SRV lookups decide
+    let mut port = u.port.or(u.maddr.map(|_| if sips { 5061 } else { 5060 }));
     let mut proto = u
         .transport
-        .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))))
-        // RFC 3261 §26.2: a sips: target is reached over TLS
-        .or((u.scheme == ser_sip::Scheme::Sips).then_some(Proto::Tls))
-        .unwrap_or(Proto::Udp);
+        .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
     if let Some(o) = over {
         if !o.host.is_empty() {
             host = o.host.clone();
-            port = 5060;
+            port = Some(5060);
         }
         if let Some(p) = o.port {
-            port = p;
+            port = Some(p);
         }
         if let Some(p) = o.proto {
-            proto = p;
+            proto = Some(p);
         }
     }
     if host.is_empty() {
         return Err(format!("no host in `{uri}`"));
     }
-    Ok((resolve(&host, port)?, proto))
+    let targets = crate::runtime::dns::resolve_sip(&host, port, proto, sips)?;
+    let first = targets
+        .first()
+        .ok_or_else(|| format!("`{host}` has no address"))?;
+    Ok((first.addr, first.proto))
 }
 
 /// Build a branch request from the stored request: R-URI replaced,
