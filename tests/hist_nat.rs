@@ -252,14 +252,11 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     let Some(s) = setup() else {
         return;
     };
-    let (dir, ser, port, uas_port) = (&s.dir, &s.ser, s.port, s.uas_port);
+    let dir = &s.dir;
     // 2. alice (behind NAT) calls bob, who answers with sipp on the port he
     //    registered from
     let (uac_text, uas_text) = call(
-        dir,
-        ser,
-        port,
-        uas_port,
+        &s,
         "nat_uac.xml",
         "nat_uas.xml",
         "answered",
@@ -289,16 +286,7 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
     eprintln!("relayed: offer m= port {media_port}, answer m= port {answer_port}, call {callid}");
 
     // 3. a refused call: the failure route's unforce_rtp_proxy deletes the session
-    let (uac_text, _) = call(
-        dir,
-        ser,
-        port,
-        uas_port,
-        "nat_uac_busy.xml",
-        "uas_busy.xml",
-        "busy",
-        &[],
-    );
+    let (uac_text, _) = call(&s, "nat_uac_busy.xml", "uas_busy.xml", "busy", &[]);
     assert!(uac_text.contains("SIP/2.0 486"), "{uac_text}");
     let busy_callid = call_id(&uac_text);
     assert_ne!(busy_callid, callid);
@@ -324,12 +312,8 @@ fn kamailio_31_callee_behind_nat_gets_its_answer_relayed() {
     let Some(s) = setup() else {
         return;
     };
-    let (dir, ser, port, uas_port) = (&s.dir, &s.ser, s.port, s.uas_port);
     let (uac_text, uas_text) = call(
-        dir,
-        ser,
-        port,
-        uas_port,
+        &s,
         "nat_uac.xml",
         "nat_uas.xml",
         "callee-nat",
@@ -354,15 +338,13 @@ fn kamailio_31_callee_behind_nat_gets_its_answer_relayed() {
 /// One call through ser: the callee scenario on `uas_port`, the caller's
 /// run to its end; both message logs.
 fn call(
-    dir: &TmpDir,
-    ser: &Server,
-    port: u16,
-    uas_port: u16,
+    setup: &Setup,
     uac_xml: &str,
     uas_xml: &str,
     tag: &str,
     extra: &[&str],
 ) -> (String, String) {
+    let (dir, ser, port, uas_port) = (&setup.dir, &setup.ser, setup.port, setup.uas_port);
     let uas_log = dir.path(&format!("{tag}_uas_messages.log"));
     let mut uas = Group::spawn(
         Command::new(SIPP)
