@@ -79,6 +79,19 @@ pub struct Globals {
     pub tcp_connect_timeout: Option<u32>,
     /// `tcp_max_connections=`: open TCP connections tcp main allows.
     pub tcp_max_connections: u32,
+    /// `tcp_send_timeout=`, seconds; `None` = the children's default.
+    pub tcp_send_timeout: Option<u32>,
+    /// `tcp_conn_wq_max=`, bytes queued per connection; `None` = default.
+    pub tcp_conn_wq_max: Option<u32>,
+    /// `tcp_async=` (default yes): connects and writes never block.
+    pub tcp_async: bool,
+    /// `tcp_accept_aliases=` (Via aliases are recorded anyway).
+    pub tcp_accept_aliases: bool,
+    /// `tcp_keepalive=` (SER's default yes: SO_KEEPALIVE), with
+    /// `tcp_keepidle=`, `tcp_keepintvl=`, `tcp_keepcnt=`.
+    pub tcp_keepalive: bool,
+    /// See `tcp_keepalive`: idle, interval, count.
+    pub tcp_keep: [Option<u32>; 3],
     /// `advertised_address=`: the host put in Via/Record-Route instead of
     /// a socket's address (sockets with their own `advertise` keep theirs).
     pub advertised_address: Option<String>,
@@ -128,6 +141,12 @@ impl Default for Globals {
             auto_aliases: true,
             poll_method: None,
             tcp_connect_timeout: None,
+            tcp_send_timeout: None,
+            tcp_conn_wq_max: None,
+            tcp_async: true,
+            tcp_accept_aliases: false,
+            tcp_keepalive: true,
+            tcp_keep: [None; 3],
             tcp_max_connections: 2048,
             advertised_address: None,
             advertised_port: None,
@@ -242,6 +261,14 @@ impl Globals {
                     "tcp_connection_lifetime" => self.tcp_lifetime = ranged(value)?,
                     "tcp_connect_timeout" => self.tcp_connect_timeout = Some(ranged(value)?),
                     "tcp_max_connections" => self.tcp_max_connections = ranged(value)?,
+                    "tcp_send_timeout" => self.tcp_send_timeout = Some(ranged(value)?),
+                    "tcp_conn_wq_max" => self.tcp_conn_wq_max = Some(ranged(value)?),
+                    "tcp_async" => self.tcp_async = boolean(value)?,
+                    "tcp_accept_aliases" => self.tcp_accept_aliases = boolean(value)?,
+                    "tcp_keepalive" => self.tcp_keepalive = boolean(value)?,
+                    "tcp_keepidle" => self.tcp_keep[0] = Some(ranged(value)?),
+                    "tcp_keepintvl" => self.tcp_keep[1] = Some(ranged(value)?),
+                    "tcp_keepcnt" => self.tcp_keep[2] = Some(ranged(value)?),
                     "tcp_poll_method" => {
                         let m = text(value)?;
                         ser_children::reactor::PollMethod::parse(&m)
@@ -370,6 +397,22 @@ impl Globals {
         };
         if let Some(t) = self.tcp_connect_timeout {
             c.connect_timeout = std::time::Duration::from_secs(u64::from(t.max(1)));
+        }
+        if let Some(t) = self.tcp_send_timeout {
+            c.send_timeout = std::time::Duration::from_secs(u64::from(t.max(1)));
+        }
+        if let Some(q) = self.tcp_conn_wq_max {
+            c.conn_wq_max = q.max(1) as usize;
+        }
+        c.async_send = self.tcp_async;
+        c.accept_aliases = self.tcp_accept_aliases;
+        if self.tcp_keepalive {
+            let [idle, interval, count] = self.tcp_keep;
+            c.keepalive = Some(ser_children::tcp_conn::Keepalive {
+                idle,
+                interval,
+                count,
+            });
         }
         c
     }

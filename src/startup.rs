@@ -176,8 +176,6 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     if has_tcp && g.tcp_workers() == 0 {
         return fail(&"listening on tcp needs at least one tcp worker (-N, tcp_children)");
     }
-    // Fixed here, before the supervisor's own (ignored) default.
-    ser_children::tcp_conn::configure(g.tcp_config(has_tcp));
     ser_children::tcp::init_live_count();
     log::info!("tcp poll method: {}", g.poll_method().name());
     let plan = SpawnPlan::new(&PlanInput {
@@ -213,7 +211,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
         sockets,
         init,
         grace: SHUTDOWN_GRACE,
-        tcp_lifetime: Duration::from_secs(u64::from(g.tcp_lifetime.max(1))),
+        tcp: g.tcp_config(has_tcp),
         on_usr1: &usr1,
         notice,
         respawn: if g.child_respawn {

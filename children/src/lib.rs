@@ -33,6 +33,8 @@ pub mod sys;
 pub mod table;
 pub mod tcp;
 pub mod tcp_conn;
+mod tcp_relay;
+pub mod tcp_table;
 pub mod timer;
 pub mod tls;
 pub mod tls_relay;

@@ -15,7 +15,7 @@
 //! ([`CrashGuard`]) stops the server.
 
 use std::collections::VecDeque;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,8 +43,9 @@ pub struct Setup<'a> {
     pub init: &'a dyn ChildInit,
     /// How long children get between SIGTERM and SIGKILL.
     pub grace: Duration,
-    /// Idle TCP connections are closed after this long.
-    pub tcp_lifetime: Duration,
+    /// The TCP settings (`tcp_*` core parameters) every process, respawned
+    /// ones too, works with.
+    pub tcp: crate::tcp_conn::TcpConfig,
     /// Run on SIGUSR1 in main (SER logs memory statistics).
     pub on_usr1: &'a dyn Fn(),
     /// Lets a waiting daemon creator exit once everything is forked.
@@ -192,13 +193,11 @@ struct ChildEnv<'a> {
     tcp_lifetime: Duration,
 }
 
-/// The unix sockets linking tcp main and its workers, and the handoff
-/// socket for outgoing connections: main keeps them when respawning, so a
-/// replacement inherits the very same sockets (connections queued for a
-/// dead worker wait in its link for the replacement).
+/// The unix sockets linking tcp main and its workers: main keeps them when
+/// respawning, so a replacement inherits the very same sockets (connections
+/// queued for a dead worker wait in its link for the replacement).
 struct Links {
     workers: Vec<(UnixStream, UnixStream)>,
-    handoff: Option<UnixDatagram>,
 }
 
 /// The UDP sockets, in the order plan indices refer to.
@@ -226,33 +225,26 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
     for _ in &workers {
         links.push(UnixStream::pair().map_err(|e| Error::io("socketpair", e))?);
     }
-    // Outgoing TCP: every process may open connections; the ones opened
-    // outside the workers reach tcp main over this datagram pair.
-    crate::tcp_conn::configure(crate::tcp_conn::TcpConfig {
-        enabled: !workers.is_empty(),
-        lifetime: setup.tcp_lifetime,
-        ..Default::default()
-    });
-    let handoff = if workers.is_empty() {
-        None
-    } else {
-        let (tx, rx) = UnixDatagram::pair().map_err(|e| Error::io("socketpair", e))?;
-        crate::tcp_conn::set_handoff(tx);
-        Some(rx)
-    };
+    // Fixed before the fork: every child, respawned ones too, inherits the
+    // settings and the shared connection table.
+    let tcp_lifetime = setup.tcp.lifetime;
+    crate::tcp_conn::configure(setup.tcp.clone());
+    if !workers.is_empty() {
+        crate::tcp_table::init();
+    }
 
     let hold_hook = test_hook::install();
     let env = ChildEnv {
         sockets: setup.sockets,
         init: setup.init,
-        tcp_lifetime: setup.tcp_lifetime,
+        tcp_lifetime,
     };
     for (index, spec) in setup.plan.procs.iter().enumerate().skip(1) {
         match fork_checked()? {
             Forked::Child => {
                 table::set_pid(index, nix::unistd::getpid().as_raw());
                 test_hook::maybe_hold(hold_hook, &spec.desc);
-                let code = child_main(env, spec, links, handoff);
+                let code = child_main(env, spec, links);
                 std::process::exit(code);
             }
             Forked::Parent(pid) => {
@@ -262,13 +254,9 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
         }
     }
     let mut kept = if setup.respawn.enabled {
-        Some(Links {
-            workers: links,
-            handoff,
-        })
+        Some(Links { workers: links })
     } else {
         drop(links);
-        drop(handoff);
         None
     };
     for p in table::process_table() {
@@ -388,9 +376,8 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
                                 table::set_pid(dead.index, nix::unistd::getpid().as_raw());
                                 let links = kept.take().unwrap_or(Links {
                                     workers: Vec::new(),
-                                    handoff: None,
                                 });
-                                let code = child_main(env, spec, links.workers, links.handoff);
+                                let code = child_main(env, spec, links.workers);
                                 std::process::exit(code);
                             }
                             Ok(Forked::Parent(pid)) => {
@@ -572,12 +559,7 @@ fn reap_quiet() {
 }
 
 /// Body of a forked child: signals, per-child init, then its loop.
-fn child_main(
-    setup: ChildEnv<'_>,
-    spec: &ProcSpec,
-    links: Vec<(UnixStream, UnixStream)>,
-    handoff: Option<UnixDatagram>,
-) -> i32 {
+fn child_main(setup: ChildEnv<'_>, spec: &ProcSpec, links: Vec<(UnixStream, UnixStream)>) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -623,7 +605,7 @@ fn child_main(
         }
         ProcKind::TcpMain => {
             let mains = links.into_iter().map(|(m, _)| m).collect();
-            tcp::main_loop(setup.sockets, mains, handoff, &stop);
+            tcp::main_loop(setup.sockets, mains, &stop);
         }
         ProcKind::TcpReceiver { child } => {
             let Some(link) = links.into_iter().nth(*child).map(|(_, w)| w) else {

@@ -7,14 +7,14 @@
 //! and its connections, reads, frames SIP messages with `ser_sip::frame_stream` and
 //! calls the handler; replies go back on the same connection. Unlike SER a
 //! worker keeps its connections until they close (no hand-back to tcp main).
-//! Sending from any process goes through [`crate::tcp_conn`]: connections
-//! opened by non-workers reach tcp main over the handoff socket and are
-//! given to a worker like accepted ones.
+//! Sending from any process goes through [`crate::tcp_conn`]: a worker
+//! writes the connections it holds (and opens new ones), other processes
+//! relay to the holder ([`crate::tcp_relay`]).
 
 use std::io::{ErrorKind, IoSlice, IoSliceMut, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -62,12 +62,29 @@ fn live_done() {
     let _ = live().fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
+/// Counts a connection about to be opened, unless `max` are open.
+pub(crate) fn live_reserve(max: usize) -> bool {
+    live()
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// An opened connection counted by [`live_reserve`] did not come to be.
+pub(crate) fn live_release() {
+    live_done();
+}
+
 /// Tokens of the fixed descriptors of the loops; connections count up from
 /// [`FIRST_CONN_TOKEN`].
 const LINK_TOKEN: u64 = 0;
 const INBOX_TOKEN: u64 = 1;
-const HANDOFF_TOKEN: u64 = u64::MAX;
+const RELAY_TOKEN: u64 = u64::MAX - 1;
 const FIRST_CONN_TOKEN: u64 = 2;
+
+/// How often a worker looks at pending connects and write queues.
+const PENDING_POLL_MS: u16 = 5;
 
 fn reactor() -> Option<Reactor> {
     let method = crate::tcp_conn::config().poll_method;
@@ -81,14 +98,8 @@ fn reactor() -> Option<Reactor> {
 }
 
 /// tcp main: accepts on every TCP socket and passes connections to the
-/// workers until `stop` is set; connections other processes opened arrive
-/// on `handoff` and are passed on the same way.
-pub fn main_loop(
-    sockets: &[ListenSocket],
-    workers: Vec<UnixStream>,
-    handoff: Option<UnixDatagram>,
-    stop: &AtomicBool,
-) {
+/// workers until `stop` is set.
+pub fn main_loop(sockets: &[ListenSocket], workers: Vec<UnixStream>, stop: &AtomicBool) {
     let listeners: Vec<(usize, &ListenSocket)> = sockets
         .iter()
         .enumerate()
@@ -108,13 +119,10 @@ pub fn main_loop(
     let max = crate::tcp_conn::config().max_connections;
     let mut next = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let mut fds: Vec<(u64, std::os::fd::BorrowedFd<'_>)> = listeners
+        let fds: Vec<(u64, std::os::fd::BorrowedFd<'_>)> = listeners
             .iter()
             .filter_map(|(i, s)| Some((*i as u64 + FIRST_CONN_TOKEN, s.tcp()?.as_fd())))
             .collect();
-        if let Some(h) = &handoff {
-            fds.push((HANDOFF_TOKEN, h.as_fd()));
-        }
         let ready = match reactor.wait(&fds, STOP_POLL_MS) {
             Ok(r) if r.iter().any(|r| *r) => r,
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
@@ -124,32 +132,7 @@ pub fn main_loop(
                 continue;
             }
         };
-        let handed = handoff.is_some() && ready.last().copied().unwrap_or(false);
-        drop(fds);
-        if let (true, Some(h), false) = (handed, &handoff, workers.is_empty()) {
-            match recv_fd(h.as_raw_fd()) {
-                Ok(Some((_, fd))) => {
-                    let stream = TcpStream::from(fd);
-                    let v4 = stream.peer_addr().map(|a| a.is_ipv4()).unwrap_or(true);
-                    // the listen socket a handed-over connection counts as
-                    let index = listeners
-                        .iter()
-                        .filter(|(_, s)| s.proto() == Proto::Tcp)
-                        .find(|(_, s)| s.addr().is_ipv4() == v4)
-                        .or(listeners.first())
-                        .map_or(0, |(i, _)| *i);
-                    let w = &workers[next % workers.len()];
-                    next = next.wrapping_add(1);
-                    live().fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = send_fd(w, &(index as u32).to_ne_bytes(), stream.as_raw_fd()) {
-                        live_done();
-                        log::error!("tcp main: passing an outgoing connection: {e}");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => log::error!("tcp main: handoff: {e}"),
-            }
-        }
+        drop((fds, ready));
         for (index, s) in &listeners {
             let Some(l) = s.tcp() else { continue };
             loop {
@@ -158,14 +141,13 @@ pub fn main_loop(
                         if workers.is_empty() {
                             break;
                         }
-                        if live().load(Ordering::Acquire) >= max {
+                        if !live_reserve(max) {
                             log::warn!(
                                 "tcp main: {max} connections open (tcp_max_connections); \
                                  refusing {peer}"
                             );
                             continue;
                         }
-                        live().fetch_add(1, Ordering::AcqRel);
                         let w = &workers[next % workers.len()];
                         next = next.wrapping_add(1);
                         // usize -> u32 index of a listen socket: there are at most a
@@ -194,7 +176,7 @@ fn send_fd(link: &UnixStream, data: &[u8], fd: RawFd) -> nix::Result<usize> {
 }
 
 /// Sends `data` with `fd` attached (SCM_RIGHTS) on the unix socket `link`.
-pub(crate) fn send_fd_raw(link: RawFd, data: &[u8], fd: RawFd) -> nix::Result<usize> {
+fn send_fd_raw(link: RawFd, data: &[u8], fd: RawFd) -> nix::Result<usize> {
     let fds = [fd];
     sendmsg::<()>(
         link,
@@ -234,6 +216,8 @@ fn recv_fd(link: RawFd) -> nix::Result<Option<(usize, OwnedFd)>> {
 
 struct Conn {
     stream: Arc<TcpStream>,
+    /// Its id in [`crate::tcp_conn`] (0 for TLS, whose table is its own).
+    id: u64,
     peer: SocketAddr,
     sock: usize,
     buf: Vec<u8>,
@@ -242,7 +226,7 @@ struct Conn {
     tls: Option<Arc<TlsConn>>,
     /// Names this connection for the reactor for its whole life.
     token: u64,
-    /// Handed over by tcp main, which counted it in [`live`].
+    /// Counted in [`live`] (accepted by tcp main, or opened by a worker).
     counted: bool,
 }
 
@@ -253,21 +237,27 @@ impl Conn {
         }
         match &self.tls {
             Some(t) => crate::tls::unregister(t),
-            None => crate::tcp_conn::unregister(&self.stream, self.peer),
+            None => crate::tcp_conn::unregister(self.id),
         }
+    }
+
+    /// Idle for `lifetime`: neither read nor written.
+    fn idle(&self, now: Instant, lifetime: Duration) -> bool {
+        let used =
+            crate::tcp_conn::last_used(self.id).map_or(self.last_read, |w| w.max(self.last_read));
+        now.duration_since(used) >= lifetime
     }
 }
 
-struct Reply<'a>(&'a TcpStream, Option<&'a TlsConn>);
+struct Reply<'a>(u64, Option<&'a TlsConn>);
 
 impl StreamReply for Reply<'_> {
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if let Some(t) = self.1 {
             return t.send(bytes);
         }
-        // The connection is non-blocking for reads; wait for room so a
-        // reply is not cut short, within a bound.
-        crate::tcp_conn::write_all_timeout(self.0, bytes, crate::tcp_conn::SEND_TIMEOUT)
+        // written, or queued behind what the socket did not take yet
+        crate::tcp_conn::write(self.0, bytes)
     }
 }
 
@@ -283,6 +273,8 @@ pub fn worker_loop(
     crate::tcp_conn::mark_worker();
     // other processes' sends on the TLS connections this worker holds
     let inbox = crate::tls::profiles().and_then(|_| crate::tls_relay::worker_inbox());
+    // ... and on its TCP connections
+    let relay = crate::tcp_relay::bind_inbox();
     let Some(mut reactor) = reactor() else { return };
     let mut serial = FIRST_CONN_TOKEN;
     let mut token = || {
@@ -293,23 +285,24 @@ pub fn worker_loop(
     let mut link_open = true;
     let mut chunk = vec![0u8; 16 * 1024];
     while !stop.load(Ordering::Relaxed) && (link_open || !conns.is_empty()) {
-        for (stream, peer) in crate::tcp_conn::take_fresh() {
-            if stream.set_nonblocking(true).is_ok() {
-                conns.push(Conn {
-                    stream,
-                    peer,
-                    sock: first_tcp(sockets, peer, Proto::Tcp),
-                    buf: Vec::new(),
-                    last_read: Instant::now(),
-                    tls: None,
-                    token: token(),
-                    counted: false,
-                });
-            }
+        crate::tcp_conn::drive();
+        for (id, stream, peer) in crate::tcp_conn::take_fresh() {
+            conns.push(Conn {
+                stream,
+                id,
+                peer,
+                sock: first_tcp(sockets, peer, Proto::Tcp),
+                buf: Vec::new(),
+                last_read: Instant::now(),
+                tls: None,
+                token: token(),
+                counted: true,
+            });
         }
         for t in crate::tls::take_fresh() {
             conns.push(Conn {
                 stream: t.stream.clone(),
+                id: 0,
                 peer: t.peer,
                 sock: first_tcp(sockets, t.peer, Proto::Tls),
                 buf: Vec::new(),
@@ -319,13 +312,23 @@ pub fn worker_loop(
                 counted: false,
             });
         }
-        let mut fds = Vec::with_capacity(conns.len() + 2);
+        let mut fds = Vec::with_capacity(conns.len() + 3);
         fds.push((LINK_TOKEN, link.as_fd()));
         fds.extend(conns.iter().map(|c| (c.token, c.stream.as_fd())));
+        let inbox_at = fds.len();
         if let Some(i) = &inbox {
             fds.push((INBOX_TOKEN, i.as_fd()));
         }
-        let polled = reactor.wait(&fds, STOP_POLL_MS);
+        let relay_at = fds.len();
+        if let Some(r) = relay {
+            fds.push((RELAY_TOKEN, r.as_fd()));
+        }
+        let wait_ms = if crate::tcp_conn::has_pending() {
+            PENDING_POLL_MS
+        } else {
+            STOP_POLL_MS
+        };
+        let polled = reactor.wait(&fds, wait_ms);
         let ready: Vec<bool> = match &polled {
             Ok(r) => r.clone(),
             Err(_) => vec![false; fds.len()],
@@ -346,7 +349,9 @@ pub fn worker_loop(
             if stalled {
                 log::info!("tls: handshake with {} timed out; closing", c.peer);
             }
-            let keep = !stalled && now.duration_since(c.last_read) < lifetime;
+            // a failed connect or write queue (crate::tcp_conn::drive)
+            let failed = c.tls.is_none() && crate::tcp_conn::is_dead(c.id);
+            let keep = !stalled && !failed && !c.idle(now, lifetime);
             if !keep {
                 c.close();
             }
@@ -356,7 +361,7 @@ pub fn worker_loop(
             // Indices moved; what is readable stays readable for the next
             // (level-triggered) poll.
             log::debug!(
-                "tcp worker: closed {} idle connections",
+                "tcp worker: closed {} idle or failed connections",
                 before - conns.len()
             );
             continue;
@@ -371,8 +376,11 @@ pub fn worker_loop(
                 continue;
             }
         }
-        if let (Some(i), Some(true)) = (&inbox, ready.get(conns.len() + 1)) {
+        if let (Some(i), Some(true)) = (&inbox, ready.get(inbox_at)) {
             crate::tls_relay::serve_inbox(i);
+        }
+        if let (Some(_), Some(true)) = (relay, ready.get(relay_at)) {
+            crate::tcp_relay::serve(crate::tcp_conn::relayed);
         }
         let mut closed = Vec::new();
         for (i, c) in conns.iter_mut().enumerate() {
@@ -390,6 +398,7 @@ pub fn worker_loop(
                     // replies are small writes: Nagle would hold each one
                     // back until the peer's delayed ACK
                     let _ = stream.set_nodelay(true);
+                    crate::tcp_conn::set_keepalive(&stream);
                     match (stream.peer_addr(), stream.set_nonblocking(true)) {
                         (Ok(peer), _) if conns.len() >= MAX_CONNECTIONS_PER_WORKER => {
                             live_done();
@@ -397,6 +406,7 @@ pub fn worker_loop(
                         }
                         (Ok(peer), Ok(())) if sock < sockets.len() => {
                             let stream = Arc::new(stream);
+                            let mut id = 0;
                             let tls = if sockets[sock].proto() == Proto::Tls {
                                 let Some(session) = crate::tls::accept(sockets[sock].addr()) else {
                                     log::warn!("tls: no server profile; dropping {peer}");
@@ -407,11 +417,12 @@ pub fn worker_loop(
                                 crate::tls::register(t.clone());
                                 Some(t)
                             } else {
-                                crate::tcp_conn::register(stream.clone(), peer);
+                                id = crate::tcp_conn::register(stream.clone(), peer);
                                 None
                             };
                             conns.push(Conn {
                                 stream,
+                                id,
                                 peer,
                                 sock,
                                 buf: Vec::new(),
@@ -493,7 +504,7 @@ fn read_conn(
                 let sock = &sockets[c.sock];
                 log::trace!("tcp: message of {n} bytes from {} on {sock}", c.peer);
                 let peer = c.peer;
-                let mut reply = Reply(&c.stream, c.tls.as_deref());
+                let mut reply = Reply(c.id, c.tls.as_deref());
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     handler.on_stream_message(&msg, peer, sock, &mut reply)
                 }));
@@ -555,7 +566,7 @@ mod tests {
         let (m, w) = UnixStream::pair().unwrap();
         let main = {
             let (s, st) = (sockets.clone(), stop.clone());
-            std::thread::spawn(move || main_loop(&s, vec![m], None, &st))
+            std::thread::spawn(move || main_loop(&s, vec![m], &st))
         };
         let worker = {
             let (s, st) = (sockets.clone(), stop.clone());
