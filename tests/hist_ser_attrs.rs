@@ -221,3 +221,79 @@ route {{
         );
     }
 }
+
+/// SER 3.0's RR AVP cookie, as ser-oob-3.0.cfg uses it: the initial INVITE
+/// flags `$account` with `dialog_cookie` and record-routes; the callee's
+/// BYE comes back through that Route and `loose_route()` restores
+/// `$account` (on the other track: the callee sends); a Route with another
+/// server's cookie (other secret) restores nothing.
+#[test]
+fn rr_avp_cookie_round_trip() {
+    let cfg = |secret: &str| {
+        format!(
+            r#"
+loadmodule "sl"
+loadmodule "rr"
+loadmodule "textops"
+avpflags dialog_cookie;
+modparam("rr", "cookie_filter", "(account)")
+modparam("rr", "cookie_secret", "{secret}")
+route {{
+	if (loose_route()) {{
+		if ($f.account == "yes") {{
+			append_hf("X-Account: caller\r\n");
+		}}
+		if ($t.account == "yes") {{
+			append_hf("X-Account: callee\r\n");
+		}}
+		if (isavpflagset($t.account, "dialog_cookie")) {{
+			append_hf("X-Flagged: yes\r\n");
+		}}
+		forward();
+		drop;
+	}}
+	$account = "yes";
+	$other = "no";
+	setavpflag($account, "dialog_cookie");
+	setavpflag($other, "dialog_cookie");
+	record_route();
+	forward();
+}}
+"#
+        )
+    };
+    let script = load(&cfg("MyRRAVPcookiesecret"));
+    let rec = Arc::new(Recorder::default());
+    let env = engine::env(&rec, &[]);
+    run(
+        &script,
+        &env,
+        request("cookie-1", "sip:bob@127.0.0.1:5090", "").as_bytes(),
+        UAC,
+    );
+    let sent = rec.take();
+    let m = SipMsg::parse(sent[0].1.clone()).unwrap();
+    let rr = headers(&m, "Record-Route");
+    assert_eq!(rr.len(), 1, "{rr:?}");
+    assert!(rr[0].contains(";avp="), "{rr:?}");
+    let route = rr[0].clone();
+
+    let bye = |route: &str| {
+        format!(
+            "BYE sip:alice@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-bye\r\n\
+             Route: {route}\r\nMax-Forwards: 70\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
+             To: <sip:alice@a.example>;tag=a1\r\nCall-ID: cookie-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    run(&script, &env, bye(&route).as_bytes(), "127.0.0.1:5090");
+    let sent = rec.take();
+    let m = SipMsg::parse(sent[0].1.clone()).unwrap();
+    assert_eq!(headers(&m, "X-Account"), ["callee"]);
+    assert_eq!(headers(&m, "X-Flagged"), ["yes"]);
+
+    let other = load(&cfg("another-server"));
+    run(&other, &env, bye(&route).as_bytes(), "127.0.0.1:5090");
+    let sent = rec.take();
+    let m = SipMsg::parse(sent[0].1.clone()).unwrap();
+    assert!(headers(&m, "X-Account").is_empty());
+}
