@@ -166,7 +166,7 @@ fn python_xmlrpc_client_manages_a_running_server() {
     );
     assert!(dump.contains("sip:alice@127.0.0.1:"), "{dump}");
     assert_eq!(line("get"), "3", "{out}");
-    assert_eq!(line("unknown"), "500 command no.such.method not found");
+    assert_eq!(line("unknown"), "500 Method Not Found");
     assert!(line("missing").starts_with("400"), "{out}");
 
     // One connection, several requests (keep-alive), garbage in between.

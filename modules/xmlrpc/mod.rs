@@ -82,6 +82,10 @@ fn call(method: &str, params: Vec<RpcValue>, strict: bool) -> Result<Vec<RpcValu
         let reg = r
             .as_ref()
             .ok_or_else(|| RpcFault::new(500, "no RPC methods in this process"))?;
+        // Kamailio's xmlrpc words it so (ctl says `command X not found`).
+        if reg.lookup(method).is_none() {
+            return Err(RpcFault::new(500, "Method Not Found"));
+        }
         let mut ctx = Ctx {
             params,
             reply: Vec::new(),

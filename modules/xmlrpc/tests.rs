@@ -113,7 +113,7 @@ fn dispatch_answers_values_faults_and_garbage_over_http() {
     let out = dispatch(&m, &call_doc("no.such", ""), "HTTP/1.0");
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"));
     assert!(out.contains("<fault>") && out.contains("<i4>500</i4>"));
-    assert!(out.contains("command no.such not found"));
+    assert!(out.contains("<string>Method Not Found</string>"));
 
     let out = dispatch(&m, "<<<garbage", "HTTP/1.1");
     assert!(
