@@ -2,7 +2,8 @@
 //! the real `ser` binary: Python's `xmlrpc.client` calls core, usrloc and
 //! cfg methods through `route[RPC]` + `dispatch_rpc()`; unknown methods and
 //! garbage are faults, never a crash; SIP keeps working on the same port;
-//! and the historical SER 3.0 config runs and answers `core.version`.
+//! the historical SER 3.0 config runs and answers `core.version`; and over
+//! TLS (HTTPS) with `xmlrpc_reply` refusing plain TCP.
 
 mod support;
 
@@ -330,4 +331,104 @@ fn ser_30_sample_config_answers_xmlrpc() {
     assert!(ok.contains("<string>ser 3.0.0 ("), "{ok}");
     let log = srv.log_text();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// XML-RPC over HTTPS on the SIP TLS port: Python's client over `ssl`,
+/// trusting a self-signed certificate the test makes with `openssl`.
+#[test]
+fn xmlrpc_over_tls() {
+    let have = |c: &str, a: &str| {
+        Command::new(c)
+            .arg(a)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("openssl", "version") {
+        eprintln!("skipped: openssl missing");
+        return;
+    }
+    let dir = TmpDir::new("xmlrpc-tls");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .current_dir(dir.dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let plain = free_port();
+    let cfg = format!(
+        r#"
+debug=2
+listen=tls:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{plain}
+children=1
+tcp_children=1
+loadmodule "sl"
+loadmodule "tls"
+loadmodule "xmlrpc"
+modparam("tls", "certificate", "{d}/srv.pem")
+modparam("tls", "private_key", "{d}/srv.key")
+modparam("xmlrpc", "route", "RPC")
+route {{
+    sl_send_reply("404", "Not Here");
+}}
+route[RPC] {{
+    if (proto != TLS) {{
+        xmlrpc_reply("403", "xmlrpc only over TLS");
+        drop;
+    }}
+    dispatch_rpc();
+    drop;
+}}
+"#,
+        d = dir.dir().display()
+    );
+    std::fs::write(dir.path("ser.cfg"), cfg).unwrap();
+    let srv = Server::launch(&dir.path("ser.cfg"), &dir.path("stderr.log")).start();
+    let script = format!(
+        "import os, ssl, xmlrpc.client\n\
+         ctx = ssl.create_default_context(cafile='{d}/srv.pem')\n\
+         p = xmlrpc.client.ServerProxy('https://127.0.0.1:%s/RPC2' % os.environ['PORT'], context=ctx)\n\
+         print(p.core.version())\n\
+         print(p.core.version())\n",
+        d = dir.dir().display()
+    );
+    let out = python(port, &script);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}\n{}", srv.log_text());
+    assert!(lines.iter().all(|l| l.starts_with("ser 3.0.0 (")), "{out}");
+
+    // Plain TCP: the route answers with xmlrpc_reply's fault.
+    let mut s = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+    let refused = post(
+        &mut s,
+        "<methodCall><methodName>core.version</methodName></methodCall>",
+    );
+    assert!(refused.starts_with("HTTP/1.1 200 OK\r\n"), "{refused}");
+    assert!(
+        refused.contains("<i4>403</i4>") && refused.contains("xmlrpc only over TLS"),
+        "{refused}"
+    );
 }
