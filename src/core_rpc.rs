@@ -222,21 +222,42 @@ impl CoreRpc {
             let readers = process_table()
                 .filter(|p| p.desc.starts_with("tcp receiver"))
                 .count();
+            let cfg = ser_children::tcp_conn::config();
             c.add(RpcValue::structure([
                 ("readers", RpcValue::from(readers)),
+                ("max_connections", RpcValue::from(cfg.max_connections)),
                 (
-                    "max_connections",
-                    RpcValue::from(ser_children::tcp::MAX_CONNECTIONS_PER_WORKER * readers),
+                    "opened_connections",
+                    RpcValue::from(ser_children::tcp::open_connections()),
                 ),
             ]));
             Ok(())
         });
-        // Connections live in tcp main's private memory: nothing to list from here.
+        // From the shared connection table: each connection with the worker
+        // holding it and its aliases (Via sent-by names).
         reg_or_log(
             reg,
             "core.tcp_list",
             &["Returns tcp connections details."],
-            |_| Ok(()),
+            |c| {
+                let names = ser_children::tcp_conn::list_all();
+                for (peer, id, pid, _) in names.iter().filter(|n| !n.3) {
+                    let aliases: Vec<RpcValue> = names
+                        .iter()
+                        .filter(|n| n.3 && n.1 == *id)
+                        .map(|n| RpcValue::from(n.0.to_string()))
+                        .collect();
+                    c.add(RpcValue::structure([
+                        ("id", RpcValue::from(format!("{id:x}"))),
+                        ("type", RpcValue::from("TCP")),
+                        ("src_ip", RpcValue::from(peer.ip().to_string())),
+                        ("src_port", RpcValue::from(u32::from(peer.port()))),
+                        ("pid", RpcValue::from(*pid)),
+                        ("aliases", RpcValue::from(aliases)),
+                    ]));
+                }
+                Ok(())
+            },
         );
         reg_or_log(
             reg,

@@ -20,7 +20,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use support::proc::{free_port, Group, Server};
-use support::sipp::{counts, diagnostics, have_sipp, sipp, start_uas, UAC_INVITE, UAS_BASIC};
+use support::sipp::{
+    counts, diagnostics, have_sipp, sipp, start_uas, KAMCMD, UAC_INVITE, UAS_BASIC,
+};
 use support::tmp::TmpDir;
 
 /// ser on UDP and TCP `port`: `tm` loaded, `route` as the request route.
@@ -49,13 +51,43 @@ fn established_at(port: u16) -> usize {
     }
 }
 
-/// sipp calling through ser over TCP to a sipp callee on UDP, `calls`
-/// calls; the successful/failed counts and the most TCP connections the
-/// caller's port had at once.
-fn calls_over_one_connection(tag: &str, route: &str) -> (u64, u64, usize, String) {
+/// Connections in ser's `core.tcp_list` (None without kamcmd).
+fn tcp_list_len(sock: &std::path::Path) -> Option<usize> {
+    let out = Command::new("timeout")
+        .args(["-k", "2", "5", KAMCMD, "-s"])
+        .arg(format!("unixs:{}", sock.display()))
+        .arg("core.tcp_list")
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .matches("src_port:")
+            .count()
+    })
+}
+
+/// What one sipp run through ser saw.
+struct Run {
+    ok: u64,
+    failed: u64,
+    /// Most TCP connections the caller's port had at once (ss).
+    most_sockets: usize,
+    /// Most connections ser listed at once (`core.tcp_list`).
+    most_listed: Option<usize>,
+    diag: String,
+}
+
+/// sipp calling through ser over TCP to a sipp callee on UDP, 60 calls.
+fn calls_over_one_connection(tag: &str, route: &str) -> Run {
     let dir = TmpDir::new(tag);
     let (ser_port, uas_port, uac_port) = (free_port(), free_port(), free_port());
-    let ser = Server::launch_cfg(tag, &config(ser_port, route, "")).start();
+    let sock = dir.path("ctl.sock");
+    let ctl = format!(
+        "loadmodule \"ctl\"\nmodparam(\"ctl\", \"binrpc\", \"unixs:{}\")",
+        sock.display()
+    );
+    let ser = Server::launch_cfg(tag, &config(ser_port, route, &ctl)).start();
+    let kamcmd = std::path::Path::new(KAMCMD).exists();
     let calls = 60;
     let mut uas = start_uas(dir.dir(), "uas", UAS_BASIC, uas_port, calls, false);
     let csv = dir.path("users.csv");
@@ -83,16 +115,45 @@ fn calls_over_one_connection(tag: &str, route: &str) -> (u64, u64, usize, String
         "t1",
     ];
     let mut uac = Group::spawn(&mut sipp(dir.dir(), "uac", 60, &args)).expect("start sipp uac");
-    let mut most = 0;
+    let (mut most_sockets, mut most_listed) = (0, None::<usize>);
     let end = Instant::now() + Duration::from_secs(60);
+    let mut round = 0;
     while uac.try_wait().is_none() && Instant::now() < end {
-        most = most.max(established_at(uac_port));
+        most_sockets = most_sockets.max(established_at(uac_port));
+        round += 1;
+        if kamcmd && round % 5 == 0 {
+            if let Some(n) = tcp_list_len(&sock) {
+                most_listed = Some(most_listed.unwrap_or(0).max(n));
+            }
+        }
         sleep(Duration::from_millis(50));
     }
     uac.wait_exit(Duration::from_secs(5));
     uas.wait_exit(Duration::from_secs(10));
     let (ok, failed) = counts(dir.dir(), "uac");
-    (ok, failed, most, diagnostics(dir.dir(), &ser))
+    Run {
+        ok,
+        failed,
+        most_sockets,
+        most_listed,
+        diag: diagnostics(dir.dir(), &ser),
+    }
+}
+
+fn assert_one_connection(r: &Run) {
+    eprintln!(
+        "{} ok {} failed; most sockets {}, core.tcp_list {:?}",
+        r.ok, r.failed, r.most_sockets, r.most_listed
+    );
+    assert!(
+        (r.ok, r.failed) == (60, 0) && r.most_sockets == 1 && r.most_listed.is_none_or(|n| n == 1),
+        "{} ok {} failed; caller's port had {} connections, core.tcp_list {:?}\n{}",
+        r.ok,
+        r.failed,
+        r.most_sockets,
+        r.most_listed,
+        r.diag
+    );
 }
 
 #[test]
@@ -100,11 +161,7 @@ fn stateless_replies_from_udp_reuse_the_callers_connection() {
     if !have_sipp() {
         return;
     }
-    let (ok, failed, most, diag) = calls_over_one_connection("tcpre-sl", "\tforward();");
-    assert!(
-        (ok, failed) == (60, 0) && most == 1,
-        "{ok} ok {failed} failed; caller's port had {most} connections\n{diag}"
-    );
+    assert_one_connection(&calls_over_one_connection("tcpre-sl", "\tforward();"));
 }
 
 #[test]
@@ -113,11 +170,7 @@ fn tm_replies_from_udp_reuse_the_callers_connection() {
         return;
     }
     let route = "\tif (!t_relay()) { sl_reply_error(); }";
-    let (ok, failed, most, diag) = calls_over_one_connection("tcpre-tm", route);
-    assert!(
-        (ok, failed) == (60, 0) && most == 1,
-        "{ok} ok {failed} failed; caller's port had {most} connections\n{diag}"
-    );
+    assert_one_connection(&calls_over_one_connection("tcpre-tm", route));
 }
 
 /// A UDP callee answering every request 200 OK (Via, From, To, Call-ID,

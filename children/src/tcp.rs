@@ -71,6 +71,11 @@ pub(crate) fn live_reserve(max: usize) -> bool {
         .is_ok()
 }
 
+/// TCP connections open now, accepted and opened, over all workers.
+pub fn open_connections() -> usize {
+    live().load(Ordering::Acquire)
+}
+
 /// An opened connection counted by [`live_reserve`] did not come to be.
 pub(crate) fn live_release() {
     live_done();
