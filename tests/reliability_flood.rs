@@ -117,3 +117,53 @@ fn pipelimit_taildrop_answers_503_above_the_limit() {
         "{limited:?}"
     );
 }
+
+/// An OPTIONS saying the client is `real` (X-Real-IP), as a proxy in front
+/// of ser would.
+fn options_for(s: &UdpSocket, port: u16, call: usize, real: &str) {
+    let me = s.local_addr().unwrap().port();
+    let msg = format!(
+        "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKip{me}x{call}\r\n\
+         From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\n\
+         Call-ID: ip-{me}-{call}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         X-Real-IP: {real}\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+}
+
+#[test]
+fn pike_check_ip_counts_the_address_the_script_names() {
+    let (ser, port) = start(
+        "debug=2\nloadmodule \"sl\"\nloadmodule \"pike\"\n\
+         modparam(\"pike\", \"sampling_time_unit\", 10)\n\
+         modparam(\"pike\", \"reqs_density_per_unit\", 20)\n\
+         route {\n  if (!pike_check_ip(\"$hdr(X-Real-IP)\")) { drop; }\n\
+         sl_send_reply(\"200\", \"OK\");\n}\n",
+    );
+    // One socket, two clients behind it.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for call in 0..100 {
+        options_for(&s, port, call, "10.9.9.9");
+    }
+    let flood = drain(&s, Duration::from_millis(500));
+    assert!((1..=20).contains(&flood), "{flood}\n{}", ser.log_text());
+    for call in 100..105 {
+        options_for(&s, port, call, "[2001:db8::8]");
+    }
+    assert_eq!(
+        drain(&s, Duration::from_millis(500)),
+        5,
+        "{}",
+        ser.log_text()
+    );
+    // Not an address: refused, logged.
+    options_for(&s, port, 200, "nobody");
+    assert_eq!(drain(&s, Duration::from_millis(300)), 0);
+    let log = ser.log_text();
+    assert!(
+        log.contains("pike: 10.9.9.9 detected as a flood source"),
+        "{log}"
+    );
+    assert!(log.contains("`nobody` is not an IP address"), "{log}");
+}

@@ -87,6 +87,9 @@ fn register_flood_on_one_megabyte_gets_500_not_a_crash() {
     assert_eq!(codes.get(&0), None, "unanswered: {codes:?}");
     assert!(!log.contains("panicked"), "{log}");
     assert!(log.contains("out of shared memory"), "{log}");
+    // Rate-limited: one line per 5 s for well over a hundred refusals.
+    let lines = log.matches("registrar: save refused").count();
+    assert!((1..=3).contains(&lines), "{lines} OOM lines:\n{log}");
     // main + 2 receivers + timer, all still there.
     assert!(children_alive(&ser, 3), "{log}");
     assert!(ser.try_wait().is_none());
@@ -116,6 +119,8 @@ fn invite_flood_on_one_megabyte_gets_500_not_a_crash() {
         "{codes:?}\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+    let lines = log.matches("tm: new transaction refused").count();
+    assert!((1..=3).contains(&lines), "{lines} OOM lines:\n{log}");
     assert!(children_alive(&ser, 3), "{log}");
     assert!(ser.try_wait().is_none());
 }
