@@ -195,3 +195,75 @@ fn route_param_must_name_a_route() {
     .unwrap();
     assert!(m.init_all().is_err());
 }
+
+/// Records which routes the module asked to run.
+#[derive(Default)]
+struct Runner(std::sync::Mutex<Vec<String>>);
+
+impl crate::iface::RouteRunner for Runner {
+    fn run_route(&self, kind: RouteMask, name: &str, _ctx: &mut MsgCtx<'_>) -> RouteEnd {
+        assert_eq!(kind, RouteMask::REQUEST);
+        self.0.lock().unwrap().push(name.to_owned());
+        RouteEnd::Done
+    }
+}
+
+/// Whether the pre-script hook lets `raw` (a stream message) on to the main
+/// route, and which routes it ran instead.
+fn pre_script(params: &[(&str, ParamValue)], raw: &str) -> (bool, Vec<String>) {
+    let m = modules(params);
+    let runner = Arc::new(Runner::default());
+    let dynrunner: Arc<dyn crate::iface::RouteRunner> = runner.clone();
+    m.set_route_runner(Arc::downgrade(&dynrunner));
+    let env = Env::new(Arc::new(Recorder::default()), Myself::default(), Vec::new());
+    let msg = SipMsg::parse_stream(raw.as_bytes().to_vec()).unwrap();
+    let mut ctx = MsgCtx::new(
+        msg,
+        &env,
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:5060".parse().unwrap(),
+        Proto::Tcp,
+    );
+    let l = m.iter().next().unwrap();
+    let go_on = l.module.on_request(&l.env, &mut ctx);
+    let ran = runner.0.lock().unwrap().clone();
+    (go_on, ran)
+}
+
+#[test]
+fn http_get_and_post_run_the_route_param_instead_of_the_main_route() {
+    let route = ("route", ParamValue::Str("RPC".into()));
+    let post = "POST /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let get = "GET /RPC2 HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        pre_script(std::slice::from_ref(&route), post),
+        (false, vec!["RPC".into()])
+    );
+    assert_eq!(
+        pre_script(std::slice::from_ref(&route), get),
+        (false, vec!["RPC".into()])
+    );
+    // Other HTTP methods, SIP, no route param, or mode 1: the main route.
+    let put = "PUT /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        pre_script(std::slice::from_ref(&route), put),
+        (true, vec![])
+    );
+    let sip = "OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        pre_script(std::slice::from_ref(&route), sip),
+        (true, vec![])
+    );
+    assert_eq!(pre_script(&[], post), (true, vec![]));
+    let mode1 = ("mode", ParamValue::Int(1));
+    assert_eq!(pre_script(&[route.clone(), mode1], post), (true, vec![]));
+    // url_skip wins over url_match.
+    let skip = ("url_skip", ParamValue::Str("^/sip".into()));
+    let only = ("url_match", ParamValue::Str("^/RPC2$".into()));
+    let sip_url = "POST /sip/x HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let other_url = "POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let params = [route.clone(), skip, only];
+    assert_eq!(pre_script(&params, sip_url), (true, vec![]));
+    assert_eq!(pre_script(&params, other_url), (true, vec![]));
+    assert_eq!(pre_script(&params, post), (false, vec!["RPC".into()]));
+}
