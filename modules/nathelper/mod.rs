@@ -1,7 +1,8 @@
 //! `nathelper`: NAT detection and signalling fixes (the parts of
 //! Kamailio/SER `modules/nathelper` a NAT-aware proxy config needs):
 //! `nat_uac_test`, `fix_nated_contact`, `fix_nated_register`,
-//! `add_rcv_param`, `add_contact_alias`, `handle_ruri_alias`.
+//! `add_rcv_param`, `add_contact_alias`, `handle_ruri_alias`,
+//! `fix_nated_sdp`, `is_rfc1918`.
 //!
 //! NAT keep-alive pinging (`natping_interval`, `ping_nated_only`,
 //! `sipping_bflag`, `sipping_from`, `sipping_method`) runs in the timer
@@ -21,6 +22,7 @@ use crate::runtime::transport::Proto;
 use crate::runtime::value::Value;
 
 pub mod ping;
+mod sdp_fix;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +60,8 @@ static FUNCTIONS: &[FunctionExport] = &[
     f("add_rcv_param", 0, 1, REQ, fixup_add_rcv_param),
     f("add_contact_alias", 0, 0, ANYR, fixup_add_alias),
     f("handle_ruri_alias", 0, 0, REQ, fixup_handle_alias),
+    f("fix_nated_sdp", 1, 2, ANYR, sdp_fix::fixup_fix_sdp),
+    f("is_rfc1918", 1, 1, ANYR, sdp_fix::fixup_is_rfc1918),
 ];
 
 static PARAMS: &[ParamExport] = &[

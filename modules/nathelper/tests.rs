@@ -265,3 +265,45 @@ fn ping_targets_and_sip_ping_text() {
         &ctx(&env, &reply("other-1@x"), "127.0.0.1:40000")
     ));
 }
+
+#[test]
+fn fix_nated_sdp_rewrites_and_marks() {
+    let env = env();
+    let m = modules(&[("append_sdp_oldmediaip", ParamValue::Int(1))]);
+    let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+    let msg = format!(
+        "INVITE sip:b@x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: s1\nCSeq: 1 INVITE\nContent-Type: application/sdp\nContent-Length: {}\n\n",
+        body.len()
+    ) + &body.replace("\r\n", "\n");
+    let mut c = ctx(&env, &msg, NATTED);
+    assert_eq!(
+        call(&m, &mut c, "fix_nated_sdp", &[Arg::Int(15)]),
+        Flow::True
+    );
+    let o = out(&c);
+    assert!(o.contains("o=- 1 1 IN IP4 203.0.113.7\r\n"), "{o}");
+    assert!(o.contains("c=IN IP4 203.0.113.7\r\n"), "{o}");
+    assert!(
+        o.ends_with("m=audio 6000 RTP/AVP 0\r\na=direction:active\r\na=oldmediaip:10.0.0.5\r\na=nortpproxy:yes\r\n"),
+        "{o}"
+    );
+    let mut c = ctx(&env, &msg, NATTED);
+    assert_eq!(
+        call(
+            &m,
+            &mut c,
+            "fix_nated_sdp",
+            &[Arg::Int(2), Arg::Str("192.0.2.1".into())]
+        ),
+        Flow::True
+    );
+    assert!(out(&c).contains("c=IN IP4 192.0.2.1\r\n"));
+    let mut c = ctx(&env, &msg, NATTED);
+    for (ip, want) in [("10.0.0.5", true), ("$si", false), ("nonsense", false)] {
+        assert_eq!(
+            call(&m, &mut c, "is_rfc1918", &[Arg::Str(ip.into())]),
+            Flow::from_bool(want),
+            "{ip}"
+        );
+    }
+}
