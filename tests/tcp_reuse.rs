@@ -216,7 +216,8 @@ fn a_caller_behind_nat_gets_replies_on_its_connection() {
     let port = free_port();
     let callee = udp_answerer();
     let route = format!(
-        "\tif (uri =~ \"^sip:tm@\") {{ t_relay_to_udp(\"127.0.0.1\", {}); exit; }}\n\
+        "\tif (uri =~ \"^sip:a@\") {{ forward(); exit; }}\n\
+         \tif (uri =~ \"^sip:tm@\") {{ t_relay_to_udp(\"127.0.0.1\", {}); exit; }}\n\
          \tforward(\"127.0.0.1\", {});",
         callee.port(),
         callee.port()
@@ -243,6 +244,24 @@ fn a_caller_behind_nat_gets_replies_on_its_connection() {
             ser.log_text()
         );
     }
+    // a request towards the caller's Via address (an in-dialog request to
+    // its Contact), arriving over UDP, goes out on the caller's connection
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = peer.local_addr().unwrap().port();
+    let req = format!(
+        "BYE sip:a@127.0.0.1:{via_port};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-natbye\r\n\
+         From: <sip:b@127.0.0.1>;tag=b\r\nTo: <sip:a@127.0.0.1>;tag=n0\r\n\
+         Call-ID: nat-bye@test\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    peer.send_to(req.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let head = read_head(&mut c);
+    assert!(
+        head.starts_with(&format!("BYE sip:a@127.0.0.1:{via_port}")),
+        "request to the caller: {head:?}\n{}",
+        ser.log_text()
+    );
 }
 
 /// A listening socket that completes no more connections: its backlog is

@@ -755,6 +755,49 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_queues_what_the_socket_does_not_take_and_drives_it_out() {
+        mark_worker();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut sent = 0;
+        // the peer does not read yet: the kernel's buffers fill, then the
+        // worker's queue takes the rest
+        for _ in 0..2000 {
+            send(addr, &chunk).unwrap();
+            sent += chunk.len();
+            if has_pending() {
+                break;
+            }
+        }
+        assert!(
+            has_pending(),
+            "the socket took {sent} bytes without queueing"
+        );
+        let (mut c, _) = l.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            while total < sent {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        });
+        let end = Instant::now() + Duration::from_secs(5);
+        while has_pending() && Instant::now() < end {
+            drive();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!has_pending());
+        assert_eq!(reader.join().unwrap(), sent);
+        assert!(local_id(addr).is_some(), "the connection is still usable");
+    }
+
+    #[test]
     fn refused_connect_is_an_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
