@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use support::engine::{self, load, run, sent};
 use support::proc::{free_port, free_udp_port, Group, Server};
 use support::tmp::TmpDir;
 
@@ -193,9 +194,14 @@ struct Setup {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
-fn setup() -> Option<Setup> {
+/// Tests with rtpengine take the config's control port in turn.
+fn rtpengine_turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn setup() -> Option<Setup> {
+    let turn = rtpengine_turn();
     if !installed(SIPP, "sip-tester") || !installed(RTPENGINE, "rtpengine-daemon") {
         return None;
     }
@@ -412,6 +418,131 @@ fn assert_commands(dir: &TmpDir, callid: &str, cmds: &[&str]) {
                 .any(|l| l.contains("Got valid command") && l.contains(cmd) && l.contains(callid)),
             "rtpengine got no{cmd}command for {callid}\n{rlog}"
         );
+    }
+}
+
+/// An RTP packet (version 2, PCMU) with sequence number `seq`.
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend(std::iter::repeat_n(0xd5, 160));
+    p
+}
+
+/// The audio port of an SDP body.
+fn audio_port(m: &ser_sip::SipMsg) -> u16 {
+    String::from_utf8_lossy(m.body())
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio in {}", String::from_utf8_lossy(m.body())))
+}
+
+/// Media really flows through rtpengine once rtpproxy_offer/rtpproxy_answer
+/// rewrote the SDP: packets from the caller's media socket to the port in
+/// the relayed 200 reach the callee's media socket, and back.
+#[test]
+fn media_flows_through_rtpengine_after_offer_and_answer() {
+    if !installed(RTPENGINE, "rtpengine-daemon") {
+        return;
+    }
+    let _turn = rtpengine_turn();
+    let dir = TmpDir::new("hist-nat-media");
+    let _rtpengine = start_rtpengine(&dir, free_port());
+    let script = load(&format!(
+        r#"
+loadmodule "sl"
+loadmodule "textops"
+loadmodule "rtpproxy"
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:{RTPPROXY_PORT}")
+route {{
+	if (is_method("INVITE")) rtpproxy_offer();
+	if (is_method("BYE")) rtpproxy_destroy();
+	forward();
+}}
+onreply_route {{
+	if (status =~ "^2") rtpproxy_answer();
+}}
+"#
+    ));
+    let rec = std::sync::Arc::new(ser::route::Recorder::default());
+    let env = engine::env(&rec, &[]);
+    let caller_media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee_media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (
+        caller_media.local_addr().unwrap().port(),
+        callee_media.local_addr().unwrap().port(),
+    );
+    let sdp = |ip: &str, port: u16| {
+        format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n")
+    };
+    let offer = sdp("10.0.0.9", a);
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-m1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@a>;tag=fa\r\nTo: <sip:bob@b>\r\nCall-ID: media-1@test\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5080>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    run(&script, &env, &invite, "127.0.0.1:5080");
+    let fwd = sent(&rec);
+    assert_eq!(fwd.len(), 1, "the INVITE is forwarded");
+    let relayed = &fwd[0].1;
+    let to_callee = audio_port(relayed);
+    assert_ne!(to_callee, a);
+
+    // the callee answers from 127.0.0.1 with its private SDP
+    let answer = sdp("10.1.2.3", b);
+    let vias: String = engine::headers(relayed, "Via")
+        .iter()
+        .map(|v| format!("Via: {v}\r\n"))
+        .collect();
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{vias}From: <sip:alice@a>;tag=fa\r\nTo: <sip:bob@b>;tag=tb\r\n\
+         Call-ID: media-1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@127.0.0.1:5070>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    run(&script, &env, &ok, "127.0.0.1:5070");
+    let back = sent(&rec);
+    assert_eq!(back.len(), 1, "the 200 is forwarded");
+    let to_caller = audio_port(&back[0].1);
+    assert!(
+        String::from_utf8_lossy(back[0].1.body()).contains("c=IN IP4 127.0.0.1\r\n"),
+        "{}",
+        String::from_utf8_lossy(back[0].1.body())
+    );
+
+    // caller -> rtpengine -> callee, and back
+    let mut buf = [0u8; 2048];
+    for (from, to_port, dest, what) in [
+        (&caller_media, to_caller, &callee_media, "caller to callee"),
+        (&callee_media, to_callee, &caller_media, "callee to caller"),
+    ] {
+        dest.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = 0;
+        for seq in 0..10u16 {
+            from.send_to(&rtp(seq), ("127.0.0.1", to_port)).unwrap();
+            if let Ok((n, src)) = dest.recv_from(&mut buf) {
+                assert_eq!(n, 172, "{what}: an RTP packet");
+                assert_eq!(src.ip().to_string(), "127.0.0.1");
+                assert!(
+                    (MEDIA.0..=MEDIA.1).contains(&src.port()),
+                    "{what}: from rtpengine, not {src}"
+                );
+                got += 1;
+            }
+        }
+        assert!(
+            got >= 5,
+            "{what}: {got} of 10 packets relayed\n{}",
+            std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
+        );
+        eprintln!("{what}: {got} of 10 RTP packets relayed by rtpengine");
     }
 }
 
