@@ -344,6 +344,8 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
                             shutdown_children(grace);
                             return Ok(exit);
                         }
+                        // its connections died with it
+                        crate::tcp_table::remove_owner(dead.pid);
                         if !respawn.enabled {
                             log::info!("terminating due to SIGCHLD");
                             shutdown_children(grace);

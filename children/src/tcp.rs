@@ -491,7 +491,11 @@ fn read_conn(
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Err(e) => {
+                // e.g. an outgoing connect refused after it was queued
+                log::debug!("tcp: connection with {}: {e}", c.peer);
+                return false;
+            }
         }
     }
     loop {

@@ -101,6 +101,14 @@ pub fn remove(addr: SocketAddr, id: u64) {
     }
 }
 
+/// Removes every name of the connections `pid` held (it died).
+pub fn remove_owner(pid: i32) {
+    let Some(t) = TABLE.get() else { return };
+    for b in (0..t.len()).filter_map(|i| t.bucket_at(i)) {
+        b.lock().retain(|s| s.owner != pid);
+    }
+}
+
 /// Every name of every connection (`tcp.list`-style listings, tests).
 pub fn all() -> Vec<Slot> {
     let Some(t) = TABLE.get() else {
@@ -133,6 +141,9 @@ mod tests {
         assert!(all().iter().any(|s| s.addr == alias && s.alias));
         remove(alias, 7);
         remove(peer, 7);
+        assert_eq!(find(peer), None);
+        insert(peer, 8, 102, false);
+        remove_owner(102);
         assert_eq!(find(peer), None);
         assert_eq!(find("[::1]:5060".parse().unwrap()), None);
     }
