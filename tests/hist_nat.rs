@@ -646,10 +646,11 @@ fn nated_contacts_are_pinged_every_interval() {
         raw_got.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(),
         ser.log_text()
     );
+    // one round per interval (timer ticks are 100 ms; slack for a busy host)
     for w in raw_got.windows(2) {
         let gap = w[1].0 - w[0].0;
         assert!(
-            gap > Duration::from_millis(700) && gap < Duration::from_millis(1400),
+            gap > Duration::from_millis(600) && gap < Duration::from_millis(2000),
             "ping gap {gap:?}"
         );
     }
