@@ -84,7 +84,7 @@ fn parse_addr(url: &str) -> Result<Addr, String> {
         _ => (rest, 22222),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let want_v6 = scheme == "udp6";
+    let want_v6 = scheme == "udp6" || host.parse::<std::net::Ipv6Addr>().is_ok();
     (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("`{url}`: cannot resolve `{host}`: {e}"))?

@@ -303,6 +303,15 @@ fn sock_lists_parse_into_sets() {
         sets[1].nodes[1].addr,
         proxies::Addr::Unix("/run/rtpproxy.sock".into())
     );
+    let v6 = proxies::parse_sets(&["udp:[::1]:7722 udp6:[::1]:7723".into()]).unwrap();
+    assert_eq!(
+        v6[0].nodes[0].addr,
+        proxies::Addr::Udp("[::1]:7722".parse().unwrap())
+    );
+    assert_eq!(
+        v6[0].nodes[1].addr,
+        proxies::Addr::Udp("[::1]:7723".parse().unwrap())
+    );
     for bad in [
         "x == udp:1.2.3.4:5",
         "1 ==",
