@@ -122,7 +122,7 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         letter: 'Q',
         arg: Some("processes"),
-        help: &["Number of sctp child processes (sctp is not built in: accepted, unused)"],
+        help: &["Number of sctp child processes (default: equal to `-n')"],
     },
     Flag {
         letter: 'W',

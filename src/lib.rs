@@ -15,4 +15,5 @@ pub mod listen;
 pub mod logging;
 pub mod route;
 pub mod startup;
+pub mod transports;
 pub mod version;

@@ -136,6 +136,32 @@ pub struct BindAddr {
     pub addr: SocketAddr,
 }
 
+/// SER's `tls_port_no` default.
+pub const TLS_PORT: u16 = 5061;
+
+/// What a spec without protocol listens on besides UDP and TCP, and the
+/// TLS port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extra {
+    /// `tls_port_no`: the port of TLS specs that give none.
+    pub tls_port: u16,
+    /// `enable_tls=yes`: a spec without protocol nor port listens on TLS
+    /// too, on `tls_port` (SER's `listen=addr` with tls enabled).
+    pub tls: bool,
+    /// SCTP is enabled (and the kernel has it): SCTP too.
+    pub sctp: bool,
+}
+
+impl Default for Extra {
+    fn default() -> Self {
+        Extra {
+            tls_port: TLS_PORT,
+            tls: false,
+            sctp: false,
+        }
+    }
+}
+
 /// Turns the listen specs into the list of sockets to bind, in spec order,
 /// without duplicates. No specs = every interface address (SER's default).
 /// A spec without protocol gives UDP plus TCP unless `disable_tcp`.
@@ -143,6 +169,18 @@ pub fn resolve_all(
     specs: &[ListenSpec],
     default_port: u16,
     disable_tcp: bool,
+) -> Result<Vec<BindAddr>, String> {
+    resolve_all_with(specs, default_port, disable_tcp, Extra::default())
+}
+
+/// [`resolve_all`], a spec without protocol also giving TLS and SCTP as
+/// `extra` says. TLS comes only on specs without a port: with one, TCP
+/// holds it already (SER would fail to bind TLS there).
+pub fn resolve_all_with(
+    specs: &[ListenSpec],
+    default_port: u16,
+    disable_tcp: bool,
+    extra: Extra,
 ) -> Result<Vec<BindAddr>, String> {
     let everything;
     let specs = if specs.is_empty() {
@@ -164,17 +202,36 @@ pub fn resolve_all(
     };
     let mut out: Vec<BindAddr> = Vec::new();
     for spec in specs {
-        let protos: Vec<Proto> = match spec.proto {
+        let mut protos: Vec<Proto> = match spec.proto {
             // TLS runs over TCP: -T disables both
             Some(Proto::Tcp | Proto::Tls) if disable_tcp => Vec::new(),
             Some(p) => vec![p],
             None if disable_tcp => vec![Proto::Udp],
             None => vec![Proto::Udp, Proto::Tcp],
         };
+        if spec.proto.is_none() && extra.sctp {
+            protos.push(Proto::Sctp);
+        }
+        // the TLS port of a spec without protocol nor port
+        let tls_port = match (spec.proto, spec.port) {
+            (None, None) if extra.tls && !disable_tcp => Some(extra.tls_port),
+            _ => None,
+        };
         for host in &spec.hosts {
-            for addr in resolve_host(host, spec.port.unwrap_or(default_port))? {
-                for p in &protos {
-                    let b = BindAddr { proto: *p, addr };
+            let port = spec.port.unwrap_or(match spec.proto {
+                Some(Proto::Tls) => extra.tls_port,
+                _ => default_port,
+            });
+            for addr in resolve_host(host, port)? {
+                let tls = tls_port.map(|p| BindAddr {
+                    proto: Proto::Tls,
+                    addr: SocketAddr::new(addr.ip(), p),
+                });
+                for b in protos
+                    .iter()
+                    .map(|p| BindAddr { proto: *p, addr })
+                    .chain(tls)
+                {
                     if !out.contains(&b) {
                         out.push(b);
                     }
@@ -258,6 +315,40 @@ mod tests {
         let tls = resolve_all(&[spec(Some(Proto::Tls), &["127.0.0.1"], None)], 5061, true);
         assert_eq!(tls.unwrap(), []);
         let udp = resolve_all(&[spec(None, &["127.0.0.1"], None)], 5061, true).unwrap();
+        // enable_tls: specs without protocol and port get TLS on tls_port_no
+        let extra = Extra {
+            tls_port: 5061,
+            tls: true,
+            sctp: true,
+        };
+        let all = resolve_all_with(
+            &[
+                spec(None, &["127.0.0.1"], None),
+                spec(None, &["127.0.0.2"], Some(5070)),
+                spec(Some(Proto::Tls), &["127.0.0.3"], None),
+            ],
+            5060,
+            false,
+            extra,
+        )
+        .unwrap();
+        let got: Vec<String> = all
+            .iter()
+            .map(|b| format!("{}:{}", b.proto, b.addr))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "udp:127.0.0.1:5060",
+                "udp:127.0.0.2:5070",
+                "tcp:127.0.0.1:5060",
+                "tcp:127.0.0.2:5070",
+                "tls:127.0.0.1:5061",
+                "tls:127.0.0.3:5061",
+                "sctp:127.0.0.1:5060",
+                "sctp:127.0.0.2:5070",
+            ]
+        );
         assert_eq!(
             udp,
             [BindAddr {

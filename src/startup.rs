@@ -11,6 +11,7 @@ use ser_children::{ChildInit, ListenSocket, Proto, SpawnPlan};
 
 use crate::flags::{self, Action};
 use crate::globals::Globals;
+use crate::transports::{self, TransportGlobals};
 use crate::{config, ctl, engine, listen, logging, version};
 
 /// How long children get to stop after SIGTERM before SIGKILL.
@@ -61,17 +62,21 @@ pub fn run(args: Vec<String>) -> i32 {
         eprintln!("ser: bad config file ({})", g.cfg_file.display());
         return EXIT_ERROR;
     }
+    let (mut tg, errors) = TransportGlobals::from_config(parsed.config.items());
+    if !errors.is_empty() {
+        eprint!("{}", config::render_all(&parsed.sources, &errors));
+        eprintln!("ser: bad config file ({})", g.cfg_file.display());
+        return EXIT_ERROR;
+    }
     g.apply_cmdline(&cl);
+    tg.apply_cmdline(&cl);
     if let Err(e) = logging::configure(g.debug, g.log_stderr, &g.log_facility) {
         eprintln!("ser: {e}");
         return EXIT_ERROR;
     }
-    let binds = match listen::resolve_all(&g.listen, g.port, g.disable_tcp) {
-        // -S: sctp listen addresses are left out
-        Ok(b) => b
-            .into_iter()
-            .filter(|b| !(cl.disable_sctp && b.proto == Proto::Sctp))
-            .collect::<Vec<_>>(),
+    let tls_module = transports::loads_module(&parsed, "tls");
+    let binds = match transports::resolve_binds(&g, &tg, tls_module) {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("ser: {e}");
             return EXIT_ERROR;
@@ -89,12 +94,17 @@ pub fn run(args: Vec<String>) -> i32 {
         println!("{}", config::summary(&parsed));
         return 0;
     }
-    serve(&g, &binds, &engine)
+    serve(&g, &tg, &binds, &engine)
 }
 
 /// Everything after the checks: becomes a daemon, maps shm, binds, forks,
 /// supervises, cleans up.
-fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i32 {
+fn serve(
+    g: &Globals,
+    tg: &TransportGlobals,
+    binds: &[listen::BindAddr],
+    engine: &engine::Engine,
+) -> i32 {
     let init = &engine.init;
     log::info!(
         "{} starting",
@@ -166,7 +176,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
     }
     // certificates and keys are read while still privileged (keys are
     // often readable by root only)
-    if let Err(e) = configure_tls(&engine.init, sockets) {
+    if let Err(e) = transports::configure_tls(&engine.init, sockets, tg, &g.cfg_file) {
         return fail(&e);
     }
     if let Err(e) = daemon::drop_privileges(uid, gid) {
@@ -184,6 +194,12 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
             .filter(|s| s.proto() == Proto::Udp)
             .map(|s| s.name().to_string())
             .collect(),
+        sctp_sockets: sockets
+            .iter()
+            .filter(|s| s.proto() == Proto::Sctp)
+            .map(|s| s.name().to_string())
+            .collect(),
+        sctp_children: tg.sctp_workers(g) as usize,
         tcp: has_tcp,
         children: g.children as usize,
         tcp_children: g.tcp_workers() as usize,
@@ -235,7 +251,7 @@ fn serve(g: &Globals, binds: &[listen::BindAddr], engine: &engine::Engine) -> i3
 /// the processes main forks, by kind.
 fn children_summary(plan: &SpawnPlan) -> String {
     let mut sockets = std::collections::BTreeSet::new();
-    let (mut udp, mut tcp, mut timer, mut ctl) = (0, 0, 0, 0);
+    let (mut udp, mut tcp, mut timer, mut ctl, mut sctp) = (0, 0, 0, 0, 0);
     for p in &plan.procs {
         match p.kind {
             ProcKind::UdpReceiver { sock, .. } => {
@@ -243,6 +259,7 @@ fn children_summary(plan: &SpawnPlan) -> String {
                 sockets.insert(sock);
             }
             ProcKind::TcpReceiver { .. } => tcp += 1,
+            ProcKind::SctpReceiver { .. } => sctp += 1,
             ProcKind::Timer => timer += 1,
             ProcKind::Ctl => ctl += 1,
             ProcKind::Main | ProcKind::TcpMain => {}
@@ -259,39 +276,11 @@ fn children_summary(plan: &SpawnPlan) -> String {
         1 => format!("udp receivers: {udp} on 1 socket"),
         n => format!("udp receivers: {} per socket on {n} sockets", udp / n),
     };
-    format!("{udp}, tcp workers: {tcp}, timer: {timer}, ctl: {ctl}")
-}
-
-/// Builds the TLS profiles from the `tls` module's parameters (and its
-/// `config` tls.cfg) before the fork. Listening on TLS needs the module.
-fn configure_tls(
-    init: &crate::route::serve::ScriptInit,
-    sockets: &[ListenSocket],
-) -> Result<(), String> {
-    let need_server = sockets.iter().any(|s| s.proto() == Proto::Tls);
-    let modules = init.script().modules();
-    let Some(tls) = modules.iter().find(|l| l.module.name() == "tls") else {
-        return match need_server {
-            true => Err("listening on tls needs the tls module (loadmodule \"tls\")".into()),
-            false => Ok(()),
-        };
+    let sctp = match sctp {
+        0 => String::new(),
+        n => format!(", sctp receivers: {n}"),
     };
-    let mut base = ser_children::tls::Profile::default();
-    for (k, v) in ser_modules::tls::profile_params(&tls.env) {
-        base.set(k, &v).map_err(|e| format!("tls: {e}"))?;
-    }
-    let cfg = tls.env.str("config");
-    let timeout = u64::try_from(tls.env.int("handshake_timeout").max(1)).unwrap_or(10);
-    ser_children::tls::configure(
-        &base,
-        (!cfg.is_empty()).then(|| std::path::Path::new(&cfg)),
-        need_server,
-        Duration::from_secs(timeout),
-    )?;
-    for line in ser_children::tls::profiles().map_or(&[][..], |p| &p.summary[..]) {
-        log::info!("tls profile {line}");
-    }
-    Ok(())
+    format!("{udp}{sctp}, tcp workers: {tcp}, timer: {timer}, ctl: {ctl}")
 }
 
 #[cfg(test)]
@@ -307,10 +296,13 @@ mod tests {
             tcp_children: 4,
             dont_fork: false,
             ctl: true,
+            sctp_sockets: vec!["127.0.0.1:5060".into()],
+            sctp_children: 2,
         });
         assert_eq!(
             children_summary(&plan),
-            "udp receivers: 8 per socket on 2 sockets, tcp workers: 4, timer: 1, ctl: 1"
+            "udp receivers: 8 per socket on 2 sockets, sctp receivers: 2, tcp workers: 4, \
+             timer: 1, ctl: 1"
         );
         let plan = SpawnPlan::new(&PlanInput {
             udp_sockets: vec!["127.0.0.1:5060".into()],

@@ -5,7 +5,10 @@
 //! dir only). Covers REGISTER (registrar/usrloc) and OPTIONS over TLS, the
 //! chain `s_client` sees, a tls.cfg `[server:IP:PORT]` profile that requires
 //! client certificates, and stalled/garbage clients that must not tie up the
-//! single TCP worker. Skipped (with a note) without openssl or python3.
+//! single TCP worker; SNI selecting the certificate, tls.cfg and certificate
+//! paths relative to the config file, `enable_tls`/`tls_*` core parameters,
+//! an outgoing connect to a peer that never answers, and SCTP start-up.
+//! Skipped (with a note) without openssl or python3.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -110,10 +113,17 @@ fn make_ca(dir: &Path, name: &str) {
 }
 
 fn make_leaf(dir: &Path, ca: &str, leaf: &str) {
+    make_leaf_san(dir, ca, leaf, "IP:127.0.0.1");
+}
+
+/// A leaf for `san` (`IP:...`, `DNS:...`) signed by test CA `ca`.
+fn make_leaf_san(dir: &Path, ca: &str, leaf: &str, san: &str) {
     fs::write(
         dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+        format!(
+            "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
+        ),
     )
     .unwrap();
     openssl(
@@ -735,4 +745,385 @@ fn udp_caller_to_sips_target_over_tls() {
         text.contains("TOPVIA Via: SIP/2.0/TLS 127.0.0.1:"),
         "{text}"
     );
+}
+
+/// Scratch dir for one test.
+fn scratch(tag: &str) -> Dir {
+    let dir = Dir(std::env::temp_dir().join(format!("ser-tls-{tag}-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    fs::create_dir_all(&dir.0).unwrap();
+    dir
+}
+
+/// The subject CN of the certificate `openssl s_client` gets from `port`
+/// with SNI `name` (`None`: no SNI).
+fn served_cn(port: u16, name: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match name {
+        Some(n) => cmd.args(["-servername", n]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .map(|s| {
+            s.rsplit("CN")
+                .next()
+                .unwrap_or("")
+                .trim_start_matches([' ', '='])
+                .to_string()
+        })
+        .unwrap_or_else(|| format!("no certificate: {text}"))
+}
+
+const SNI_CFG: &str = r#"
+loadmodule "sl"
+loadmodule "tls"
+# relative: to this file's directory (ser runs from elsewhere)
+modparam("tls", "config", "conf/tls.cfg")
+route {
+    sl_send_reply("200", "OK");
+}
+"#;
+
+/// tls.cfg `[server:IP:PORT]` sections with `server_name`: `openssl
+/// s_client -servername a.test` and `b.test` see different certificates,
+/// no or an unknown name gets the default profile's, `server_name_mode = 1`
+/// covers subdomains. tls.cfg and the certificate paths inside it are
+/// relative to the main config file's directory.
+#[test]
+fn sni_selects_the_certificate() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("sni");
+    let d = &dir.0;
+    fs::create_dir_all(d.join("conf/certs")).unwrap();
+    let certs = d.join("conf/certs");
+    make_ca(&certs, "ca");
+    make_leaf(&certs, "ca", "dflt");
+    make_leaf_san(&certs, "ca", "a", "DNS:a.test");
+    make_leaf_san(&certs, "ca", "b", "DNS:b.test");
+    let port = free_port();
+    fs::write(
+        d.join("conf/tls.cfg"),
+        format!(
+            "[server:default]\ncertificate = conf/certs/dflt.pem\n\
+             private_key = conf/certs/dflt.key\n\n\
+             [server:127.0.0.1:{port}]\nserver_name = a.test\n\
+             certificate = conf/certs/a.pem\nprivate_key = conf/certs/a.key\n\n\
+             [server:127.0.0.1:{port}]\nserver_name = b.test\nserver_name_mode = 1\n\
+             certificate = conf/certs/b.pem\nprivate_key = conf/certs/b.key\n"
+        ),
+    )
+    .unwrap();
+    let cfg_path = d.join("ser.cfg");
+    fs::write(&cfg_path, SNI_CFG).unwrap();
+    let log = fs::File::create(d.join("stderr.log")).unwrap();
+    let mut g = Guard(
+        Command::new(SER)
+            .arg("-f")
+            .arg(&cfg_path)
+            .args(["-n", "1", "-N", "1", "-E", "-DD", "-dd"])
+            .args(["-l", &format!("tls:127.0.0.1:{port}")])
+            .current_dir("/")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !log().contains("ser started") {
+        let st = g.0.try_wait().ok().flatten();
+        assert!(Instant::now() < end && st.is_none(), "{st:?}\n{}", log());
+        sleep(Duration::from_millis(20));
+    }
+    assert_eq!(served_cn(port, Some("a.test")), "ser test a", "{}", log());
+    assert_eq!(served_cn(port, Some("b.test")), "ser test b");
+    assert_eq!(served_cn(port, Some("sip.b.test")), "ser test b");
+    assert_eq!(served_cn(port, Some("sip.a.test")), "ser test dflt");
+    assert_eq!(served_cn(port, Some("c.test")), "ser test dflt");
+    assert_eq!(served_cn(port, None), "ser test dflt");
+}
+
+/// A bad tls.cfg stops start-up with `file:line: what`; so does a
+/// certificate that cannot be read, naming the section's line.
+#[test]
+fn bad_tls_cfg_names_file_and_line() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("badcfg");
+    let d = &dir.0;
+    let port = free_port();
+    let run_with = |tls_cfg: &str| -> (Option<i32>, String) {
+        fs::write(d.join("tls.cfg"), tls_cfg).unwrap();
+        fs::write(
+            d.join("ser.cfg"),
+            SNI_CFG.replace("conf/tls.cfg", "tls.cfg"),
+        )
+        .unwrap();
+        let out = Command::new(SER)
+            .arg("-f")
+            .arg(d.join("ser.cfg"))
+            .args(["-n", "1", "-N", "1", "-E", "-DD"])
+            .args(["-l", &format!("tls:127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = d.join("tls.cfg").display().to_string();
+    let (code, err) = run_with("[server:default]\nmethod = TLSv1.2+\nfrobnicate = 1\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{file}:3: unknown tls parameter 'frobnicate'")),
+        "{err}"
+    );
+    let (code, err) =
+        run_with("# x\n[server:default]\ncertificate = missing.pem\nprivate_key = k\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{file}:2: tls certificate {}/missing.pem",
+            d.display()
+        )),
+        "{err}"
+    );
+}
+
+const CORE_TLS_CFG: &str = r#"
+enable_tls=yes
+tls_port_no=TLSPORT
+port=UDPPORT
+listen=127.0.0.1
+# SER 3.0 core parameters: the tls module's defaults
+tls_certificate="certs/srv.pem"
+tls_private_key="certs/srv.key"
+tls_method="TLSv1.2+"
+loadmodule "sl"
+loadmodule "tls"
+route {
+    if (proto == TLS) { sl_send_reply("200", "TLS"); exit; }
+    sl_send_reply("200", "Other");
+}
+"#;
+
+/// `enable_tls=yes` with a listen address without protocol: ser listens on
+/// UDP, TCP and on TLS at `tls_port_no`, with the certificate of the core
+/// `tls_certificate`/`tls_private_key` (no module parameters). With
+/// `enable_tls=no` a `tls:` listen is left out, saying so. The historical
+/// SER 3.0 config (enable_tls=yes, tls module not loaded) still checks.
+#[test]
+fn enable_tls_and_core_tls_parameters() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("core");
+    let d = &dir.0;
+    fs::create_dir_all(d.join("certs")).unwrap();
+    make_ca(&d.join("certs"), "ca");
+    make_leaf(&d.join("certs"), "ca", "srv");
+    fs::copy(d.join("certs/ca.pem"), d.join("ca.pem")).unwrap();
+    let (tls, udp) = (free_port(), free_port());
+    let cfg = CORE_TLS_CFG
+        .replace("TLSPORT", &tls.to_string())
+        .replace("UDPPORT", &udp.to_string());
+    {
+        let _ser = start_with(d, &cfg, &[]);
+        let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+        assert!(
+            log().contains(&format!("listening on tls:127.0.0.1:{tls}")),
+            "{}",
+            log()
+        );
+        assert!(
+            log().contains(&format!("listening on tcp:127.0.0.1:{udp}")),
+            "{}",
+            log()
+        );
+        let out = client(d, tls, None, &[request("OPTIONS", 1)]);
+        assert_eq!(out.trim(), "SIP/2.0 200 TLS", "{out}\n{}", log());
+    }
+    // enable_tls=no: tls: addresses are left out, with a warning
+    let off = cfg
+        .replace("enable_tls=yes", "enable_tls=no")
+        .replace("listen=127.0.0.1\n", "");
+    {
+        let _ser = start_with(
+            d,
+            &off,
+            &[
+                format!("udp:127.0.0.1:{udp}"),
+                format!("tls:127.0.0.1:{tls}"),
+            ],
+        );
+        let log = fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+        assert!(
+            log.contains(&format!(
+                "listen tls:127.0.0.1:{tls} ignored: tls is disabled"
+            )),
+            "{log}"
+        );
+        assert!(TcpStream::connect(("127.0.0.1", tls)).is_err(), "{log}");
+    }
+    // the historical SER 3.0 config: enable_tls=yes without the tls module
+    let hist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/configs/ser-oob-3.0.cfg");
+    let hist = if hist.exists() {
+        hist
+    } else {
+        PathBuf::from("/work/shared/configs/ser-oob-3.0.cfg")
+    };
+    if hist.exists() {
+        let out = Command::new(SER)
+            .arg("-c")
+            .arg("-f")
+            .arg(&hist)
+            .args(["-l", &format!("udp:127.0.0.1:{udp}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+    } else {
+        eprintln!("skipped the SER 3.0 config check: ser-oob-3.0.cfg not found");
+    }
+}
+
+const STALL_CFG: &str = r#"
+loadmodule "sl"
+loadmodule "tm"
+loadmodule "tls"
+modparam("tls", "certificate", "DIR/srv.pem")
+modparam("tls", "private_key", "DIR/srv.key")
+route {
+    if (method == "OPTIONS" && uri =~ "^sip:") {
+        sl_send_reply("200", "Pong");
+        exit;
+    }
+    t_relay();
+}
+"#;
+
+/// A sips: target whose SYNs go unanswered (a listener with a full accept
+/// queue): the TCP worker connects in the background and the UDP receiver
+/// that relayed the request does not wait for it, so with one UDP receiver
+/// and one TCP worker a UDP ping and a TLS client are still answered at
+/// once.
+#[test]
+fn outgoing_connect_to_a_stalled_peer_does_not_block() {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+    };
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("stall");
+    let d = &dir.0;
+    make_ca(d, "ca");
+    make_leaf(d, "ca", "srv");
+    // a listener that never accepts, its queue filled: further SYNs drop
+    let stalled = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&stalled),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .unwrap();
+    listen(&stalled, Backlog::new(0).unwrap()).unwrap();
+    let sa: SockaddrIn =
+        nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(&stalled)).unwrap();
+    let sport = sa.port();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = std::net::TcpStream::connect_timeout(
+            &format!("127.0.0.1:{sport}").parse().unwrap(),
+            Duration::from_millis(200),
+        );
+        if let Ok(s) = s {
+            fillers.push(s);
+        }
+    }
+    let probe = std::net::TcpStream::connect_timeout(
+        &format!("127.0.0.1:{sport}").parse().unwrap(),
+        Duration::from_millis(300),
+    );
+    if probe.is_ok() {
+        eprintln!("skipped: this kernel does not stall connects to a full accept queue");
+        return;
+    }
+    let (tls, udp) = (free_port(), free_port());
+    let _ser = start_with(
+        d,
+        STALL_CFG,
+        &[
+            format!("tls:127.0.0.1:{tls}"),
+            format!("udp:127.0.0.1:{udp}"),
+        ],
+    );
+    let log = || fs::read_to_string(d.join("stderr.log")).unwrap_or_default();
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap();
+    let msg = |ruri: &str, n: u32| {
+        format!(
+            "OPTIONS {ruri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-stall-{n}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.1>;tag=s{n}\r\n\
+             To: <sip:bob@127.0.0.1>\r\n\
+             Call-ID: tls-stall-{n}@127.0.0.1\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    for n in 0..3 {
+        let target = format!("sips:bob{n}@127.0.0.1:{sport}");
+        caller
+            .send_to(msg(&target, n).as_bytes(), ("127.0.0.1", udp))
+            .unwrap();
+    }
+    let started = Instant::now();
+    caller
+        .send_to(msg("sip:ping@127.0.0.1", 9).as_bytes(), ("127.0.0.1", udp))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut pong = None;
+    while let Ok(n) = caller.recv(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 200 Pong") {
+            pong = Some(started.elapsed());
+            break;
+        }
+    }
+    let pong = pong.unwrap_or_else(|| panic!("no answer to the ping\n{}", log()));
+    assert!(
+        pong < Duration::from_millis(800),
+        "ping waited {pong:?}\n{}",
+        log()
+    );
+    // the single TCP worker still serves a TLS client at once
+    let t = Instant::now();
+    let out = client(d, tls, None, &[request("OPTIONS", 1)]);
+    assert!(out.starts_with("SIP/2.0"), "{out}\n{}", log());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "TLS client waited {:?}",
+        t.elapsed()
+    );
+    drop(fillers);
 }

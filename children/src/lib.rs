@@ -27,6 +27,7 @@ mod error;
 pub mod handler;
 pub mod plan;
 pub mod reactor;
+pub mod sctp;
 pub mod socket;
 pub mod supervisor;
 pub mod sys;
@@ -37,6 +38,7 @@ mod tcp_relay;
 pub mod tcp_table;
 pub mod timer;
 pub mod tls;
+pub mod tls_profile;
 pub mod tls_relay;
 pub mod udp;
 

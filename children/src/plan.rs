@@ -53,6 +53,13 @@ pub enum ProcKind {
         /// Child number for this socket, from 0.
         child: usize,
     },
+    /// Receives on SCTP socket `sock` (index among the SCTP sockets).
+    SctpReceiver {
+        /// Index of the socket among the bound SCTP sockets.
+        sock: usize,
+        /// Child number for this socket, from 0.
+        child: usize,
+    },
     /// The timer process.
     Timer,
     /// The ctl/RPC process.
@@ -82,6 +89,10 @@ pub struct ProcSpec {
 pub struct PlanInput {
     /// Names (`127.0.0.1:5060`) of the UDP sockets, in bind order.
     pub udp_sockets: Vec<String>,
+    /// Names of the SCTP sockets, in bind order.
+    pub sctp_sockets: Vec<String>,
+    /// SCTP receivers per socket (`-Q`, `sctp_children`).
+    pub sctp_children: usize,
     /// True when at least one TCP socket is bound and TCP is enabled.
     pub tcp: bool,
     /// UDP receivers per socket (`-n`, `children=`).
@@ -129,6 +140,16 @@ impl SpawnPlan {
                         kind: ProcKind::UdpReceiver { sock, child },
                         rank: sip_rank(),
                         desc: format!("udp receiver child={child} sock={name}"),
+                    });
+                }
+            }
+            // SER forks the SCTP receivers right after the UDP ones
+            for (sock, name) in input.sctp_sockets.iter().enumerate() {
+                for child in 0..input.sctp_children {
+                    procs.push(ProcSpec {
+                        kind: ProcKind::SctpReceiver { sock, child },
+                        rank: sip_rank(),
+                        desc: format!("sctp receiver child={child} sock={name}"),
                     });
                 }
             }
@@ -203,7 +224,35 @@ mod tests {
             tcp_children: 3,
             dont_fork: false,
             ctl: true,
+            ..PlanInput::default()
         }
+    }
+
+    #[test]
+    fn sctp_receivers_follow_the_udp_ones() {
+        let plan = SpawnPlan::new(&PlanInput {
+            udp_sockets: vec!["127.0.0.1:5060".into()],
+            sctp_sockets: vec!["127.0.0.1:5060".into()],
+            sctp_children: 2,
+            children: 1,
+            ..PlanInput::default()
+        });
+        let descs: Vec<&str> = plan.procs.iter().map(|p| p.desc.as_str()).collect();
+        assert_eq!(
+            descs,
+            [
+                "main process - attendant",
+                "udp receiver child=0 sock=127.0.0.1:5060",
+                "sctp receiver child=0 sock=127.0.0.1:5060",
+                "sctp receiver child=1 sock=127.0.0.1:5060",
+                "timer",
+            ]
+        );
+        assert_eq!(
+            plan.procs[3].kind,
+            ProcKind::SctpReceiver { sock: 0, child: 1 }
+        );
+        assert_eq!(plan.procs[3].rank, Rank::Sip(3));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
 
+use crate::sctp::SctpSocket;
 use crate::Error;
 
 /// SER's transport protocols (ordered as SER lists sockets: UDP first).
@@ -19,7 +20,7 @@ pub enum Proto {
     Tcp,
     /// TLS over TCP.
     Tls,
-    /// SCTP (not supported by this build).
+    /// SCTP (one-to-many sockets, [`crate::sctp`]).
     Sctp,
 }
 
@@ -56,6 +57,7 @@ impl fmt::Display for Proto {
 enum Inner {
     Udp(UdpSocket),
     Tcp(TcpListener),
+    Sctp(SctpSocket),
 }
 
 /// A bound listen socket.
@@ -85,16 +87,12 @@ impl ListenSocket {
             Proto::Tcp | Proto::Tls => {
                 Inner::Tcp(TcpListener::bind(addr).map_err(|e| Error::io(what(), e))?)
             }
-            Proto::Sctp => {
-                sctp_check()?;
-                return Err(Error::Unsupported {
-                    what: format!("listening on {proto}"),
-                });
-            }
+            Proto::Sctp => Inner::Sctp(SctpSocket::bind(addr)?),
         };
         let addr = match &inner {
             Inner::Udp(s) => s.local_addr(),
             Inner::Tcp(s) => s.local_addr(),
+            Inner::Sctp(s) => s.local_addr(),
         }
         .map_err(|e| Error::io(what(), e))?;
         Ok(ListenSocket {
@@ -124,7 +122,15 @@ impl ListenSocket {
     pub fn udp(&self) -> Option<&UdpSocket> {
         match &self.inner {
             Inner::Udp(s) => Some(s),
-            Inner::Tcp(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The SCTP socket, if this is one.
+    pub fn sctp(&self) -> Option<&SctpSocket> {
+        match &self.inner {
+            Inner::Sctp(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -137,15 +143,17 @@ impl ListenSocket {
     pub fn tcp(&self) -> Option<&TcpListener> {
         match &self.inner {
             Inner::Tcp(s) => Some(s),
-            Inner::Udp(_) => None,
+            _ => None,
         }
     }
 
-    /// Sends a datagram from this (UDP) socket: the way replies and
-    /// forwards leave through an inherited socket.
+    /// Sends a datagram from this (UDP) socket, or one message from this
+    /// SCTP socket: the way replies and forwards leave through an
+    /// inherited socket.
     pub fn send_to(&self, buf: &[u8], dst: SocketAddr) -> std::io::Result<usize> {
         match &self.inner {
             Inner::Udp(s) => s.send_to(buf, dst),
+            Inner::Sctp(s) => s.send_to(buf, dst),
             Inner::Tcp(_) => Err(std::io::Error::other("send_to on a tcp socket")),
         }
     }
@@ -179,26 +187,6 @@ pub fn all() -> &'static [ListenSocket] {
 /// address.
 pub fn find(proto: Proto, addr: SocketAddr) -> Option<&'static ListenSocket> {
     all().iter().find(|s| s.proto == proto && s.addr == addr)
-}
-
-/// Whether the kernel can make SCTP sockets at all; the error names the
-/// missing kernel support (SCTP transport itself is not built in).
-pub fn sctp_check() -> Result<(), Error> {
-    // SAFETY: plain socket(2) call; the returned descriptor, if any, is
-    // closed right away and used for nothing else.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_SEQPACKET, libc::IPPROTO_SCTP) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Error::io(
-            "listening on sctp: the kernel has no SCTP support (modprobe sctp)".to_string(),
-            e,
-        ));
-    }
-    // SAFETY: fd is a descriptor we own, just created above.
-    unsafe { libc::close(fd) };
-    Err(Error::Unsupported {
-        what: "the sctp transport".into(),
-    })
 }
 
 /// `127.0.0.1:5060` / `[::1]:5060`.
@@ -249,9 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn sctp_is_refused_clearly() {
-        let e = ListenSocket::bind(Proto::Sctp, "127.0.0.1:0".parse().unwrap(), 0).unwrap_err();
-        assert!(e.to_string().contains("sctp"), "{e}");
+    fn sctp_binds_or_names_the_missing_kernel_support() {
+        match ListenSocket::bind(Proto::Sctp, "127.0.0.1:0".parse().unwrap(), 0) {
+            Ok(s) => assert!(s.sctp().is_some() && !s.is_stream()),
+            Err(e) => assert!(e.to_string().contains("modprobe sctp"), "{e}"),
+        }
     }
 
     #[test]

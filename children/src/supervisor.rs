@@ -597,6 +597,14 @@ fn child_main(setup: ChildEnv<'_>, spec: &ProcSpec, links: Vec<(UnixStream, Unix
             let mut handler = setup.init.handler(spec.rank);
             udp::receive_loop(s, handler.as_mut(), &stop);
         }
+        ProcKind::SctpReceiver { sock, .. } => {
+            drop(links);
+            let mut handler = setup.init.handler(spec.rank);
+            if !crate::sctp::run_receiver(setup.sockets, *sock, handler.as_mut(), &stop) {
+                log::error!("{}: no sctp socket #{sock}", spec.desc);
+                return 1;
+            }
+        }
         ProcKind::Timer => {
             drop(links);
             timer::run(setup.init.timers(), &stop);

@@ -49,26 +49,40 @@ fn recv_request(inbox: &UnixDatagram, buf: &mut [u8]) -> io::Result<(usize, Unix
     use std::os::fd::AsRawFd;
     let mut iov = [io::IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
-    let msg = recvmsg::<NixAddr>(
-        inbox.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .map_err(io::Error::from)?;
-    let pid = msg
-        .cmsgs()
-        .map_err(io::Error::from)?
-        .find_map(|c| match c {
-            ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
-            _ => None,
-        })
-        .unwrap_or(0);
-    let name = msg
-        .address
-        .and_then(|a| a.as_abstract().map(<[u8]>::to_vec))
-        .unwrap_or_default();
-    let n = msg.bytes;
+    // nix asserts on the address of an unnamed sender (no name at all):
+    // such a datagram (not one of ours) is consumed and skipped, not a
+    // crash of the worker
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> io::Result<(usize, Vec<u8>, i32)> {
+            let msg = recvmsg::<NixAddr>(
+                inbox.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+            let pid = msg
+                .cmsgs()
+                .map_err(io::Error::from)?
+                .find_map(|c| match c {
+                    ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let name = msg
+                .address
+                .and_then(|a| a.as_abstract().map(<[u8]>::to_vec))
+                .unwrap_or_default();
+            Ok((msg.bytes, name, pid))
+        },
+    ));
+    let Ok(got) = got else {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            "relay request from an unnamed socket",
+        ));
+    };
+    let (n, name, pid) = got?;
     Ok((n, UnixAddr::from_abstract_name(name)?, pid))
 }
 
@@ -90,6 +104,10 @@ pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
         let (n, from, pid) = match recv_request(inbox, &mut buf) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::InvalidData => {
+                log::warn!("tls: {e}; ignored");
+                continue;
+            }
             Err(_) => return,
         };
         if pid <= 0 || crate::table::index_of(pid).is_none() {
@@ -103,6 +121,9 @@ pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
         let (Some(op), Some(seq), Some(dst)) = (words.next(), words.next(), words.next()) else {
             continue;
         };
+        if op == "W" {
+            continue; // wake_self: the loop picks up new connections next
+        }
         if op == "L" {
             // tls.list: this worker's connections, one per line
             let mut ack = format!("{seq} L\n");
@@ -128,6 +149,27 @@ pub(crate) fn serve_inbox(inbox: &UnixDatagram) {
         };
         let ack = format!("{seq} {}", u8::from(ok));
         reply_to(inbox, &from, ack.as_bytes());
+    }
+}
+
+/// Wakes this worker's poll loop (from a connector thread: a new
+/// outgoing connection is ready to be polled).
+pub(crate) fn wake_self() {
+    static WAKES: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let me = format!(
+        "ser-tls-{}-{pid}-k{}",
+        main_pid(),
+        WAKES.fetch_add(1, Ordering::Relaxed)
+    );
+    let Ok(s) =
+        UnixAddr::from_abstract_name(me.as_bytes()).and_then(|a| UnixDatagram::bind_addr(&a))
+    else {
+        return;
+    };
+    if let Ok(to) = UnixAddr::from_abstract_name(name(std::process::id() as i32, false).as_bytes())
+    {
+        let _ = s.send_to_addr(b"W 0 -\n", &to);
     }
 }
 
@@ -285,5 +327,42 @@ pub(crate) fn send(dst: SocketAddr, buf: &[u8]) -> io::Result<()> {
             ErrorKind::NotConnected,
             format!("tls: no connection to {dst} could be used or opened"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_the_senders_name_and_unnamed_ones_do_not_panic() {
+        let me = format!("ser-tls-test-{}", std::process::id());
+        let inbox = UnixDatagram::bind_addr(
+            &UnixAddr::from_abstract_name(format!("{me}-in").as_bytes()).unwrap(),
+        )
+        .unwrap();
+        nix::sys::socket::setsockopt(&inbox, nix::sys::socket::sockopt::PassCred, &true).unwrap();
+        let out = UnixDatagram::bind_addr(
+            &UnixAddr::from_abstract_name(format!("{me}-out").as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let to = UnixAddr::from_abstract_name(format!("{me}-in").as_bytes()).unwrap();
+        out.send_to_addr(b"S 1 127.0.0.1:5061\nx", &to).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from, pid) = recv_request(&inbox, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"S 1 127.0.0.1:5061\nx");
+        assert_eq!(pid, std::process::id() as i32);
+        assert_eq!(
+            from.as_abstract_name(),
+            Some(format!("{me}-out").as_bytes())
+        );
+        let unnamed = UnixDatagram::unbound().unwrap();
+        unnamed.send_to_addr(b"W 0 -\n", &to).unwrap();
+        let e = recv_request(&inbox, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        // and the inbox goes on
+        out.send_to_addr(b"W 0 -\n", &to).unwrap();
+        let (n, _, _) = recv_request(&inbox, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"W 0 -\n");
     }
 }

@@ -43,11 +43,39 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("tls_force_run", 0),
 ];
 
-/// The parameters that make a profile, as `(key, value)` in Kamailio's
-/// tls.cfg spelling (empty values left out): what start-up builds the
-/// default profiles from.
-pub fn profile_params(env: &ModuleEnv) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
+/// What start-up builds the TLS profiles from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProfileParams {
+    /// The default profile's keys in Kamailio's tls.cfg spelling (empty
+    /// values left out).
+    pub profile: Vec<(&'static str, String)>,
+    /// `config`: the tls.cfg file name, as written.
+    pub config: String,
+    /// `handshake_timeout`, seconds.
+    pub handshake_timeout: u64,
+    /// `send_timeout`, seconds.
+    pub send_timeout: u64,
+}
+
+/// The module's parameters; `core` gives SER 3.0's core `tls_*` values
+/// (under the module's names), which count where the module parameter is
+/// left at its default.
+pub fn profile_params(env: &ModuleEnv, core: &[(&'static str, String)]) -> ProfileParams {
+    let value = |k: &str| -> String {
+        let own = env.str(k);
+        let default = PARAMS
+            .iter()
+            .find(|p| p.name == k)
+            .map(|p| match p.default {
+                crate::iface::ParamDefault::Str(s) => s.to_string(),
+                crate::iface::ParamDefault::Int(i) => i.to_string(),
+            });
+        match core.iter().find(|(c, _)| *c == k) {
+            Some((_, v)) if default.as_deref() == Some(own.as_str()) => v.clone(),
+            _ => own,
+        }
+    };
+    let mut profile = Vec::new();
     for k in [
         "tls_method",
         "certificate",
@@ -55,16 +83,21 @@ pub fn profile_params(env: &ModuleEnv) -> Vec<(&'static str, String)> {
         "ca_list",
         "cipher_list",
         "server_name",
+        "verify_certificate",
+        "require_certificate",
     ] {
-        let v = env.str(k);
+        let v = value(k);
         if !v.is_empty() {
-            out.push((k, v));
+            profile.push((k, v));
         }
     }
-    for k in ["verify_certificate", "require_certificate"] {
-        out.push((k, env.int(k).to_string()));
+    let secs = |k: &str, d: u64| value(k).trim().parse::<u64>().unwrap_or(d);
+    ProfileParams {
+        profile,
+        config: value("config"),
+        handshake_timeout: secs("handshake_timeout", 10),
+        send_timeout: secs("send_timeout", 2),
     }
-    out
 }
 
 impl Module for Tls {
@@ -77,7 +110,8 @@ impl Module for Tls {
     }
 
     fn register_rpc(&self, env: &ModuleEnv, reg: &mut RpcRegistry) {
-        let mut info: Vec<(String, RpcValue)> = profile_params(env)
+        let mut info: Vec<(String, RpcValue)> = profile_params(env, &[])
+            .profile
             .into_iter()
             .map(|(k, v)| (k.to_string(), RpcValue::Str(v)))
             .collect();

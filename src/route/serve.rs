@@ -282,15 +282,7 @@ fn send_now(buf: &[u8], dst: &Dest) -> io::Result<()> {
         Proto::Udp => {}
         Proto::Tcp => return ser_children::tcp_conn::send(dst.addr, buf),
         Proto::Tls => return ser_children::tls::send(dst.addr, buf),
-        Proto::Sctp => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "sending over {} is not supported by this build",
-                    dst.proto.as_str()
-                ),
-            ))
-        }
+        Proto::Sctp => return send_sctp(buf, dst),
     }
     let socks = ser_children::socket::all();
     let udp = |s: &&ListenSocket| s.udp().is_some();
@@ -304,6 +296,29 @@ fn send_now(buf: &[u8], dst: &Dest) -> io::Result<()> {
                 .find(|s| s.addr().is_ipv4() == dst.addr.is_ipv4())
         })
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no UDP socket to send from"))?;
+    sock.send_to(buf, dst.addr).map(|_| ())
+}
+
+/// SCTP: one message from the asked-for SCTP socket, else the first of the
+/// destination's family (one-to-many sockets reach any peer).
+fn send_sctp(buf: &[u8], dst: &Dest) -> io::Result<()> {
+    let socks = ser_children::socket::all();
+    let sctp = |s: &&ListenSocket| s.sctp().is_some();
+    let sock = dst
+        .send_sock
+        .and_then(|a| socks.iter().filter(sctp).find(|s| s.addr() == a))
+        .or_else(|| {
+            socks
+                .iter()
+                .filter(sctp)
+                .find(|s| s.addr().is_ipv4() == dst.addr.is_ipv4())
+        })
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no SCTP socket to send from (listen on sctp:...)",
+            )
+        })?;
     sock.send_to(buf, dst.addr).map(|_| ())
 }
 
@@ -364,7 +379,12 @@ impl SipHandler for Worker {
         }) else {
             return;
         };
-        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), Proto::Udp);
+        // datagrams come on UDP sockets, and whole messages on SCTP ones
+        let proto = match sock.proto() {
+            ser_children::Proto::Sctp => Proto::Sctp,
+            _ => Proto::Udp,
+        };
+        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), proto);
         run(&self.script, &mut ctx);
     }
 
