@@ -42,6 +42,9 @@ impl CoreRpc {
     pub fn register(&self, reg: &mut RpcRegistry, modules: &Modules) {
         self.register_core(reg, modules);
         self.register_stats(reg, modules);
+        // SER's dns cache and dst blacklist (they fault when turned off)
+        ser_modules::runtime::dns::rpc::register_dns(reg);
+        ser_modules::runtime::dns::rpc::register_blacklist(reg);
         if modules.iter().any(|l| l.module.name() == "cfg_rpc") {
             register_cfg(reg, self.cfg.clone());
         }

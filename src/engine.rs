@@ -57,6 +57,7 @@ pub fn load(
 ) -> Result<Engine, Vec<Diagnostic>> {
     let script = route::load(parsed, &LoadOptions::default())?;
     route::blacklist::configure(globals.use_dst_blacklist, globals.dst_blacklist_expire);
+    configure_dns(globals);
     let ctl = crate::ctl::listen_specs(parsed, script.modules())
         .map_err(|e| vec![Diagnostic::error(Span::default(), e)])?;
     let ctl_config = crate::ctl::server_config(parsed, script.modules());
@@ -94,6 +95,47 @@ pub fn load(
         ctl,
         ctl_config,
     })
+}
+
+/// The resolver's settings from the `dns_*` globals (fixed before forking).
+fn configure_dns(g: &Globals) {
+    use ser_modules::runtime::dns::{self, resolver::QueryOpts};
+    let d = &g.dns_cfg;
+    dns::configure(dns::Config {
+        use_cache: d.use_cache,
+        cache_flags: d.cache_flags,
+        try_ipv6: d.try_ipv6,
+        try_naptr: d.try_naptr,
+        srv_lb: d.srv_lb,
+        prefs: d.prefs,
+        query: QueryOpts {
+            retr_time: d.retr.0,
+            retr_no: d.retr.1,
+            servers_no: d.retr.2,
+            use_search_list: d.search.0,
+            search_full_match: d.search.1,
+        },
+    });
+}
+
+/// Creates the DNS cache (`use_dns_cache`) and the destination blacklist
+/// (`use_dst_blacklist`) in shm: main, after shm is mapped, before forking.
+pub fn attach_shm(g: &Globals) -> Result<(), String> {
+    use ser_modules::runtime::dns::cache;
+    let d = &g.dns_cfg;
+    if d.use_cache {
+        cache::attach_shm(cache::Limits {
+            negative_ttl: d.ttl.0,
+            min_ttl: d.ttl.1,
+            max_ttl: d.ttl.2,
+            mem: (d.cache_mem_kb as usize).saturating_mul(1024),
+            gc_interval: d.gc_interval,
+            del_nonexp: d.del_nonexp,
+        })
+        .map_err(|e| format!("dns cache: {e}"))?;
+    }
+    let (mem_kb, gc) = g.dst_blacklist_mem_gc;
+    route::blacklist::attach_shm(mem_kb, gc)
 }
 
 /// What a bound socket advertises in Via/Record-Route: its listen spec's

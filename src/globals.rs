@@ -103,6 +103,10 @@ pub struct Globals {
     pub use_dst_blacklist: bool,
     /// `dst_blacklist_expire=`, seconds a failed destination stays skipped.
     pub dst_blacklist_expire: u32,
+    /// `dst_blacklist_mem=` (KB) and `dst_blacklist_gc_interval=` (s).
+    pub dst_blacklist_mem_gc: (u32, u32),
+    /// The `dns_*` and `use_dns_cache` parameters.
+    pub dns_cfg: DnsGlobals,
     /// `-O`.
     pub opt_level: u32,
     /// `-A` defines for the preprocessor.
@@ -153,6 +157,8 @@ impl Default for Globals {
             listen_advertise: Vec::new(),
             use_dst_blacklist: false,
             dst_blacklist_expire: 60,
+            dst_blacklist_mem_gc: (250, 60),
+            dns_cfg: DnsGlobals::default(),
             opt_level: 2,
             defines: Vec::new(),
         }
@@ -280,8 +286,21 @@ impl Globals {
                     "use_dst_blacklist" | "use_dst_blocklist" => {
                         self.use_dst_blacklist = boolean(value)?
                     }
-                    "dst_blacklist_expire" | "dst_blocklist_expire" => {
-                        self.dst_blacklist_expire = ranged(value)?
+                    "dst_blacklist_expire"
+                    | "dst_blocklist_expire"
+                    | "dst_blacklist_ttl"
+                    | "dst_blocklist_ttl" => self.dst_blacklist_expire = ranged(value)?,
+                    "dst_blacklist_mem" | "dst_blocklist_mem" => {
+                        self.dst_blacklist_mem_gc.0 = ranged(value)?
+                    }
+                    "dst_blacklist_gc_interval" | "dst_blocklist_gc_interval" => {
+                        self.dst_blacklist_mem_gc.1 = ranged(value)?
+                    }
+                    n if n.starts_with("dns_")
+                        || n == "use_dns_cache"
+                        || n == "use_dns_failover" =>
+                    {
+                        self.dns_cfg.apply(n, value)?
                     }
                     "child_respawn" => self.child_respawn = boolean(value)?,
                     "user" | "uid" => self.user = Some(text(value)?),
@@ -432,6 +451,84 @@ impl Globals {
             chroot: self.chroot.clone(),
             wdir: self.wdir.clone(),
         }
+    }
+}
+
+/// SER's DNS parameters (resolver, cache, RFC 3263 choices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsGlobals {
+    /// `use_dns_cache` (default on).
+    pub use_cache: bool,
+    /// `dns_cache_flags`: 1 IPv4 only, 2 IPv6 only, 4 IPv6 first.
+    pub cache_flags: u32,
+    /// `dns_cache_negative_ttl`, `dns_cache_min_ttl`, `dns_cache_max_ttl` (s).
+    pub ttl: (u32, u32, u32),
+    /// `dns_cache_mem` (KB).
+    pub cache_mem_kb: u32,
+    /// `dns_cache_gc_interval` (s).
+    pub gc_interval: u32,
+    /// `dns_cache_del_nonexp`.
+    pub del_nonexp: bool,
+    /// `dns_try_ipv6`, `dns_try_naptr`, `dns_srv_lb`.
+    pub try_ipv6: bool,
+    /// See `try_ipv6`.
+    pub try_naptr: bool,
+    /// See `try_ipv6`.
+    pub srv_lb: bool,
+    /// `dns_udp_pref`, `dns_tcp_pref`, `dns_tls_pref`, `dns_sctp_pref`.
+    pub prefs: [i32; 4],
+    /// `dns_retr_time`, `dns_retr_no`, `dns_servers_no`.
+    pub retr: (u32, u32, u32),
+    /// `dns_use_search_list`, `dns_search_full_match`.
+    pub search: (bool, bool),
+}
+
+impl Default for DnsGlobals {
+    fn default() -> Self {
+        DnsGlobals {
+            use_cache: true,
+            cache_flags: 0,
+            ttl: (60, 0, u32::MAX),
+            cache_mem_kb: 500,
+            gc_interval: 120,
+            del_nonexp: false,
+            try_ipv6: true,
+            try_naptr: false,
+            srv_lb: false,
+            prefs: [30, 20, 10, 20],
+            retr: (2, 2, 3),
+            search: (true, true),
+        }
+    }
+}
+
+impl DnsGlobals {
+    fn apply(&mut self, name: &str, v: &Value) -> Result<(), Diagnostic> {
+        match name {
+            "use_dns_cache" | "dns_use_cache" => self.use_cache = boolean(v)?,
+            "dns_cache_flags" => self.cache_flags = ranged(v)?,
+            "dns_cache_negative_ttl" => self.ttl.0 = ranged(v)?,
+            "dns_cache_min_ttl" => self.ttl.1 = ranged(v)?,
+            "dns_cache_max_ttl" => self.ttl.2 = ranged(v)?,
+            "dns_cache_mem" => self.cache_mem_kb = ranged(v)?,
+            "dns_cache_gc_interval" => self.gc_interval = ranged(v)?,
+            "dns_cache_del_nonexp" | "dns_cache_delete_nonexpired" => self.del_nonexp = boolean(v)?,
+            "dns_try_ipv6" => self.try_ipv6 = boolean(v)?,
+            "dns_try_naptr" => self.try_naptr = boolean(v)?,
+            "dns_srv_lb" | "dns_srv_loadbalancing" => self.srv_lb = boolean(v)?,
+            "dns_udp_pref" | "dns_udp_preference" => self.prefs[0] = ranged(v)?,
+            "dns_tcp_pref" | "dns_tcp_preference" => self.prefs[1] = ranged(v)?,
+            "dns_tls_pref" | "dns_tls_preference" => self.prefs[2] = ranged(v)?,
+            "dns_sctp_pref" | "dns_sctp_preference" => self.prefs[3] = ranged(v)?,
+            "dns_retr_time" => self.retr.0 = ranged(v)?,
+            "dns_retr_no" => self.retr.1 = ranged(v)?,
+            "dns_servers_no" => self.retr.2 = ranged(v)?,
+            "dns_use_search_list" => self.search.0 = boolean(v)?,
+            "dns_search_full_match" => self.search.1 = boolean(v)?,
+            // `dns`/`dns_rev_via`, `dns_cache_init`, failover: accepted
+            _ => {}
+        }
+        Ok(())
     }
 }
 

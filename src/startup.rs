@@ -146,6 +146,9 @@ fn serve(
     if let Err(e) = engine.cfg.attach_shm() {
         return fail(&format!("runtime cfg: {e}"));
     }
+    if let Err(e) = engine::attach_shm(g) {
+        return fail(&e);
+    }
     let rcvbuf = usize::try_from(g.rcvbuf_max).unwrap_or(usize::MAX);
     let mut sockets = Vec::with_capacity(binds.len());
     for b in binds {

@@ -1,77 +1,33 @@
-//! The destination blacklist (SER's `dst_blacklist`, core parameters
-//! `use_dst_blacklist` and `dst_blacklist_expire`): a destination a send to
-//! failed (TCP/TLS connect refused or timed out, a UDP send error) is
+//! The destination blacklist on the send path (SER's `dst_blacklist`, core
+//! parameters `use_dst_blacklist`, `dst_blacklist_expire`,
+//! `dst_blacklist_mem`, `dst_blacklist_gc_interval`): a destination a send
+//! to failed (TCP/TLS connect refused or timed out, a UDP send error) is
 //! skipped for `dst_blacklist_expire` seconds, so `forward`/`t_relay` to it
-//! fail at once instead of waiting for the same timeout again.
+//! fail at once instead of waiting for the same timeout again, and RFC 3263
+//! resolution tries the next SRV target first.
 //!
-//! The table is per process (each worker learns on its own; SER shares it
-//! in shm). ICMP errors for UDP are not seen: the sockets are unconnected.
+//! The table lives in shm ([`ser_modules::runtime::dns::blacklist`]): what
+//! one process learns, every process skips. ICMP errors for UDP are not
+//! seen: the sockets are unconnected.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
+use ser_modules::runtime::dns::blacklist as shm;
 use ser_modules::runtime::transport::{Dest, Proto};
 
-/// Most destinations remembered; the oldest entries go first beyond it.
-const MAX_ENTRIES: usize = 4096;
-
-/// Failed destinations and until when they are skipped.
-#[derive(Debug)]
+/// The send-path guard (a handle on the shm table).
+#[derive(Debug, Clone, Copy)]
 pub struct Blacklist {
-    expire: Duration,
-    until: Mutex<HashMap<(Proto, SocketAddr), Instant>>,
+    expire: u32,
 }
 
 impl Blacklist {
-    /// An empty list whose entries last `expire`.
-    pub fn new(expire: Duration) -> Blacklist {
-        Blacklist {
-            expire,
-            until: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<(Proto, SocketAddr), Instant>> {
-        // a panic while holding it leaves a usable map
-        self.until.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `dst` failed at `now`.
-    pub fn add(&self, proto: Proto, dst: SocketAddr, now: Instant) {
-        let mut t = self.table();
-        if t.len() >= MAX_ENTRIES {
-            t.retain(|_, until| *until > now);
-            if t.len() >= MAX_ENTRIES {
-                if let Some(oldest) = t.iter().min_by_key(|(_, u)| **u).map(|(k, _)| *k) {
-                    t.remove(&oldest);
-                }
-            }
-        }
-        t.insert((proto, dst), now + self.expire);
-    }
-
-    /// `dst` is still skipped at `now` (expired entries are dropped).
-    pub fn is_listed(&self, proto: Proto, dst: SocketAddr, now: Instant) -> bool {
-        let mut t = self.table();
-        match t.get(&(proto, dst)) {
-            Some(until) if *until > now => true,
-            Some(_) => {
-                t.remove(&(proto, dst));
-                false
-            }
-            None => false,
-        }
-    }
-
     /// Sends with `send` unless `dst` is listed; lists it when the send
     /// fails for a reason of the destination (not a local one such as "no
     /// socket" or "unsupported").
     pub fn guard(&self, dst: &Dest, send: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
-        let now = Instant::now();
-        if self.is_listed(dst.proto, dst.addr, now) {
+        if shm::is_listed(dst.proto, dst.addr) {
             return Err(io::Error::new(
                 io::ErrorKind::HostUnreachable,
                 format!(
@@ -91,9 +47,18 @@ impl Blacklist {
                     "dst_blacklist: {}:{} failed ({e}); skipped for {} s",
                     proto_name(dst.proto),
                     dst.addr,
-                    self.expire.as_secs()
+                    self.expire
                 );
-                self.add(dst.proto, dst.addr, now);
+                let why = match (dst.proto, e.kind()) {
+                    (Proto::Udp, _) => shm::ERR_SEND,
+                    (_, io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut) => {
+                        shm::ERR_CONNECT
+                    }
+                    _ => shm::ERR_SEND,
+                };
+                if let Err(e) = shm::add(dst.proto, dst.addr, why, self.expire) {
+                    log::warn!("dst_blacklist: {e}");
+                }
             }
         }
         r
@@ -109,20 +74,41 @@ static GLOBAL: OnceLock<Option<Blacklist>> = OnceLock::new();
 
 /// Turns the blacklist on (`use_dst_blacklist`) with entries lasting
 /// `expire_secs` (`dst_blacklist_expire`); main calls it once before the
-/// fork, later calls are ignored.
+/// fork, later calls are ignored. The table itself is created by
+/// [`attach_shm`] once shm is mapped.
 pub fn configure(enabled: bool, expire_secs: u32) {
-    let _ =
-        GLOBAL.set(enabled.then(|| Blacklist::new(Duration::from_secs(u64::from(expire_secs)))));
+    let _ = GLOBAL.set(enabled.then_some(Blacklist {
+        expire: expire_secs,
+    }));
 }
 
-/// The configured blacklist, if on.
+/// Creates the shm table when the blacklist is on (main, after shm is
+/// mapped, before forking): `mem_kb` is `dst_blacklist_mem`, `gc_secs`
+/// `dst_blacklist_gc_interval`.
+pub fn attach_shm(mem_kb: u32, gc_secs: u32) -> Result<(), String> {
+    let Some(Some(b)) = GLOBAL.get() else {
+        return Ok(());
+    };
+    shm::attach_shm(shm::Settings {
+        expire: b.expire,
+        mem: (mem_kb as usize).saturating_mul(1024),
+        gc_interval: gc_secs,
+    })
+    .map_err(|e| format!("dst blacklist: {e}"))
+}
+
+/// The configured blacklist, if on and its table exists.
 pub fn global() -> Option<&'static Blacklist> {
-    GLOBAL.get().and_then(|b| b.as_ref())
+    GLOBAL
+        .get()
+        .and_then(|b| b.as_ref())
+        .filter(|_| shm::enabled())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn dest(port: u16) -> Dest {
         Dest {
@@ -133,8 +119,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_destination_is_skipped_until_it_expires() {
-        let b = Blacklist::new(Duration::from_secs(30));
+    fn a_failed_destination_is_skipped_and_local_errors_do_not_list() {
+        ser_shm::init_once(8 << 20).unwrap();
+        shm::attach_shm(shm::Settings::default()).unwrap();
+        let b = Blacklist { expire: 30 };
         let d = dest(5099);
         let mut tries = 0;
         let refused = |tries: &mut i32| {
@@ -147,6 +135,10 @@ mod tests {
         let e = b.guard(&d, || refused(&mut tries)).unwrap_err();
         assert_eq!(tries, 1);
         assert!(e.to_string().contains("blacklisted"), "{e}");
+        let listed = shm::entries();
+        assert!(listed
+            .iter()
+            .any(|l| l.addr == d.addr && l.flags & shm::ERR_CONNECT != 0));
         // other destinations and protocols are untouched
         assert!(b.guard(&dest(5100), || Ok(())).is_ok());
         let udp = Dest {
@@ -154,22 +146,8 @@ mod tests {
             ..d
         };
         assert!(b.guard(&udp, || Ok(())).is_ok());
-        // and it expires
-        let later = Instant::now() + Duration::from_secs(31);
-        assert!(b.is_listed(Proto::Tcp, d.addr, Instant::now()));
-        assert!(!b.is_listed(Proto::Tcp, d.addr, later));
-    }
-
-    #[test]
-    fn local_errors_do_not_list_and_the_table_is_bounded() {
-        let b = Blacklist::new(Duration::from_secs(30));
-        let d = dest(5101);
-        let _ = b.guard(&d, || Err(io::Error::from(io::ErrorKind::Unsupported)));
-        assert!(!b.is_listed(Proto::Tcp, d.addr, Instant::now()));
-        let now = Instant::now();
-        for p in 0..(MAX_ENTRIES as u16 + 10) {
-            b.add(Proto::Udp, SocketAddr::from(([127, 0, 0, 2], p)), now);
-        }
-        assert!(b.table().len() <= MAX_ENTRIES);
+        let d2 = dest(5101);
+        let _ = b.guard(&d2, || Err(io::Error::from(io::ErrorKind::Unsupported)));
+        assert!(!shm::is_listed(Proto::Tcp, d2.addr));
     }
 }

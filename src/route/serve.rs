@@ -439,5 +439,7 @@ impl TimerCallback for ModuleTicks {
     fn on_tick(&mut self, now: Instant) {
         self.env.cfg.refresh();
         self.script.modules().tick_all(&self.env, now);
+        // expired DNS cache / blacklist entries, at their gc intervals
+        ser_modules::runtime::dns::gc_tick();
     }
 }

@@ -11,6 +11,7 @@
 pub mod blacklist;
 pub mod cache;
 pub mod resolver;
+pub mod rpc;
 pub mod sip;
 pub mod wire;
 
@@ -222,10 +223,10 @@ fn ask(c: &Config, name: &str, ty: RrType) -> Result<Answer, LookupError> {
             // the alias's target was not in the answer: ask for it
             return Ok(Answer::Alias(owner));
         }
+        // as Kamailio: dns_cache_negative_ttl, whatever the SOA says
         let neg = cache::limits().negative_ttl;
         if neg > 0 {
-            let ttl = r.soa_minimum.map_or(neg, |m| m.min(neg));
-            remember(&cand, ty, &[], ttl, cache::NEGATIVE);
+            remember(&cand, ty, &[], neg, cache::NEGATIVE);
         }
         last = LookupError::NotFound;
         if r.rcode == 0 && c.query.search_full_match {
