@@ -88,6 +88,10 @@ const INBOX_TOKEN: u64 = 1;
 const RELAY_TOKEN: u64 = u64::MAX - 1;
 const FIRST_CONN_TOKEN: u64 = 2;
 
+/// How long one message may take to arrive once its first bytes came
+/// (Kamailio's `tcp_msg_read_timeout` default).
+pub const MSG_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How often a worker looks at pending connects and write queues.
 const PENDING_POLL_MS: u16 = 5;
 
@@ -227,6 +231,8 @@ struct Conn {
     sock: usize,
     buf: Vec<u8>,
     last_read: Instant,
+    /// When the first bytes of the message not yet complete in `buf` came.
+    msg_started: Option<Instant>,
     /// The TLS session of a connection on a TLS socket.
     tls: Option<Arc<TlsConn>>,
     /// Names this connection for the reactor for its whole life.
@@ -299,6 +305,7 @@ pub fn worker_loop(
                 sock: first_tcp(sockets, peer, Proto::Tcp),
                 buf: Vec::new(),
                 last_read: Instant::now(),
+                msg_started: None,
                 tls: None,
                 token: token(),
                 counted: true,
@@ -312,6 +319,7 @@ pub fn worker_loop(
                 sock: first_tcp(sockets, t.peer, Proto::Tls),
                 buf: Vec::new(),
                 last_read: Instant::now(),
+                msg_started: None,
                 tls: Some(t),
                 token: token(),
                 counted: false,
@@ -356,7 +364,18 @@ pub fn worker_loop(
             }
             // a failed connect or write queue (crate::tcp_conn::drive)
             let failed = c.tls.is_none() && crate::tcp_conn::is_dead(c.id);
-            let keep = !stalled && !failed && !c.idle(now, lifetime);
+            // a peer trickling one message (slowloris) is not idle
+            let slow = c
+                .msg_started
+                .is_some_and(|t| now.duration_since(t) >= MSG_READ_TIMEOUT);
+            if slow {
+                log::info!(
+                    "tcp: no whole message from {} within {} s; closing",
+                    c.peer,
+                    MSG_READ_TIMEOUT.as_secs()
+                );
+            }
+            let keep = !stalled && !failed && !slow && !c.idle(now, lifetime);
             if !keep {
                 c.close();
             }
@@ -432,6 +451,7 @@ pub fn worker_loop(
                                 sock,
                                 buf: Vec::new(),
                                 last_read: Instant::now(),
+                                msg_started: None,
                                 tls,
                                 token: token(),
                                 counted: true,
@@ -500,7 +520,14 @@ fn read_conn(
     }
     loop {
         match frame_stream(&c.buf) {
-            Framing::NeedMore => return true,
+            Framing::NeedMore => {
+                c.msg_started = match c.msg_started {
+                    _ if c.buf.is_empty() => None,
+                    Some(t) => Some(t),
+                    None => Some(Instant::now()),
+                };
+                return true;
+            }
             Framing::Keepalive(n) => {
                 c.buf.drain(..n);
             }
@@ -509,6 +536,7 @@ fn read_conn(
                 return false;
             }
             Framing::Complete(n) => {
+                c.msg_started = None;
                 let msg: Vec<u8> = c.buf.drain(..n).collect();
                 let sock = &sockets[c.sock];
                 log::trace!("tcp: message of {n} bytes from {} on {sock}", c.peer);
