@@ -345,7 +345,7 @@ pub fn run(setup: Setup<'_>) -> Result<Exit, Error> {
                             return Ok(exit);
                         }
                         // its connections died with it
-                        crate::tcp_table::remove_owner(dead.pid);
+                        tcp::live_forget(crate::tcp_table::remove_owner(dead.pid));
                         if !respawn.enabled {
                             log::info!("terminating due to SIGCHLD");
                             shutdown_children(grace);

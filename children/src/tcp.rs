@@ -76,6 +76,13 @@ pub fn open_connections() -> usize {
     live().load(Ordering::Acquire)
 }
 
+/// `n` counted connections went away with a worker that died.
+pub(crate) fn live_forget(n: usize) {
+    let _ = live().fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+        Some(c.saturating_sub(n))
+    });
+}
+
 /// An opened connection counted by [`live_reserve`] did not come to be.
 pub(crate) fn live_release() {
     live_done();

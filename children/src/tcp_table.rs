@@ -101,12 +101,19 @@ pub fn remove(addr: SocketAddr, id: u64) {
     }
 }
 
-/// Removes every name of the connections `pid` held (it died).
-pub fn remove_owner(pid: i32) {
-    let Some(t) = TABLE.get() else { return };
+/// Removes every name of the connections `pid` held (it died); how many
+/// connections those were.
+pub fn remove_owner(pid: i32) -> usize {
+    let Some(t) = TABLE.get() else { return 0 };
+    let mut conns = 0;
     for b in (0..t.len()).filter_map(|i| t.bucket_at(i)) {
-        b.lock().retain(|s| s.owner != pid);
+        b.lock().retain(|s| {
+            let gone = s.owner == pid;
+            conns += usize::from(gone && !s.alias);
+            !gone
+        });
     }
+    conns
 }
 
 /// Every name of every connection (`tcp.list`-style listings, tests).
@@ -143,7 +150,8 @@ mod tests {
         remove(peer, 7);
         assert_eq!(find(peer), None);
         insert(peer, 8, 102, false);
-        remove_owner(102);
+        insert(alias, 8, 102, true);
+        assert_eq!(remove_owner(102), 1);
         assert_eq!(find(peer), None);
         assert_eq!(find("[::1]:5060".parse().unwrap()), None);
     }
