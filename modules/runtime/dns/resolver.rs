@@ -74,11 +74,29 @@ pub fn hosts_lookup(hosts_text: &str, name: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// How long a process keeps its copy of /etc/hosts (it is consulted on
+/// every lookup, so it is not re-read per message).
+const HOSTS_REFRESH: Duration = Duration::from_secs(5);
+
 /// /etc/hosts's addresses of `name`.
 pub fn system_hosts(name: &str) -> Vec<IpAddr> {
-    std::fs::read_to_string("/etc/hosts")
-        .map(|t| hosts_lookup(&t, name))
-        .unwrap_or_default()
+    use std::cell::RefCell;
+    thread_local! {
+        static HOSTS: RefCell<Option<(String, Instant)>> = const { RefCell::new(None) };
+    }
+    HOSTS.with(|h| {
+        let mut h = h.borrow_mut();
+        let stale = h
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() > HOSTS_REFRESH);
+        if stale {
+            let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            *h = Some((text, Instant::now()));
+        }
+        h.as_ref()
+            .map(|(t, _)| hosts_lookup(t, name))
+            .unwrap_or_default()
+    })
 }
 
 /// Query settings (the `dns_*` core parameters).

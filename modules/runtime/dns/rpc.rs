@@ -172,8 +172,11 @@ fn add_entry(c: &dyn RpcCtx, ty: RrType) -> Result<(), RpcFault> {
 fn delete_entry(c: &dyn RpcCtx, ty: RrType) -> Result<(), RpcFault> {
     cache_on()?;
     let name = c.scan_str(0)?.trim_end_matches('.').to_ascii_lowercase();
-    cache::delete(&name, ty);
-    Ok(())
+    if cache::delete(&name, ty) {
+        Ok(())
+    } else {
+        Err(RpcFault::new(400, "Not found"))
+    }
 }
 
 /// Registers the `dns.*` methods.
@@ -195,15 +198,36 @@ pub fn register_dns(r: &mut RpcRegistry) {
             c.add(int(1));
             c.add(int(remaining(&e, now)));
             c.add(int(now.saturating_sub(e.last_used)));
-            c.add(int(e.flags & cache::NEGATIVE));
+            c.add(int(e.flags));
         }
         Ok(())
     });
     reg(r, "dns.debug_all", &["complete dns debug  dump"], |c| {
         cache_on()?;
         let now = cache::now();
+        // Kamailio's flat dump: the entry, then per record its kind, value
+        // and expiry
         for e in live_entries() {
-            c.add(entry_view(&e, now));
+            c.add(RpcValue::Str(e.name.clone()));
+            c.add(int(e.ty.code()));
+            c.add(int(0));
+            c.add(int(e.size));
+            c.add(int(1));
+            c.add(int(remaining(&e, now)));
+            c.add(int(now.saturating_sub(e.last_used)));
+            c.add(int(e.flags));
+            for r in &e.records {
+                let (kind, value) = match r {
+                    Rdata::A(a) => ("ip", a.to_string()),
+                    Rdata::Aaaa(a) => ("ip", a.to_string()),
+                    Rdata::Srv(s) => ("srv", s.target.clone()),
+                    Rdata::Cname(n) => ("cname", n.clone()),
+                    Rdata::Naptr(n) => ("naptr", n.replacement.clone()),
+                };
+                c.add(RpcValue::Str(kind.into()));
+                c.add(RpcValue::Str(value));
+                c.add(int(remaining(&e, now)));
+            }
         }
         Ok(())
     });
@@ -225,7 +249,7 @@ pub fn register_dns(r: &mut RpcRegistry) {
         let ty = c.scan_str(0)?;
         let name = c.scan_str(1)?.trim_end_matches('.').to_ascii_lowercase();
         let ty = RrType::from_name(&ty)
-            .ok_or_else(|| RpcFault::new(400, format!("Invalid type: {ty}")))?;
+            .ok_or_else(|| RpcFault::new(400, "Invalid type"))?;
         match super::lookup(&name, ty) {
             Ok(_) => {}
             Err(_) => return Err(RpcFault::new(400, "Not found")),
@@ -334,14 +358,15 @@ pub fn register_blacklist(r: &mut RpcRegistry) {
             &["dst blacklist dump in human-readable format."],
             |c| {
                 blacklist_on()?;
+                // Kamailio prints each entry as five preformatted lines
                 for e in blacklist::entries() {
-                    c.add(RpcValue::Struct(vec![
-                        ("protocol".into(), RpcValue::Str(proto_text(e.proto))),
-                        ("ip".into(), RpcValue::Str(e.addr.ip().to_string())),
-                        ("port".into(), int(e.addr.port())),
-                        ("expires in (s)".into(), int(e.expires_in_ms / 1000)),
-                        ("flags".into(), int(e.flags)),
-                    ]));
+                    let proto = proto_text(e.proto);
+                    c.add(RpcValue::Str(format!("{{\n    protocol: {proto}")));
+                    c.add(RpcValue::Str(format!("    ip: {}", e.addr.ip())));
+                    c.add(RpcValue::Str(format!("    port: {}", e.addr.port())));
+                    let secs = e.expires_in_ms / 1000;
+                    c.add(RpcValue::Str(format!("    expires in (s): {secs}")));
+                    c.add(RpcValue::Str(format!("    flags: {}\n}}", e.flags)));
                 }
                 Ok(())
             },
