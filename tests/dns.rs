@@ -578,3 +578,87 @@ fn normalize(cmd: &[&str], reply: &str) -> String {
         .collect();
     lines.join("\n")
 }
+
+/// tm's final response timer on an INVITE that got no reply at all lists
+/// the destination (flag 16, BLST_ERR_TIMEOUT); the next t_relay to it
+/// fails at once.
+#[test]
+fn tm_timeout_lists_the_destination() {
+    if !std::path::Path::new(KAMCMD).exists() {
+        eprintln!("skipped: kamcmd missing");
+        return;
+    }
+    let port = support::proc::free_udp_port();
+    // a destination that swallows everything
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let dir = TmpDir::new("dns-tm");
+    let ctl = dir.path("ctl");
+    let cfg = format!(
+        "debug=3\nlisten=udp:127.0.0.1:{port}\nuse_dst_blacklist=yes\n\
+         loadmodule \"sl\"\nloadmodule \"tm\"\nloadmodule \"ctl\"\n\
+         modparam(\"tm\", \"fr_timer\", 1000)\n\
+         modparam(\"ctl\", \"binrpc\", \"unixs:{}\")\n\
+         route {{ if (!t_relay()) {{ sl_reply_error(); }} }}\n",
+        ctl.display()
+    );
+    let ser = Server::launch_cfg("dns-tm-ser", &cfg)
+        .args(["-n", "1", "-T"])
+        .start();
+    assert!(wait_until(Duration::from_secs(5), || ctl.exists()));
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let invite = |n: u32| {
+        format!(
+            "INVITE sip:b@127.0.0.1:{silent_port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-tmto{n}\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\n\
+             Call-ID: tmto-{n}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+             Contact: <sip:a@127.0.0.1:{me}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let final_code = |caller: &UdpSocket, limit: Duration| -> Option<String> {
+        let end = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            if let Ok((k, _)) = caller.recv_from(&mut buf) {
+                let r = String::from_utf8_lossy(&buf[..k]).into_owned();
+                if !r.starts_with("SIP/2.0 1") {
+                    return Some(r.lines().next().unwrap_or_default().to_owned());
+                }
+            }
+        }
+        None
+    };
+    caller
+        .send_to(invite(1).as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let first = final_code(&caller, Duration::from_secs(6));
+    assert_eq!(
+        first.as_deref(),
+        Some("SIP/2.0 408 Request Timeout"),
+        "{}",
+        ser.log_text()
+    );
+    let sock = format!("unixs:{}", ctl.display());
+    let view = run(KAMCMD, &["-s", &sock, "dst_blacklist.view"]);
+    assert!(
+        view.contains(&format!("port: {silent_port}")) && view.contains("flags: 16"),
+        "{view}"
+    );
+    // the next INVITE to it is refused at once, without a timer
+    let t0 = Instant::now();
+    caller
+        .send_to(invite(2).as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let second = final_code(&caller, Duration::from_secs(3)).unwrap_or_default();
+    assert!(
+        second.starts_with("SIP/2.0 5"),
+        "{second}\n{}",
+        ser.log_text()
+    );
+    assert!(t0.elapsed() < Duration::from_millis(900));
+}

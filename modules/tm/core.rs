@@ -1501,6 +1501,11 @@ impl Tm {
                             }
                             bd.cancel_sent = true;
                         }
+                        // not even a provisional to an INVITE: the destination
+                        // is down (Kamailio's BLST_ERR_TIMEOUT)
+                        if d.invite && !d.canceled && bd.state != State::Proceeding {
+                            crate::runtime::dns::blacklist::note_timeout(bd.proto, bd.dest);
+                        }
                         bd.state = client_next(d.invite, bd.state, ClientEvent::Timeout)
                             .unwrap_or(State::Terminated);
                         bd.code = if d.canceled { 487 } else { 408 };

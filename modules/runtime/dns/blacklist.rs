@@ -171,6 +171,23 @@ pub fn add(proto: Proto, addr: SocketAddr, flags: u16, expire_s: u32) -> Result<
     Ok(())
 }
 
+/// tm's final response timer fired on an INVITE branch that got no reply
+/// at all: list the destination for `dst_blacklist_expire` (no-op when the
+/// blacklist is off).
+pub fn note_timeout(proto: Proto, addr: SocketAddr) {
+    if !enabled() {
+        return;
+    }
+    log::info!(
+        "dst_blacklist: {}:{addr} did not answer (timeout); skipped for {} s",
+        proto.as_str().to_ascii_lowercase(),
+        settings().expire
+    );
+    if let Err(e) = add(proto, addr, ERR_TIMEOUT, settings().expire) {
+        log::warn!("dst_blacklist: {e}");
+    }
+}
+
 /// Whether `addr` is listed now (an expired entry is dropped).
 pub fn is_listed(proto: Proto, addr: SocketAddr) -> bool {
     let Some(t) = SHARED.get() else {
