@@ -115,6 +115,7 @@ fn configure_dns(g: &Globals) {
             use_search_list: d.search.0,
             search_full_match: d.search.1,
         },
+        failover: d.failover,
     });
 }
 

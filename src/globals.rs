@@ -481,6 +481,8 @@ pub struct DnsGlobals {
     pub retr: (u32, u32, u32),
     /// `dns_use_search_list`, `dns_search_full_match`.
     pub search: (bool, bool),
+    /// `use_dns_failover`.
+    pub failover: bool,
 }
 
 impl Default for DnsGlobals {
@@ -498,6 +500,7 @@ impl Default for DnsGlobals {
             prefs: [30, 20, 10, 20],
             retr: (2, 2, 3),
             search: (true, true),
+            failover: false,
         }
     }
 }
@@ -525,7 +528,8 @@ impl DnsGlobals {
             "dns_servers_no" => self.retr.2 = ranged(v)?,
             "dns_use_search_list" => self.search.0 = boolean(v)?,
             "dns_search_full_match" => self.search.1 = boolean(v)?,
-            // `dns`/`dns_rev_via`, `dns_cache_init`, failover: accepted
+            "use_dns_failover" | "dns_use_failover" => self.failover = boolean(v)?,
+            // `dns_rev_via`, `dns_cache_init`: accepted
             _ => {}
         }
         Ok(())

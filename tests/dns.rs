@@ -81,7 +81,10 @@ const ZONE: &str = r#"{
    [300, [10, 10, 5099, "host1.example.test"]],
    [300, [20, 10, 5098, "alias.example.test"]]]},
  "host1.example.test": {"A": [[300, "127.0.0.1"]]},
- "alias.example.test": {"CNAME": [[300, "host1.example.test"]]}
+ "alias.example.test": {"CNAME": [[300, "host1.example.test"]]},
+ "_sip._tcp.fo.example.test": {"SRV": [
+   [300, [10, 10, 5097, "host1.example.test"]],
+   [300, [20, 10, 5096, "host1.example.test"]]]}
 }"#;
 
 /// Re-runs [`dns_scenarios_in_netns`] inside `unshare -mn` (`-rmn` when not
@@ -231,11 +234,12 @@ fn dns_scenarios_in_netns() {
     let cfg = format!(
         "debug=3\nchildren=2\n\
          listen=udp:127.0.0.1:5060\nlisten=udp:127.0.0.1:5062\nlisten=tcp:127.0.0.1:5060\n\
-         use_dns_cache=on\ndns_try_naptr=on\n\
+         use_dns_cache=on\ndns_try_naptr=on\nuse_dns_failover=on\n\
          use_dst_blacklist=on\ndst_blacklist_expire=3\ndst_blacklist_gc_interval=1\n\
          loadmodule \"sl\"\nloadmodule \"ctl\"\n\
          modparam(\"ctl\", \"binrpc\", \"unixs:{}\")\n\
          route {{\n\
+           if (uri =~ \"^sip:fo@\") {{ if (!forward()) {{ sl_send_reply(\"503\", \"forward failed\"); }} exit; }}\n\
            if (uri =~ \"^sip:dead@\") {{ if (!forward()) {{ sl_send_reply(\"503\", \"forward failed\"); }} exit; }}\n\
            if (uri =~ \"^sip:user@127\") {{ rewriteuri(\"sip:user@example.test\"); }}\n\
            forward();\n\
@@ -462,6 +466,36 @@ fn dns_scenarios_in_netns() {
         "dns summary: {} questions, blacklist failed once and skipped 4 times",
         questions(&qlog).len()
     );
+    // --- use_dns_failover: the first SRV target refuses TCP, the request
+    // goes to the second
+    let live = std::net::TcpListener::bind("127.0.0.1:5096").unwrap();
+    live.set_nonblocking(true).unwrap();
+    caller
+        .send_to(
+            options("sip:fo@fo.example.test;transport=tcp", 8, me).as_bytes(),
+            ("127.0.0.1", 5060),
+        )
+        .unwrap();
+    let mut got = String::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && !got.contains("\r\n\r\n") {
+        if let Ok((mut c, _)) = live.accept() {
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut b = [0u8; 4096];
+            if let Ok(n) = std::io::Read::read(&mut c, &mut b) {
+                got.push_str(&String::from_utf8_lossy(&b[..n]));
+            }
+        }
+        sleep(Duration::from_millis(20));
+    }
+    assert!(
+        got.starts_with("OPTIONS sip:fo@fo.example.test;transport=tcp"),
+        "{got}\n{}",
+        ser.log_text()
+    );
+    println!("failover: TCP refused by the first SRV target, sent to the second");
+
     // --- reply shapes against a real Kamailio on the same nameserver
     let _ = kam(&["dns.delete_all_force"]);
     let _ = kam(&["dst_blacklist.delete_all"]);

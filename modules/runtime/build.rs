@@ -180,6 +180,19 @@ impl MsgCtx<'_> {
         host_port: Option<(&str, Option<u16>)>,
         proto: Option<Proto>,
     ) -> Result<Dest, String> {
+        self.forward_dests(host_port, proto)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "destination has no address".to_string())
+    }
+
+    /// Every RFC 3263 candidate of [`MsgCtx::forward_dest`], in order (the
+    /// next one is tried when a send fails and `use_dns_failover` is on).
+    pub fn forward_dests(
+        &self,
+        host_port: Option<(&str, Option<u16>)>,
+        proto: Option<Proto>,
+    ) -> Result<Vec<Dest>, String> {
         let (host, port, uproto, sips) = match host_port {
             Some((h, p)) => (h.to_owned(), Some(p.unwrap_or(5060)), None, false),
             None => {
@@ -204,12 +217,18 @@ impl MsgCtx<'_> {
         if host.is_empty() {
             return Err("destination has no host".into());
         }
-        let (p, addr) = resolve_first(&host, port, proto.or(uproto), sips)?;
-        Ok(Dest {
-            proto: p,
-            addr,
-            send_sock: self.send_socket,
-        })
+        let targets = crate::runtime::dns::resolve_sip(&host, port, proto.or(uproto), sips)?;
+        if targets.is_empty() {
+            return Err(format!("`{host}` has no address"));
+        }
+        Ok(targets
+            .into_iter()
+            .map(|t| Dest {
+                proto: t.proto,
+                addr: t.addr,
+                send_sock: self.send_socket,
+            })
+            .collect())
     }
 
     /// Stateless forwarding of a reply: drop our top Via, send to the next Via's

@@ -140,7 +140,7 @@ pub fn forward(
     proto: Option<Proto>,
     add_via: bool,
 ) -> Flow {
-    let dst = match ctx.forward_dest(host, proto) {
+    let dests = match ctx.forward_dests(host, proto) {
         Ok(d) => d,
         Err(e) => {
             log::error!("forward: {e}");
@@ -151,33 +151,39 @@ pub fn forward(
             return Flow::False;
         }
     };
-    let built = if add_via {
-        ctx.build_forward(dst.proto)
+    // use_dns_failover: a failed send moves on to the next DNS target
+    let tries = if ser_modules::runtime::dns::config().failover {
+        dests.len()
     } else {
-        ser_sip::apply(&ctx.msg, &ctx.lumps).map_err(|e| e.to_string())
+        1
     };
-    let buf = match built {
-        Ok(b) => b,
-        Err(e) => {
-            log::error!("forward: cannot build the request: {e}");
-            ctx.last_error = Some(ProcessingError {
-                code: 500,
-                reason: "Server Internal Error".into(),
-            });
-            return Flow::False;
-        }
-    };
-    match ctx.env.transport.send(&buf, &dst) {
-        Ok(()) => Flow::True,
-        Err(e) => {
-            log::error!("forward to {} failed: {e}", dst.addr);
-            ctx.last_error = Some(ProcessingError {
-                code: 500,
-                reason: "Send failed".into(),
-            });
-            Flow::False
+    for dst in dests.iter().take(tries) {
+        let built = if add_via {
+            ctx.build_forward(dst.proto)
+        } else {
+            ser_sip::apply(&ctx.msg, &ctx.lumps).map_err(|e| e.to_string())
+        };
+        let buf = match built {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("forward: cannot build the request: {e}");
+                ctx.last_error = Some(ProcessingError {
+                    code: 500,
+                    reason: "Server Internal Error".into(),
+                });
+                return Flow::False;
+            }
+        };
+        match ctx.env.transport.send(&buf, dst) {
+            Ok(()) => return Flow::True,
+            Err(e) => log::error!("forward to {} failed: {e}", dst.addr),
         }
     }
+    ctx.last_error = Some(ProcessingError {
+        code: 500,
+        reason: "Send failed".into(),
+    });
+    Flow::False
 }
 
 fn forward_fixup(

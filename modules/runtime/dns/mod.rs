@@ -46,6 +46,8 @@ pub struct Config {
     pub prefs: [i32; 4],
     /// Query timing and search list.
     pub query: resolver::QueryOpts,
+    /// `use_dns_failover`: a failed send tries the next DNS target.
+    pub failover: bool,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             srv_lb: false,
             prefs: [30, 20, 10, 20],
             query: resolver::QueryOpts::default(),
+            failover: false,
         }
     }
 }

@@ -248,8 +248,7 @@ pub fn register_dns(r: &mut RpcRegistry) {
         cache_on()?;
         let ty = c.scan_str(0)?;
         let name = c.scan_str(1)?.trim_end_matches('.').to_ascii_lowercase();
-        let ty = RrType::from_name(&ty)
-            .ok_or_else(|| RpcFault::new(400, "Invalid type"))?;
+        let ty = RrType::from_name(&ty).ok_or_else(|| RpcFault::new(400, "Invalid type"))?;
         match super::lookup(&name, ty) {
             Ok(_) => {}
             Err(_) => return Err(RpcFault::new(400, "Not found")),
