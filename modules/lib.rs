@@ -26,6 +26,7 @@ pub mod runtime {
     pub mod flow;
     pub mod format;
     pub mod pvar;
+    pub mod script_vars;
     pub mod select;
     pub mod transport;
     pub mod value;

@@ -5,40 +5,20 @@
 //! Tools that may be missing (`make`, `systemd-analyze` from the `systemd`
 //! package, `groff` from `groff-base`) make their test print a note and pass.
 
+mod support;
+
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
+use support::proc::{alive, free_port, SER};
+use support::tmp::TmpDir;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// A scratch directory removed on drop.
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("ser-ops-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -205,28 +185,6 @@ fn systemd_unit_verifies() {
         "{}",
         describe(&out)
     );
-}
-
-/// A port free for UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| !s.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 fn read_pid(p: &Path) -> Option<i32> {
@@ -583,7 +541,7 @@ fn debian_package_metadata_is_complete() {
     let tmp = TmpDir::new("deb");
     let out = Command::new("make")
         .args(["-s", "-C", ROOT, "deb-assets"])
-        .arg(format!("DEB_ASSETS={}", tmp.0.display()))
+        .arg(format!("DEB_ASSETS={}", tmp.dir().display()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));

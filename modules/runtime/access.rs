@@ -189,7 +189,7 @@ impl MsgCtx<'_> {
             Pv::AuthRealm => self.auth_value(true),
             Pv::Hdr(h) => opt_str(self.header(h)),
             Pv::Avp(a) => self.avps.get(a).cloned().unwrap_or(Value::Null),
-            Pv::Var(v) => self.vars.get(v).cloned().unwrap_or(Value::Int(0)),
+            Pv::Var(v) => crate::runtime::script_vars::get(v),
             Pv::Null => Value::Null,
             Pv::RetCode => Value::Int(i64::from(self.retcode)),
             Pv::MsgBuf => Value::Str(String::from_utf8_lossy(self.msg.buf()).into_owned()),
@@ -234,9 +234,7 @@ impl MsgCtx<'_> {
                 }
             }
             Pv::Avp(a) => self.avps.assign(a, v),
-            Pv::Var(name) => {
-                self.vars.insert(name.clone(), v);
-            }
+            Pv::Var(name) => crate::runtime::script_vars::set(name, v),
             Pv::MsgFlags => self.flags.0 = v.as_int() as u32,
             Pv::BranchFlags => self.bflags.0 = v.as_int() as u32,
             Pv::Null => {}

@@ -105,7 +105,7 @@ fn return_codes() {
     assert_eq!(r, Value::from("t"));
     // return(0) from a sub-route ends the script
     let (out, r, _) = run_opts(
-        "$var(ret) = 0; route(R); $var(r) = 1;",
+        "$var(r) = 0; $var(ret) = 0; route(R); $var(r) = 1;",
         LoadOptions::default(),
     );
     assert_eq!((out, r), (Outcome::Exit, Value::Int(0)));
