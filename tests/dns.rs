@@ -84,7 +84,10 @@ const ZONE: &str = r#"{
  "alias.example.test": {"CNAME": [[300, "host1.example.test"]]},
  "_sip._tcp.fo.example.test": {"SRV": [
    [300, [10, 10, 5097, "host1.example.test"]],
-   [300, [20, 10, 5096, "host1.example.test"]]]}
+   [300, [20, 10, 5096, "host1.example.test"]]]},
+ "_sip._tcp.tfo.example.test": {"SRV": [
+   [300, [10, 10, 5095, "host1.example.test"]],
+   [300, [20, 10, 5094, "host1.example.test"]]]}
 }"#;
 
 /// Re-runs [`dns_scenarios_in_netns`] inside `unshare -mn` (`-rmn` when not
@@ -174,6 +177,24 @@ fn count(qs: &[String], q: &str) -> usize {
     qs.iter().filter(|l| *l == q).count()
 }
 
+/// What the first connection to `live` sends (at most 5 s).
+fn first_tcp_message(live: &std::net::TcpListener) -> String {
+    let mut got = String::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && !got.contains("\r\n\r\n") {
+        if let Ok((mut c, _)) = live.accept() {
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut b = [0u8; 4096];
+            if let Ok(n) = std::io::Read::read(&mut c, &mut b) {
+                got.push_str(&String::from_utf8_lossy(&b[..n]));
+            }
+        }
+        sleep(Duration::from_millis(20));
+    }
+    got
+}
+
 /// The pid of a log line (` 1(18787) INFO: ...`).
 fn pid_of(line: &str) -> Option<&str> {
     let open = line.find('(')?;
@@ -236,9 +257,10 @@ fn dns_scenarios_in_netns() {
          listen=udp:127.0.0.1:5060\nlisten=udp:127.0.0.1:5062\nlisten=tcp:127.0.0.1:5060\n\
          use_dns_cache=on\ndns_try_naptr=on\nuse_dns_failover=on\n\
          use_dst_blacklist=on\ndst_blacklist_expire=3\ndst_blacklist_gc_interval=1\n\
-         loadmodule \"sl\"\nloadmodule \"ctl\"\n\
+         loadmodule \"sl\"\nloadmodule \"tm\"\nloadmodule \"ctl\"\n\
          modparam(\"ctl\", \"binrpc\", \"unixs:{}\")\n\
          route {{\n\
+           if (uri =~ \"^sip:tfo@\") {{ if (!t_relay()) {{ sl_reply_error(); }} exit; }}\n\
            if (uri =~ \"^sip:fo@\") {{ if (!forward()) {{ sl_send_reply(\"503\", \"forward failed\"); }} exit; }}\n\
            if (uri =~ \"^sip:dead@\") {{ if (!forward()) {{ sl_send_reply(\"503\", \"forward failed\"); }} exit; }}\n\
            if (uri =~ \"^sip:user@127\") {{ rewriteuri(\"sip:user@example.test\"); }}\n\
@@ -468,33 +490,30 @@ fn dns_scenarios_in_netns() {
     );
     // --- use_dns_failover: the first SRV target refuses TCP, the request
     // goes to the second
-    let live = std::net::TcpListener::bind("127.0.0.1:5096").unwrap();
-    live.set_nonblocking(true).unwrap();
-    caller
-        .send_to(
-            options("sip:fo@fo.example.test;transport=tcp", 8, me).as_bytes(),
-            ("127.0.0.1", 5060),
-        )
-        .unwrap();
-    let mut got = String::new();
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end && !got.contains("\r\n\r\n") {
-        if let Ok((mut c, _)) = live.accept() {
-            c.set_nonblocking(false).unwrap();
-            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let mut b = [0u8; 4096];
-            if let Ok(n) = std::io::Read::read(&mut c, &mut b) {
-                got.push_str(&String::from_utf8_lossy(&b[..n]));
-            }
-        }
-        sleep(Duration::from_millis(20));
+    for (uri, live_port, n) in [
+        ("sip:fo@fo.example.test;transport=tcp", 5096, 8),
+        ("sip:tfo@tfo.example.test;transport=tcp", 5094, 9),
+    ] {
+        let live = std::net::TcpListener::bind(("127.0.0.1", live_port)).unwrap();
+        live.set_nonblocking(true).unwrap();
+        caller
+            .send_to(options(uri, n, me).as_bytes(), ("127.0.0.1", 5060))
+            .unwrap();
+        let got = first_tcp_message(&live);
+        assert!(
+            got.starts_with(&format!("OPTIONS {uri}")),
+            "{got}\n{}",
+            ser.log_text()
+        );
     }
+    let log = ser.log_text();
     assert!(
-        got.starts_with("OPTIONS sip:fo@fo.example.test;transport=tcp"),
-        "{got}\n{}",
-        ser.log_text()
+        log.contains("trying 127.0.0.1:5094 (dns failover)"),
+        "{log}"
     );
-    println!("failover: TCP refused by the first SRV target, sent to the second");
+    println!(
+        "failover: TCP refused by the first SRV target, forward() and t_relay() sent to the second"
+    );
 
     // --- reply shapes against a real Kamailio on the same nameserver
     let _ = kam(&["dns.delete_all_force"]);

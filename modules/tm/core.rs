@@ -236,6 +236,18 @@ pub struct Override {
 
 /// Where a branch goes: the override, else its dst-uri, else its R-URI.
 pub fn branch_dest(t: &Target, over: Option<&Override>) -> Result<(SocketAddr, Proto), String> {
+    branch_dests(t, over)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no destination".to_string())
+}
+
+/// Every RFC 3263 candidate of a branch, in order (`use_dns_failover`
+/// tries the next one of the same transport when a send fails).
+pub fn branch_dests(
+    t: &Target,
+    over: Option<&Override>,
+) -> Result<Vec<(SocketAddr, Proto)>, String> {
     let uri = t.dst_uri.as_deref().unwrap_or(&t.uri);
     let u = ser_sip::parse_uri(uri.as_bytes()).map_err(|e| format!("bad URI `{uri}`: {e}"))?;
     let b = uri.as_bytes();
@@ -262,10 +274,10 @@ pub fn branch_dest(t: &Target, over: Option<&Override>) -> Result<(SocketAddr, P
         return Err(format!("no host in `{uri}`"));
     }
     let targets = crate::runtime::dns::resolve_sip(&host, port, proto, sips)?;
-    let first = targets
-        .first()
-        .ok_or_else(|| format!("`{host}` has no address"))?;
-    Ok((first.addr, first.proto))
+    if targets.is_empty() {
+        return Err(format!("`{host}` has no address"));
+    }
+    Ok(targets.into_iter().map(|t| (t.addr, t.proto)).collect())
 }
 
 /// Build a branch request from the stored request: R-URI replaced,
@@ -912,7 +924,7 @@ impl Tm {
         } else {
             self.runner()
         };
-        let mut built: Vec<(BranchSlot, Dest)> = Vec::new();
+        let mut built: Vec<(BranchSlot, Dest, Vec<SocketAddr>)> = Vec::new();
         for (i, target) in targets.iter().enumerate() {
             let bno = first + i;
             let mut target = target.clone();
@@ -945,8 +957,18 @@ impl Tm {
                 lumps = bctx.lumps.clone();
                 base = Some(bctx.msg);
             }
-            let (addr, proto) = match branch_dest(&target, over) {
-                Ok(d) => d,
+            let (addr, proto, alts) = match branch_dests(&target, over) {
+                Ok(d) => {
+                    // never empty: branch_dests errs instead
+                    let (addr, proto) = d[0];
+                    // the Via names the transport: failover keeps it
+                    let alts: Vec<SocketAddr> = d[1..]
+                        .iter()
+                        .filter(|(_, p)| *p == proto)
+                        .map(|(a, _)| *a)
+                        .collect();
+                    (addr, proto, alts)
+                }
                 Err(e) => {
                     log::warn!("tm: branch {bno} to {}: {e}", target.uri);
                     continue;
@@ -1001,7 +1023,7 @@ impl Tm {
                 ShmStr::empty(),
                 ShmStr::new(target.uri.as_bytes()).map_err(e)?,
             );
-            built.push((slot, br_dest(&bd)));
+            built.push((slot, br_dest(&bd), alts));
         }
         if built.is_empty() {
             return Err("no branch could be built".into());
@@ -1013,12 +1035,12 @@ impl Tm {
                 if s.5.len() != first {
                     return false;
                 }
-                for (slot, dest) in built {
+                for (slot, dest, alts) in built {
                     let buf = slot.1.as_bytes().to_vec();
                     if s.5.push(slot).is_err() {
                         break; // out of shm: the later branches are not sent
                     }
-                    sends.push(Send { buf, dest });
+                    sends.push((Send { buf, dest }, alts));
                 }
                 true
             })
@@ -1027,8 +1049,35 @@ impl Tm {
             return Err("branches were added concurrently".into());
         }
         let mut ok = 0;
-        for (i, snd) in sends.iter().enumerate() {
-            match env.transport.send(&snd.buf, &snd.dest) {
+        let failover = crate::runtime::dns::config().failover;
+        for (i, (snd, alts)) in sends.iter().enumerate() {
+            let mut sent = env.transport.send(&snd.buf, &snd.dest);
+            if sent.is_err() && failover {
+                // use_dns_failover: the next DNS target, recorded as the
+                // branch's destination for retransmissions and CANCEL
+                for alt in alts {
+                    let dest = Dest {
+                        addr: *alt,
+                        ..snd.dest
+                    };
+                    log::info!(
+                        "tm: branch to {} failed, trying {alt} (dns failover)",
+                        snd.dest.addr
+                    );
+                    if env.transport.send(&snd.buf, &dest).is_ok() {
+                        self.with_tx(t, |s| {
+                            if let Some(b) = s.5.get_mut(first + i) {
+                                let mut d = read_br(b);
+                                d.dest = *alt;
+                                write_br(b, &d);
+                            }
+                        });
+                        sent = Ok(());
+                        break;
+                    }
+                }
+            }
+            match sent {
                 Ok(()) => ok += 1,
                 Err(e) => {
                     log::warn!("tm: sending branch to {} failed: {e}", snd.dest.addr);
