@@ -85,6 +85,7 @@ const ZONE: &str = r#"{
  "_sip._tcp.fo.example.test": {"SRV": [
    [300, [10, 10, 5097, "host1.example.test"]],
    [300, [20, 10, 5096, "host1.example.test"]]]},
+ "_sip._udp.via.example.test": {"SRV": [[300, [10, 10, 5093, "host1.example.test"]]]},
  "_sip._tcp.tfo.example.test": {"SRV": [
    [300, [10, 10, 5095, "host1.example.test"]],
    [300, [20, 10, 5094, "host1.example.test"]]]}
@@ -151,6 +152,7 @@ fn dns_through_a_fake_nameserver() {
             || l.starts_with("blacklist entry")
             || l.starts_with("failover")
             || l.starts_with("reply shapes")
+            || l.starts_with("reply routed")
     }) {
         println!("{l}");
     }
@@ -478,6 +480,15 @@ fn dns_scenarios_in_netns() {
         "the entry expires"
     );
     println!("blacklist entry gone after {:?}", t0.elapsed());
+    // and the timer's gc (dst_blacklist_gc_interval=1) freed it
+    assert!(
+        wait_until(Duration::from_secs(3), || kam(&["dst_blacklist.mem_info"])
+            .lines()
+            .next()
+            == Some("0")),
+        "gc: {}",
+        kam(&["dst_blacklist.mem_info"])
+    );
     ask(7, 5062);
     let again = ser
         .log_text()
@@ -514,6 +525,29 @@ fn dns_scenarios_in_netns() {
     println!(
         "failover: TCP refused by the first SRV target, forward() and t_relay() sent to the second"
     );
+
+    // --- a reply goes back by the next Via: a host name without port is
+    // looked up by SRV (RFC 3263 §5)
+    let upstream = UdpSocket::bind("127.0.0.1:5093").unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let reply = "SIP/2.0 200 OK\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-ours\r\n\
+                 Via: SIP/2.0/UDP via.example.test;branch=z9hG4bK-theirs\r\n\
+                 From: <sip:a@via.example.test>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\
+                 Call-ID: via-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    caller
+        .send_to(reply.as_bytes(), ("127.0.0.1", 5060))
+        .unwrap();
+    let mut rb = [0u8; 4096];
+    let (k, _) = upstream
+        .recv_from(&mut rb)
+        .unwrap_or_else(|e| panic!("no reply at the SRV target ({e}):\n{}", ser.log_text()));
+    let fwd = String::from_utf8_lossy(&rb[..k]);
+    assert!(fwd.starts_with("SIP/2.0 200 OK"), "{fwd}");
+    assert!(!fwd.contains("z9hG4bK-ours"), "our Via removed: {fwd}");
+    println!("reply routed by Via via.example.test -> SRV -> 127.0.0.1:5093");
 
     // --- reply shapes against a real Kamailio on the same nameserver
     let _ = kam(&["dns.delete_all_force"]);
