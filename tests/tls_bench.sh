@@ -8,9 +8,11 @@ SER=${1:?usage: tls_bench.sh /path/to/ser [rounds]}
 ROUNDS=${2:-3}
 REGS=${REGS:-10000}   # REGISTERs per connection (4 connections)
 HS=${HS:-2000}        # new connections (handshakes), in total
+HSCONNS=${HSCONNS:-4} # clients opening them at once
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=$(mktemp -d /tmp/tls-bench.XXXXXX)
-trap 'kill -9 -$SERPG -$KAMPG 2>/dev/null || true; rm -rf "$D"' EXIT INT TERM
+LOGS=${LOGS:-/tmp/tls-bench-logs}
+trap 'kill -9 -$SERPG -$KAMPG 2>/dev/null || true; mkdir -p "$LOGS"; cp "$D"/*.log "$LOGS"/ 2>/dev/null; rm -rf "$D"' EXIT INT TERM
 SERPG=0 KAMPG=0
 cd "$D"
 # one EC P-256 certificate for both servers
@@ -51,15 +53,15 @@ request_route {
 CFG
 setsid "$SER" -f ser.cfg -n 1 -N 2 -E -DD -m 64 -l "tls:127.0.0.1:$SERPORT" 2>ser.log &
 SERPG=$!
-setsid /usr/sbin/kamailio -f kam.cfg -E -DD -m 64 -M 8 2>kam.log &
+setsid /usr/sbin/kamailio -f kam.cfg -E -DD -m 64 -M 8 >kam.log 2>&1 &
 KAMPG=$!
 sleep 2
 for r in $(seq 1 "$ROUNDS"); do
     for s in ser:$SERPORT:$SERPG kamailio:$KAMPORT:$KAMPG; do
         name=${s%%:*}; rest=${s#*:}; port=${rest%%:*}; pg=${rest#*:}
         printf '%s round %s ' "$name" "$r"
-        python3 "$HERE/tls_bench.py" reuse --port "$port" --conns 4 --count "$REGS" --window 8 --pgid "$pg"
+        python3 "$HERE/tls_bench.py" reuse --port "$port" --conns 4 --count "$REGS" --window 8 --pgid "$pg" || true
         printf '%s round %s ' "$name" "$r"
-        python3 "$HERE/tls_bench.py" handshake --port "$port" --conns 4 --count "$HS" --pgid "$pg"
+        python3 "$HERE/tls_bench.py" handshake --port "$port" --conns "$HSCONNS" --count "$HS" --pgid "$pg" || true
     done
 done
