@@ -188,7 +188,7 @@ pub fn register_dns(r: &mut RpcRegistry) {
         c.add(int(max));
         Ok(())
     });
-    reg(r, "dns.debug", &["dns debug  info."], |c| {
+    reg(r, "dns.debug", &["dns debug info."], |c| {
         cache_on()?;
         let now = cache::now();
         for e in live_entries() {
@@ -202,7 +202,7 @@ pub fn register_dns(r: &mut RpcRegistry) {
         }
         Ok(())
     });
-    reg(r, "dns.debug_all", &["complete dns debug  dump"], |c| {
+    reg(r, "dns.debug_all", &["complete dns debug dump"], |c| {
         cache_on()?;
         let now = cache::now();
         // Kamailio's flat dump: the entry, then per record its kind, value
@@ -328,19 +328,34 @@ pub fn register_blacklist(r: &mut RpcRegistry) {
     for prefix in ["dst_blacklist", "dst_blocklist"] {
         let name =
             |m: &str| -> &'static str { Box::leak(format!("{prefix}.{m}").into_boxed_str()) };
-        reg(
-            r,
-            name("mem_info"),
-            &["dst blacklist memory usage info."],
-            |c| {
-                blacklist_on()?;
-                let (used, max) = blacklist::mem_info();
-                c.add(int(used));
-                c.add(int(max));
-                Ok(())
-            },
-        );
-        reg(r, name("debug"), &["dst blacklist debug info."], |c| {
+        // Kamailio's help texts, in the spelling of the method's name
+        let black = prefix == "dst_blacklist";
+        let doc = move |i: usize| -> &'static [&'static str] {
+            match (i, black) {
+                (0, true) => &["dst blacklist memory usage info."],
+                (0, false) => &["dst blocklist memory usage info."],
+                (1, true) => &["dst blacklist debug info."],
+                (1, false) => &["dst blocklist debug info."],
+                (2, true) => &["dst blacklist dump in human-readable format."],
+                (2, false) => &["dst blocklist dump in human-readable format."],
+                (3, true) => {
+                    &["Deletes all the entries from the dst blacklist except the permanent ones."]
+                }
+                (3, false) => {
+                    &["Deletes all the entries from the dst blocklist except the permanent ones."]
+                }
+                (_, true) => &["Adds a new entry to the dst blacklist."],
+                (_, false) => &["Adds a new entry to the dst blocklist."],
+            }
+        };
+        reg(r, name("mem_info"), doc(0), |c| {
+            blacklist_on()?;
+            let (used, max) = blacklist::mem_info();
+            c.add(int(used));
+            c.add(int(max));
+            Ok(())
+        });
+        reg(r, name("debug"), doc(1), |c| {
             blacklist_on()?;
             for e in blacklist::entries() {
                 c.add(RpcValue::Str(proto_text(e.proto)));
@@ -351,63 +366,47 @@ pub fn register_blacklist(r: &mut RpcRegistry) {
             }
             Ok(())
         });
-        reg(
-            r,
-            name("view"),
-            &["dst blacklist dump in human-readable format."],
-            |c| {
-                blacklist_on()?;
-                // Kamailio prints each entry as five preformatted lines
-                for e in blacklist::entries() {
-                    let proto = proto_text(e.proto);
-                    c.add(RpcValue::Str(format!("{{\n    protocol: {proto}")));
-                    c.add(RpcValue::Str(format!("    ip: {}", e.addr.ip())));
-                    c.add(RpcValue::Str(format!("    port: {}", e.addr.port())));
-                    let secs = e.expires_in_ms / 1000;
-                    c.add(RpcValue::Str(format!("    expires in (s): {secs}")));
-                    c.add(RpcValue::Str(format!("    flags: {}\n}}", e.flags)));
-                }
-                Ok(())
-            },
-        );
-        reg(
-            r,
-            name("delete_all"),
-            &["Deletes all the entries from the dst blacklist except the permanent ones."],
-            |_| {
-                blacklist_on()?;
-                blacklist::delete_all();
-                Ok(())
-            },
-        );
-        reg(
-            r,
-            name("add"),
-            &["Adds a new entry to the dst blacklist."],
-            |c| {
-                blacklist_on()?;
-                let ip = c.scan_str(0)?;
-                let port = c.scan_int(1)?;
-                let proto = c.scan_int(2)?;
-                let flags = c.scan_int(3)?;
-                let ip: IpAddr = ip
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse()
-                    .map_err(|_| RpcFault::new(400, format!("invalid IP address: {ip}")))?;
-                let port = u16::try_from(port).map_err(|_| RpcFault::bad_param(1, "bad port"))?;
-                let proto = blacklist::proto_from_code(proto)
-                    .ok_or_else(|| RpcFault::bad_param(2, "unknown protocol"))?;
-                let flags =
-                    u16::try_from(flags).map_err(|_| RpcFault::bad_param(3, "bad flags"))?;
-                blacklist::add(
-                    proto,
-                    SocketAddr::new(ip, port),
-                    flags,
-                    blacklist::settings().expire,
-                )
-                .map_err(|e| RpcFault::new(500, format!("Failed to add the entry: {e}")))
-            },
-        );
+        reg(r, name("view"), doc(2), |c| {
+            blacklist_on()?;
+            // Kamailio prints each entry as five preformatted lines
+            for e in blacklist::entries() {
+                let proto = proto_text(e.proto);
+                c.add(RpcValue::Str(format!("{{\n    protocol: {proto}")));
+                c.add(RpcValue::Str(format!("    ip: {}", e.addr.ip())));
+                c.add(RpcValue::Str(format!("    port: {}", e.addr.port())));
+                let secs = e.expires_in_ms / 1000;
+                c.add(RpcValue::Str(format!("    expires in (s): {secs}")));
+                c.add(RpcValue::Str(format!("    flags: {}\n}}", e.flags)));
+            }
+            Ok(())
+        });
+        reg(r, name("delete_all"), doc(3), |_| {
+            blacklist_on()?;
+            blacklist::delete_all();
+            Ok(())
+        });
+        reg(r, name("add"), doc(4), |c| {
+            blacklist_on()?;
+            let ip = c.scan_str(0)?;
+            let port = c.scan_int(1)?;
+            let proto = c.scan_int(2)?;
+            let flags = c.scan_int(3)?;
+            let ip: IpAddr = ip
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| RpcFault::new(400, format!("invalid IP address: {ip}")))?;
+            let port = u16::try_from(port).map_err(|_| RpcFault::bad_param(1, "bad port"))?;
+            let proto = blacklist::proto_from_code(proto)
+                .ok_or_else(|| RpcFault::bad_param(2, "unknown protocol"))?;
+            let flags = u16::try_from(flags).map_err(|_| RpcFault::bad_param(3, "bad flags"))?;
+            blacklist::add(
+                proto,
+                SocketAddr::new(ip, port),
+                flags,
+                blacklist::settings().expire,
+            )
+            .map_err(|e| RpcFault::new(500, format!("Failed to add the entry: {e}")))
+        });
     }
 }
