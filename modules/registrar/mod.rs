@@ -34,6 +34,10 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::str("received_avp", ""),
     ParamExport::str("sock_hdr_name", ""),
     ParamExport::int("retry_after", 0),
+    // Kamailio 5 parameters accepted without effect: GRUU is not implemented
+    // (only 0 is accepted), Path is saved whenever `use_path` is set.
+    ParamExport::int("gruu_enabled", 0),
+    ParamExport::int("path_mode", 2),
 ];
 
 const R: RouteMask = RouteMask::REQUEST.or(RouteMask::FAILURE);
@@ -100,7 +104,10 @@ impl Module for Registrar {
     fn functions(&self) -> &'static [FunctionExport] {
         FUNCTIONS
     }
-    fn init(&self, _env: &ModuleEnv) -> Result<(), String> {
+    fn init(&self, env: &ModuleEnv) -> Result<(), String> {
+        if env.int("gruu_enabled") != 0 {
+            return Err("registrar: gruu_enabled: GRUU is not supported (set 0)".into());
+        }
         // usrloc not loaded (or loaded after us): its defaults, memory only.
         if usrloc::has_pending() {
             log::warn!("registrar: usrloc not initialised first; using in-memory location tables");

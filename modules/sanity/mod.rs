@@ -1,5 +1,6 @@
 //! `sanity`: `sanity_check([msg_checks [, uri_checks]])` with Kamailio's
-//! default checks; a failed check is answered with 400 and returns false.
+//! default checks; a failed check is answered with 400 and returns false
+//! (`autodrop` 1, Kamailio's default: it stops the script instead).
 
 use ser_sip::HeaderName;
 
@@ -24,6 +25,8 @@ static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
 static PARAMS: &[ParamExport] = &[
     ParamExport::int("default_checks", 999),
     ParamExport::int("uri_checks", 7),
+    // Kamailio 5: 1 = a failed check (already answered) stops the script.
+    ParamExport::int("autodrop", 1),
 ];
 
 impl Module for Sanity {
@@ -128,5 +131,9 @@ fn fixup_check(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
         fx.int_arg(args, 1)?
     };
     let (checks, uri) = (checks as u32, uri as u32);
-    Ok(Box::new(move |ctx| check(ctx, checks, uri)))
+    let autodrop = fx.module.int("autodrop") != 0;
+    Ok(Box::new(move |ctx| match check(ctx, checks, uri) {
+        Flow::False if autodrop => Flow::Exit,
+        other => other,
+    }))
 }

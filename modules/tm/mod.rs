@@ -208,6 +208,13 @@ static FUNCTIONS: &[FunctionExport] = &[
         fixup: fixup_on_branch,
     },
     FunctionExport {
+        name: "t_is_set",
+        min_args: 1,
+        max_args: 1,
+        routes: ALL_TM,
+        fixup: fixup_is_set,
+    },
+    FunctionExport {
         name: "t_check_status",
         min_args: 1,
         max_args: 1,
@@ -862,6 +869,40 @@ fn fixup_on_reply(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError
 
 fn fixup_on_branch(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     make_on(fx, args, Which::Branch)
+}
+
+/// `t_is_set("branch_route"|"onreply_route"|"failure_route")`: whether a
+/// route of that kind is armed for the current (or the next) transaction.
+fn fixup_is_set(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let which = match fx.str_arg(args, 0)?.as_str() {
+        "branch_route" => Which::Branch,
+        "onreply_route" => Which::Reply,
+        "failure_route" => Which::Failure,
+        other => {
+            return Err(FixupError::arg(
+                0,
+                format!("`{other}`: want branch_route, onreply_route or failure_route"),
+            ))
+        }
+    };
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        with_tm(&st, |tm| {
+            let set = match current(ctx) {
+                Some(c) => tm.meta(c.tx).is_some_and(|m| match which {
+                    Which::Failure => !m.on_failure.is_empty(),
+                    Which::Reply => !m.on_reply.is_empty(),
+                    Which::Branch => !m.on_branch.is_empty(),
+                }),
+                None => with_pending(ctx, |p| match which {
+                    Which::Failure => p.on_failure.is_some(),
+                    Which::Reply => p.on_reply.is_some(),
+                    Which::Branch => p.on_branch.is_some(),
+                }),
+            };
+            Flow::from_bool(set)
+        })
+    }))
 }
 
 fn fixup_check_status(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {

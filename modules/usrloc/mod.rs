@@ -31,6 +31,8 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("db_mode", 0),
     ParamExport::str("db_url", "sqlite:///var/lib/ser/ser.db"),
     ParamExport::int("timer_interval", 60),
+    // Kamailio 5: expiry runs in the one timer process whatever the value.
+    ParamExport::int("timer_procs", 0),
     ParamExport::int("use_domain", 0),
     ParamExport::int("nat_bflag", -1),
     ParamExport::int("desc_time_order", 0),

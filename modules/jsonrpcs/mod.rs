@@ -1,0 +1,127 @@
+//! `jsonrpcs`: Kamailio's JSON-RPC 2.0 server, the module side.
+//!
+//! The servers are ser-fifo's (fifo/src/jsonrpc.rs) run by the ctl process
+//! like ctl's binrpc listeners; this module carries the parameters and says
+//! which listeners the config asks for ([`listen_addrs`]).
+//!
+//! - `transport`: bitmask 1 HTTP (via xhttp; not built in, ignored),
+//!   2 FIFO, 4 datagram socket; default 6.
+//! - `fifo_name` (default `kamailio_rpc.fifo`, relative to `/run/kamailio/`,
+//!   Kamailio's runtime dir), `fifo_mode`, `fifo_user`, `fifo_group`,
+//!   `fifo_reply_dir` (default `/tmp/`): a client writes one JSON object with
+//!   an extra `"reply_name"` member and reads the reply from
+//!   `fifo_reply_dir/reply_name` (what `kamctl rpc` does).
+//! - `dgram_socket` (default `kamailio_rpc.sock` in the runtime dir; a path
+//!   or `udp:host:port`), `dgram_mode`, `dgram_user`, `dgram_group`: the
+//!   reply goes back to the sender.  `dgram_workers` is accepted (one ctl
+//!   process serves every listener).
+//! - `pretty_format`: indent the JSON replies.
+
+use crate::iface::{Module, ModuleEnv, ParamExport};
+use crate::registry::Modules;
+
+/// Kamailio's default runtime directory, where relative names live.
+pub const RUN_DIR: &str = "/run/kamailio";
+
+/// The `jsonrpcs` module.
+pub struct Jsonrpcs;
+
+static PARAMS: &[ParamExport] = &[
+    ParamExport::int("transport", 6),
+    ParamExport::int("pretty_format", 1),
+    ParamExport::str("fifo_name", "kamailio_rpc.fifo"),
+    ParamExport::int("fifo_mode", 0o660),
+    ParamExport::str("fifo_user", ""),
+    ParamExport::str("fifo_group", ""),
+    ParamExport::str("fifo_reply_dir", "/tmp/"),
+    ParamExport::str("dgram_socket", "kamailio_rpc.sock"),
+    ParamExport::int("dgram_mode", 0o660),
+    ParamExport::str("dgram_user", ""),
+    ParamExport::str("dgram_group", ""),
+    ParamExport::int("dgram_workers", 1),
+    ParamExport::int("dgram_timeout", 2),
+];
+
+impl Module for Jsonrpcs {
+    fn name(&self) -> &'static str {
+        "jsonrpcs"
+    }
+    fn params(&self) -> &'static [ParamExport] {
+        PARAMS
+    }
+    fn init(&self, env: &ModuleEnv) -> Result<(), String> {
+        let t = env.int("transport");
+        if !(0..=7).contains(&t) {
+            return Err(format!("jsonrpcs: transport {t} is not a 0..7 bitmask"));
+        }
+        for (p, v) in [
+            ("fifo_mode", env.int("fifo_mode")),
+            ("dgram_mode", env.int("dgram_mode")),
+        ] {
+            if !(0..=0o7777).contains(&v) {
+                return Err(format!("jsonrpcs: {p}: bad file mode {v:o}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name relative to the runtime dir made absolute (`udp:` addresses kept).
+fn in_run_dir(name: &str) -> String {
+    if name.starts_with('/') || name.contains(':') {
+        name.to_owned()
+    } else {
+        format!("{RUN_DIR}/{name}")
+    }
+}
+
+/// One JSON-RPC listener the config asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonListen {
+    /// `jsonfifo:/path` or `jsondgram:/path` / `jsondgram:udp:host:port`.
+    pub addr: String,
+    /// File mode of the FIFO / socket.
+    pub mode: u32,
+    /// Owner of the file.
+    pub user: Option<String>,
+    /// Group of the file.
+    pub group: Option<String>,
+}
+
+/// The JSON-RPC listeners of the loaded `jsonrpcs` (none when not loaded).
+pub fn listen_addrs(modules: &Modules) -> Vec<JsonListen> {
+    let Some(l) = modules.iter().find(|l| l.module.name() == "jsonrpcs") else {
+        return Vec::new();
+    };
+    let env = &l.env;
+    let opt = |p: &str| Some(env.str(p)).filter(|s| !s.is_empty());
+    let t = env.int("transport");
+    let mut out = Vec::new();
+    let fifo = env.str("fifo_name");
+    if t & 2 != 0 && !fifo.is_empty() {
+        out.push(JsonListen {
+            addr: format!("jsonfifo:{}", in_run_dir(&fifo)),
+            mode: env.int("fifo_mode") as u32 & 0o7777,
+            user: opt("fifo_user"),
+            group: opt("fifo_group"),
+        });
+    }
+    let dgram = env.str("dgram_socket");
+    if t & 4 != 0 && !dgram.is_empty() {
+        out.push(JsonListen {
+            addr: format!("jsondgram:{}", in_run_dir(&dgram)),
+            mode: env.int("dgram_mode") as u32 & 0o7777,
+            user: opt("dgram_user"),
+            group: opt("dgram_group"),
+        });
+    }
+    out
+}
+
+/// `fifo_reply_dir` and `pretty_format` of the loaded `jsonrpcs`.
+pub fn settings(modules: &Modules) -> Option<(String, bool)> {
+    modules
+        .iter()
+        .find(|l| l.module.name() == "jsonrpcs")
+        .map(|l| (l.env.str("fifo_reply_dir"), l.env.int("pretty_format") != 0))
+}
