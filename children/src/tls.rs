@@ -9,8 +9,12 @@
 //! the handshake timeout). Each process keeps a table of the TLS connections
 //! it holds, by peer and alias, so replies and forwards to a peer go out on
 //! its connection, as for TCP ([`crate::tcp_conn`]). A process that is not a
-//! TCP worker (a UDP receiver, the timer) opens its own client connection,
-//! handshakes within the connect timeout and keeps it for sending.
+//! TCP worker (a UDP receiver, the timer) hands its message to the worker
+//! holding the peer's session, or has one open it ([`crate::tls_relay`]). A
+//! worker opens a connection without blocking: a connector thread connects
+//! while the message waits, then the poll loop drives the handshake
+//! (`connect_in_background`). Only a server without TCP workers (tests)
+//! connects and handshakes in place, within the connect timeout.
 
 use std::collections::HashMap;
 use std::fmt;
