@@ -1,5 +1,6 @@
 //! The management listeners the config asks for — ctl's `binrpc` and `fifo`
-//! addresses, mi_fifo's `fifo_name`, the core's `fifo=` (SER 0.8.8) — bound
+//! addresses, mi_fifo's `fifo_name`, jsonrpcs' FIFO and datagram socket, the
+//! core's `fifo=` (SER 0.8.8) — bound
 //! in main before the first fork and before privileges are dropped, so a
 //! socket under `/run` can still be created and chowned.  The ctl process
 //! then serves them (`ChildInit::run_ctl`); dropping a listener removes its
@@ -89,10 +90,14 @@ pub fn server_config(parsed: &Parsed, modules: &Modules) -> CtlConfig {
         },
         _ => None,
     });
+    let (json_reply_dir, json_pretty) =
+        ser_modules::jsonrpcs::settings(modules).unwrap_or_else(|| ("/tmp/".into(), true));
     CtlConfig {
         fifo_reply_dir: core_dir
             .unwrap_or_else(|| ser_modules::ctl::fifo_reply_dir(modules))
             .into(),
+        json_reply_dir: json_reply_dir.into(),
+        json_pretty,
         ..CtlConfig::default()
     }
 }

@@ -230,10 +230,10 @@ impl Client {
                 s.set_read_timeout(Some(opts.timeout))?;
                 Conn::Udp(s)
             }
-            CtlAddr::Fifo(_) => {
+            CtlAddr::Fifo(_) | CtlAddr::Json(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "sercmd speaks binrpc, not FIFO",
+                    "sercmd speaks binrpc, not FIFO or JSON-RPC",
                 ))
             }
         };

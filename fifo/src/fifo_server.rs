@@ -380,7 +380,7 @@ pub(crate) fn process_buffer(buf: &mut Vec<u8>, registry: &RpcRegistry, cfg: &Ct
 /// Writes `data` to the reply FIFO `dir/name`: opened non-blocking (retrying while the
 /// client has not opened its end yet), refused unless it is a real FIFO, written within
 /// `timeout`. Failures are dropped: the client simply gets no answer.
-fn send_reply(dir: &Path, name: &str, data: &[u8], timeout: Duration) -> bool {
+pub(crate) fn send_reply(dir: &Path, name: &str, data: &[u8], timeout: Duration) -> bool {
     let path = if name.starts_with('/') {
         // SER 0.8.x style absolute name: only inside the reply directory.
         let p = Path::new(name);

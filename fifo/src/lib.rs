@@ -11,6 +11,8 @@
 //!   `init_socks.c`, `io_listener.c`).
 //! - [`fifo_server`]: the FIFO text protocol of SER (`fifo=`) and Kamailio's `mi_fifo`,
 //!   serving the same registry (replaces `modules/ctl/fifo_server.c`).
+//! - [`jsonrpc`]: JSON-RPC 2.0 as Kamailio's `jsonrpcs` (FIFO with `reply_name`, datagrams),
+//!   served by the ctl loop on `json:` addresses.
 //! - [`client`]: the binrpc client side and kamcmd-style reply printing used by the `sercmd`
 //!   binary (replaces `utils/sercmd/sercmd.c`, today's `utils/kamcmd/kamcmd.c`).
 //!
@@ -54,6 +56,7 @@ pub mod binrpc;
 pub mod client;
 pub mod ctl;
 pub mod fifo_server;
+pub mod jsonrpc;
 pub mod rpc;
 
 pub use ctl::{serve, serve_with, CtlAddr, CtlConfig, CtlError, CtlListener, SocketPerms};

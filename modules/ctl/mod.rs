@@ -74,6 +74,11 @@ fn listen_row(addr: &CtlAddr) -> [RpcValue; 4] {
         ],
         CtlAddr::UnixDgram(p) => [s("binrpc"), s("unix_dgram"), s(&p.to_string_lossy()), s("")],
         CtlAddr::Fifo(p) => [s("fifo"), s("fifo"), s(&p.to_string_lossy()), s("")],
+        CtlAddr::Json(inner) => {
+            let mut row = listen_row(inner);
+            row[0] = s("jsonrpc");
+            row
+        }
         CtlAddr::Tcp { host, port } => [
             s("binrpc"),
             s("tcp"),
@@ -199,6 +204,18 @@ pub struct ListenSpec {
 pub fn listen_specs(modules: &Modules) -> Result<Vec<ListenSpec>, String> {
     let mut out = Vec::new();
     for l in modules.iter() {
+        if l.module.name() == "jsonrpcs" {
+            for j in crate::jsonrpcs::listen_addrs(&l.env) {
+                let addr = CtlAddr::parse(&j.addr).map_err(|e| format!("jsonrpcs: {e}"))?;
+                let perms = ser_fifo::SocketPerms {
+                    mode: mode_of(j.mode).map_err(|e| format!("jsonrpcs: {e}"))?,
+                    user: j.user,
+                    group: j.group,
+                };
+                out.push(ListenSpec { addr, perms });
+            }
+            continue;
+        }
         let (mode, user, group) = match l.module.name() {
             "ctl" => (
                 l.env.int("mode"),

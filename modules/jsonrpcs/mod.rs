@@ -68,7 +68,7 @@ impl Module for Jsonrpcs {
 
 /// A name relative to the runtime dir made absolute (`udp:` addresses kept).
 fn in_run_dir(name: &str) -> String {
-    if name.starts_with('/') || name.contains(':') {
+    if name.starts_with('/') {
         name.to_owned()
     } else {
         format!("{RUN_DIR}/{name}")
@@ -78,39 +78,40 @@ fn in_run_dir(name: &str) -> String {
 /// One JSON-RPC listener the config asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonListen {
-    /// `jsonfifo:/path` or `jsondgram:/path` / `jsondgram:udp:host:port`.
+    /// ser-fifo's address: `json:fifo:/path`, `json:unixd:/path`, `json:udp:host:port`.
     pub addr: String,
     /// File mode of the FIFO / socket.
-    pub mode: u32,
+    pub mode: i64,
     /// Owner of the file.
     pub user: Option<String>,
     /// Group of the file.
     pub group: Option<String>,
 }
 
-/// The JSON-RPC listeners of the loaded `jsonrpcs` (none when not loaded).
-pub fn listen_addrs(modules: &Modules) -> Vec<JsonListen> {
-    let Some(l) = modules.iter().find(|l| l.module.name() == "jsonrpcs") else {
-        return Vec::new();
-    };
-    let env = &l.env;
+/// The JSON-RPC listeners `jsonrpcs`' parameters ask for.
+pub fn listen_addrs(env: &ModuleEnv) -> Vec<JsonListen> {
     let opt = |p: &str| Some(env.str(p)).filter(|s| !s.is_empty());
     let t = env.int("transport");
     let mut out = Vec::new();
     let fifo = env.str("fifo_name");
     if t & 2 != 0 && !fifo.is_empty() {
         out.push(JsonListen {
-            addr: format!("jsonfifo:{}", in_run_dir(&fifo)),
-            mode: env.int("fifo_mode") as u32 & 0o7777,
+            addr: format!("json:fifo:{}", in_run_dir(&fifo)),
+            mode: env.int("fifo_mode"),
             user: opt("fifo_user"),
             group: opt("fifo_group"),
         });
     }
     let dgram = env.str("dgram_socket");
     if t & 4 != 0 && !dgram.is_empty() {
+        let addr = if dgram.starts_with("udp:") {
+            dgram.clone()
+        } else {
+            format!("unixd:{}", in_run_dir(dgram.trim_start_matches("unix:")))
+        };
         out.push(JsonListen {
-            addr: format!("jsondgram:{}", in_run_dir(&dgram)),
-            mode: env.int("dgram_mode") as u32 & 0o7777,
+            addr: format!("json:{addr}"),
+            mode: env.int("dgram_mode"),
             user: opt("dgram_user"),
             group: opt("dgram_group"),
         });
@@ -124,4 +125,43 @@ pub fn settings(modules: &Modules) -> Option<(String, bool)> {
         .iter()
         .find(|l| l.module.name() == "jsonrpcs")
         .map(|l| (l.env.str("fifo_reply_dir"), l.env.int("pretty_format") != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iface::ParamValue;
+
+    #[test]
+    fn default_and_configured_listeners() {
+        let mut env = ModuleEnv::new(&Jsonrpcs);
+        let a: Vec<String> = listen_addrs(&env).into_iter().map(|l| l.addr).collect();
+        assert_eq!(
+            a,
+            [
+                "json:fifo:/run/kamailio/kamailio_rpc.fifo",
+                "json:unixd:/run/kamailio/kamailio_rpc.sock"
+            ]
+        );
+        let none = |_: &str| None;
+        env.set_param(
+            &Jsonrpcs,
+            "dgram_socket",
+            ParamValue::Str("udp:127.0.0.1:9999".into()),
+            &none,
+        )
+        .unwrap();
+        env.set_param(
+            &Jsonrpcs,
+            "fifo_name",
+            ParamValue::Str("/tmp/x.fifo".into()),
+            &none,
+        )
+        .unwrap();
+        let a: Vec<String> = listen_addrs(&env).into_iter().map(|l| l.addr).collect();
+        assert_eq!(a, ["json:fifo:/tmp/x.fifo", "json:udp:127.0.0.1:9999"]);
+        env.set_param(&Jsonrpcs, "transport", ParamValue::Int(1), &none)
+            .unwrap();
+        assert!(listen_addrs(&env).is_empty());
+    }
 }

@@ -33,6 +33,9 @@ pub enum CtlAddr {
     },
     /// `fifo:/path`: the FIFO text protocol (ctl's `fifo` modparam).
     Fifo(PathBuf),
+    /// `json:fifo:/path`, `json:unixd:/path`, `json:udp:host:port`: JSON-RPC 2.0
+    /// (Kamailio's `jsonrpcs`) instead of binrpc / the FIFO text protocol.
+    Json(Box<CtlAddr>),
 }
 
 impl CtlAddr {
@@ -44,6 +47,14 @@ impl CtlAddr {
             addr: s.to_owned(),
             reason: why.to_owned(),
         };
+        if let Some(inner) = s.strip_prefix("json:") {
+            return match CtlAddr::parse(inner)? {
+                a @ (CtlAddr::Fifo(_) | CtlAddr::UnixDgram(_) | CtlAddr::Udp { .. }) => {
+                    Ok(CtlAddr::Json(Box::new(a)))
+                }
+                _ => Err(bad("JSON-RPC runs on fifo:, unixd: or udp: only")),
+            };
+        }
         let (proto, rest) = match s.split_once(':') {
             Some((p, r)) if ["unixs", "unix", "unixd", "tcp", "udp", "fifo"].contains(&p) => (p, r),
             _ => ("unixs", s),
@@ -116,6 +127,7 @@ impl fmt::Display for CtlAddr {
             CtlAddr::UnixStream(p) => write!(f, "unixs:{}", p.display()),
             CtlAddr::UnixDgram(p) => write!(f, "unixd:{}", p.display()),
             CtlAddr::Fifo(p) => write!(f, "fifo:{}", p.display()),
+            CtlAddr::Json(a) => write!(f, "json:{a}"),
             CtlAddr::Tcp { host, port } => {
                 write!(f, "tcp:{}", Self::socket_addr_string(host, *port))
             }

@@ -52,6 +52,8 @@ pub struct CtlListener {
     addr: CtlAddr,
     pub(crate) sock: Sock,
     cleanup: Option<PathBuf>,
+    /// Speaks JSON-RPC (a `json:` address).
+    pub(crate) json: bool,
 }
 
 impl CtlListener {
@@ -64,6 +66,12 @@ impl CtlListener {
     pub fn bind_addr(addr: &CtlAddr, perms: &SocketPerms) -> Result<CtlListener, CtlError> {
         let io = |what: &str, e| CtlError::io(format!("{what} {addr}"), e);
         let (sock, cleanup) = match addr {
+            CtlAddr::Json(inner) => {
+                let mut l = Self::bind_addr(inner, perms)?;
+                l.addr = addr.clone();
+                l.json = true;
+                return Ok(l);
+            }
             CtlAddr::UnixStream(p) => {
                 remove_stale(p, false)?;
                 let l = UnixListener::bind(p).map_err(|e| io("bind", e))?;
@@ -112,6 +120,7 @@ impl CtlListener {
             addr: addr.clone(),
             sock,
             cleanup,
+            json: false,
         };
         listener
             .set_nonblocking()

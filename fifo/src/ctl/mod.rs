@@ -33,6 +33,10 @@ pub struct CtlConfig {
     pub fifo_reply_timeout: Duration,
     /// Directory reply FIFOs are opened in (ctl's `fifo_dir`, default `/tmp/`).
     pub fifo_reply_dir: std::path::PathBuf,
+    /// Directory of JSON-RPC FIFO clients' reply FIFOs (jsonrpcs `fifo_reply_dir`).
+    pub json_reply_dir: std::path::PathBuf,
+    /// Indent JSON-RPC replies (jsonrpcs `pretty_format`).
+    pub json_pretty: bool,
 }
 
 impl Default for CtlConfig {
@@ -46,6 +50,8 @@ impl Default for CtlConfig {
             max_fifo_line: 4096,
             fifo_reply_timeout: Duration::from_millis(500),
             fifo_reply_dir: "/tmp".into(),
+            json_reply_dir: "/tmp".into(),
+            json_pretty: true,
         }
     }
 }

@@ -125,6 +125,25 @@ pub fn serve_with(
                         }
                     }
                 }
+                Sock::UnixDgram(s) if l.json => serve_json_datagrams(registry, cfg, move |buf| {
+                    let (n, from) = s.recv_from(buf)?;
+                    Ok((n, move |reply: &[u8]| {
+                        if let Some(p) = from.as_pathname() {
+                            let _ = s.send_to(reply, p);
+                        }
+                    }))
+                }),
+                Sock::Udp(s) if l.json => serve_json_datagrams(registry, cfg, move |buf| {
+                    let (n, from) = s.recv_from(buf)?;
+                    Ok((n, move |reply: &[u8]| {
+                        let _ = s.send_to(reply, from);
+                    }))
+                }),
+                Sock::Fifo { read, .. } if l.json => {
+                    let buf = &mut fifo_bufs[i];
+                    fifo_server::read_available(read, buf, cfg.max_request);
+                    crate::jsonrpc::process_fifo_buffer(buf, registry, cfg);
+                }
                 Sock::UnixDgram(s) => serve_datagrams(registry, cfg, move |buf| {
                     let (n, from) = s.recv_from(buf)?;
                     Ok((n, move |reply: &[u8]| {
@@ -202,6 +221,29 @@ where
             Err(e) => encode_fault(400, &format!("bad packet: {e}"), cookie_of(pkt)),
         };
         reply_to(&reply);
+    }
+}
+
+/// [`serve_datagrams`] for JSON-RPC: one request per datagram, the reply
+/// (too big: an error) to the sender; notifications get none.
+fn serve_json_datagrams<R, F>(registry: &RpcRegistry, cfg: &CtlConfig, mut recv: F)
+where
+    F: FnMut(&mut [u8]) -> io::Result<(usize, R)>,
+    R: FnOnce(&[u8]),
+{
+    let mut buf = vec![0u8; MAX_DGRAM];
+    for _ in 0..BURST {
+        let Ok((n, reply_to)) = recv(&mut buf) else {
+            return;
+        };
+        let h = crate::jsonrpc::handle(&buf[..n], registry, cfg.json_pretty);
+        if let Some(reply) = h.reply {
+            if reply.len() <= MAX_DGRAM {
+                reply_to(reply.as_bytes());
+            } else {
+                reply_to(b"{\"jsonrpc\":\"2.0\",\"error\":{\"code\":500,\"message\":\"reply too big\"},\"id\":null}\n");
+            }
+        }
     }
 }
 
