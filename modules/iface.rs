@@ -347,6 +347,12 @@ pub enum RouteEnd {
 pub trait RouteRunner: Send + Sync {
     /// Run route `name` of type `kind` (one bit) at top level on `ctx`.
     fn run_route(&self, kind: RouteMask, name: &str, ctx: &mut MsgCtx<'_>) -> RouteEnd;
+    /// Whether route `name` ("" for the main one) of type `kind` exists, so
+    /// a caller can skip preparing a context for a route that is not there
+    /// (`onsend_route` on every send).
+    fn has_route(&self, _kind: RouteMask, _name: &str) -> bool {
+        true
+    }
 }
 
 impl ModuleEnv {

@@ -3,11 +3,95 @@
 
 use ser_sip::{HeaderName, Scheme};
 
+use crate::iface::{RouteEnd, RouteMask, RouteRunner};
 use crate::runtime::ctx::MsgCtx;
 use crate::runtime::format::{Format, Piece};
 use crate::runtime::pvar::{NameAddr, Pv, UriPart};
 use crate::runtime::select::{HdrPart, Select};
+use crate::runtime::transport::{Dest, Proto};
 use crate::runtime::value::Value;
+
+/// Kamailio's numbers for `$snd(proto)` / `$K(UDP)`...
+fn proto_number(p: Proto) -> i64 {
+    match p {
+        Proto::Udp => 1,
+        Proto::Tcp => 2,
+        Proto::Tls => 3,
+        Proto::Sctp => 4,
+    }
+}
+
+impl<'e> MsgCtx<'e> {
+    /// The context `onsend_route` runs on: this message as the script left
+    /// it (flags, branch flags, AVPs, R-URI, destination URI) — not the
+    /// outgoing bytes, which are `$snd(buf)` with the rest of `$snd(...)`.
+    pub fn onsend_ctx(&self, buf: &[u8], dest: &Dest) -> MsgCtx<'e> {
+        let mut c = MsgCtx::new(self.msg.clone(), self.env, self.src, self.local, self.proto);
+        c.new_uri = self.new_uri.clone();
+        c.dst_uri = self.dst_uri.clone();
+        c.flags = self.flags;
+        c.bflags = self.bflags;
+        c.avps = self.avps.clone();
+        let local = dest.send_sock.unwrap_or(self.local);
+        let af = if dest.addr.is_ipv4() { 2 } else { 10 };
+        for (k, v) in [
+            ("snd.ip", Value::Str(dest.addr.ip().to_string())),
+            ("snd.port", Value::Int(i64::from(dest.addr.port()))),
+            ("snd.af", Value::Int(af)),
+            ("snd.proto", Value::Int(proto_number(dest.proto))),
+            (
+                "snd.sproto",
+                Value::Str(dest.proto.as_str().to_ascii_lowercase()),
+            ),
+            ("snd.len", Value::Int(buf.len() as i64)),
+            (
+                "snd.buf",
+                Value::Str(String::from_utf8_lossy(buf).into_owned()),
+            ),
+            ("snd.sip", Value::Str(local.ip().to_string())),
+            ("snd.sport", Value::Int(i64::from(local.port()))),
+        ] {
+            c.module_pvs.insert(k.to_owned(), v);
+        }
+        c
+    }
+
+    /// `onsend_route`: run for a request about to be sent by `forward()` or
+    /// tm's branches, on [`MsgCtx::onsend_ctx`]; `drop` there keeps it from
+    /// going out.  `true` when it may be sent (also without `onsend_route`).
+    pub fn onsend_allows(&self, runner: Option<&dyn RouteRunner>, buf: &[u8], dest: &Dest) -> bool {
+        let Some(r) = runner.filter(|r| r.has_route(RouteMask::ONSEND, "")) else {
+            return true;
+        };
+        let mut sctx = self.onsend_ctx(buf, dest);
+        if r.run_route(RouteMask::ONSEND, "", &mut sctx) == RouteEnd::Drop {
+            log::info!("onsend_route dropped the message to {}", dest.addr);
+            return false;
+        }
+        true
+    }
+
+    /// `$err.*` for `error_route`: class (1: parser), level (1 critical ..
+    /// 5 low), what went wrong, and the reply code and reason to use.
+    pub fn set_error_info(
+        &mut self,
+        class: i64,
+        level: i64,
+        info: &str,
+        rcode: u16,
+        rreason: &str,
+    ) {
+        for (k, v) in [
+            ("err.class", Value::Int(class)),
+            ("err.level", Value::Int(level)),
+            ("err.info", Value::Str(info.to_owned())),
+            ("err.rcode", Value::Int(i64::from(rcode))),
+            ("err.rreason", Value::Str(rreason.to_owned())),
+        ] {
+            self.module_pvs.insert(k.to_owned(), v);
+        }
+    }
+}
 
 /// A part of a URI given as text.
 pub fn uri_part(uri: &str, part: UriPart) -> Value {
@@ -195,7 +279,10 @@ impl MsgCtx<'_> {
             Pv::MsgBuf => Value::Str(String::from_utf8_lossy(self.msg.buf()).into_owned()),
             Pv::MsgLen => Value::Int(self.msg_len() as i64),
             Pv::Sel(s) => self.get_select(s),
-            Pv::Tm(name) => self.module_pvs.get(name).cloned().unwrap_or(Value::Null),
+            Pv::Tm(name) | Pv::Snd(name) | Pv::Err(name) => {
+                self.module_pvs.get(name).cloned().unwrap_or(Value::Null)
+            }
+            Pv::Indexed(pv, i) => self.nth_value(pv, *i),
             Pv::MsgFlags => Value::Int(i64::from(self.flags.0)),
             Pv::BranchFlags => Value::Int(i64::from(self.bflags.0)),
             Pv::BranchUri => opt_str(self.branches.last().map(|b| b.uri.clone())),
@@ -212,6 +299,27 @@ impl MsgCtx<'_> {
                     .map_or(0, |d| d.as_secs() as i64),
             ),
         }
+    }
+
+    /// `$(hdr(X)[i])` / `$(avp(x)[i])`: value `i` of several (headers in
+    /// message order, AVPs newest first), negative counting from the end.
+    fn nth_value(&self, pv: &Pv, i: i32) -> Value {
+        let values: Vec<Value> = match pv {
+            Pv::Hdr(h) => self
+                .msg
+                .find_by_name(h.as_bytes())
+                .map(|x| Value::Str(String::from_utf8_lossy(self.msg.header_body(x)).into_owned()))
+                .collect(),
+            Pv::Avp(a) => self.avps.get_all(a).into_iter().cloned().collect(),
+            _ => return Value::Null,
+        };
+        let at = if i < 0 {
+            values.len().checked_sub(i.unsigned_abs() as usize)
+        } else {
+            Some(i as usize)
+        };
+        at.and_then(|k| values.get(k).cloned())
+            .unwrap_or(Value::Null)
     }
 
     /// Assign to a pseudo-variable (`colon`: Kamailio `:=`, same for single values).

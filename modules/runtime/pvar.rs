@@ -103,7 +103,25 @@ pub enum Pv {
     Pid,
     /// `$Ts`: current unix time.
     TimeSec,
+    /// `$snd(ip|port|af|proto|sproto|len|buf|sip|sport)` in `onsend_route`:
+    /// read from [`crate::runtime::ctx::MsgCtx::module_pvs`] under this key
+    /// (`snd.ip`), null elsewhere.
+    Snd(String),
+    /// `$err.class|level|info|rcode|rreason` in `error_route`: read from
+    /// `module_pvs` under this key (`err.class`), null elsewhere.
+    Err(String),
+    /// `$(hdr(Via)[1])`, `$(avp(x)[-1])`: one of several values, counted
+    /// from 0 (the first header, the newest AVP), negative from the other end.
+    Indexed(Box<Pv>, i32),
 }
+
+/// Fields of `$snd(...)`.
+pub const SND_FIELDS: &[&str] = &[
+    "ip", "port", "af", "proto", "sproto", "len", "buf", "sip", "sport",
+];
+
+/// Fields of `$err.*`.
+pub const ERR_FIELDS: &[&str] = &["class", "level", "info", "rcode", "rreason"];
 
 impl Pv {
     /// Whether scripts may assign to it.
@@ -132,6 +150,10 @@ pub fn parse_pv_prefix(s: &str) -> Result<(Pv, usize), String> {
     if b.get(1) == Some(&b'?') {
         return Ok((Pv::RetCode, 2));
     }
+    if b.get(1) == Some(&b'(') {
+        let close = matching_paren(s, 1).ok_or_else(|| format!("unclosed `(` in `{s}`"))?;
+        return Ok((pv_in_parens(&s[2..close])?, close + 1));
+    }
     let name_end = 1 + s[1..]
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(s.len() - 1);
@@ -144,6 +166,20 @@ pub fn parse_pv_prefix(s: &str) -> Result<(Pv, usize), String> {
         let close = matching_paren(s, name_end).ok_or_else(|| format!("unclosed `(` in `{s}`"))?;
         let inner = &s[name_end + 1..close];
         return Ok((pv_with_arg(name, inner)?, close + 1));
+    }
+    // $err.class
+    if name == "err" && b.get(name_end) == Some(&b'.') {
+        let rest = &s[name_end + 1..];
+        let len = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        let field = &rest[..len];
+        if !ERR_FIELDS.contains(&field) {
+            return Err(format!(
+                "unknown field `{field}` of $err (class, level, info, rcode, rreason)"
+            ));
+        }
+        return Ok((Pv::Err(format!("err.{field}")), name_end + 1 + len));
     }
     // SER 3.0 $t.did / $fu.uid
     if b.get(name_end) == Some(&b'.') {
@@ -163,6 +199,31 @@ pub fn parse_pv_prefix(s: &str) -> Result<(Pv, usize), String> {
         }
     }
     Ok((pv_plain(name), name_end))
+}
+
+/// The inside of `$( ... )`: a pvar without its `$`, with an optional
+/// `[index]` for headers and AVPs (`hdr(Via)[1]`, `avp(x)[-1]`, `err.class`).
+fn pv_in_parens(inner: &str) -> Result<Pv, String> {
+    let inner = inner.trim();
+    let (base, index) = match inner.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+        Some((base, idx)) => {
+            let i = idx
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| format!("bad index `{idx}` in `$({inner})`"))?;
+            (base, Some(i))
+        }
+        None => (inner, None),
+    };
+    if base.contains('{') {
+        return Err(format!("transformations are not supported: `$({inner})`"));
+    }
+    let pv = parse_pv(&format!("${base}"))?;
+    match (index, &pv) {
+        (None, _) => Ok(pv),
+        (Some(i), Pv::Hdr(_) | Pv::Avp(_)) => Ok(Pv::Indexed(Box::new(pv), i)),
+        (Some(_), _) => Err(format!("`$({inner})`: only $hdr() and AVPs take an index")),
+    }
 }
 
 /// Parse a whole string as one pvar (`"$avp(i:80)"` in a modparam).
@@ -213,6 +274,16 @@ fn pv_with_arg(name: &str, inner: &str) -> Result<Pv, String> {
             Pv::Var(v.to_owned())
         }
         "sel" => Pv::Sel(Select::parse(inner.trim())?),
+        "snd" => {
+            let f = inner.trim();
+            if !SND_FIELDS.contains(&f) {
+                return Err(format!(
+                    "unknown field `{f}` of $snd ({})",
+                    SND_FIELDS.join(", ")
+                ));
+            }
+            Pv::Snd(format!("snd.{f}"))
+        }
         _ => return Err(format!("unknown pseudo-variable `${name}({inner})`")),
     })
 }
@@ -332,6 +403,32 @@ mod tests {
         assert_eq!(n, "$fd.digest_realm".len());
         let (pv, n) = parse_pv_prefix("$fd. end").unwrap();
         assert_eq!((pv, n), (Pv::HdrUri(NameAddr::From, UriPart::Host), 3));
+    }
+
+    #[test]
+    fn indexed_and_route_specific() {
+        assert_eq!(
+            parse_pv("$(hdr(Via)[1])").unwrap(),
+            Pv::Indexed(Box::new(Pv::Hdr("Via".into())), 1)
+        );
+        let Pv::Indexed(a, -1) = parse_pv("$(avp(x)[-1])").unwrap() else {
+            panic!()
+        };
+        assert!(matches!(*a, Pv::Avp(_)));
+        assert_eq!(parse_pv("$(ru)").unwrap(), Pv::Ruri(UriPart::Whole));
+        assert!(parse_pv("$(ru[0])").is_err());
+        assert!(parse_pv("$(hdr(Via)[x])").is_err());
+        assert!(parse_pv("$(ru{s.len})").is_err());
+        assert_eq!(parse_pv("$snd(ip)").unwrap(), Pv::Snd("snd.ip".into()));
+        assert!(parse_pv("$snd(nope)").is_err());
+        assert_eq!(parse_pv("$err.rcode").unwrap(), Pv::Err("err.rcode".into()));
+        assert_eq!(
+            parse_pv("$(err.class)").unwrap(),
+            Pv::Err("err.class".into())
+        );
+        assert!(parse_pv("$err.nope").is_err());
+        let (pv, n) = parse_pv_prefix("$err.info rest").unwrap();
+        assert_eq!((pv, n), (Pv::Err("err.info".into()), 9));
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
                 cfg: Arc::new(StaticCfg::default()),
                 legacy: Some(table),
                 warnings: Vec::new(),
+                core_routes: Default::default(),
             });
         }
         Config::Script { items } => items,
@@ -210,6 +211,7 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
         cfg: Arc::new(cfg),
         legacy: None,
         warnings: c.warnings,
+        core_routes: c.core_env.routes.clone(),
     })
 }
 

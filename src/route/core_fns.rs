@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use ser_modules::iface::{
-    Arg, FixupCtx, FixupError, FixupFn, FunctionExport, Handler, Module, RouteMask,
+    Arg, FixupCtx, FixupError, FixupFn, FunctionExport, Handler, Module, RouteMask, RouteRunner,
 };
 use ser_modules::runtime::access::{set_uri_part, uri_part};
 use ser_modules::runtime::avp::AvpRef;
@@ -148,6 +148,7 @@ pub fn forward(
     host: Option<(&str, Option<u16>)>,
     proto: Option<Proto>,
     add_via: bool,
+    runner: Option<&dyn RouteRunner>,
 ) -> Flow {
     let dests = match ctx.forward_dests(host, proto) {
         Ok(d) => d,
@@ -183,6 +184,9 @@ pub fn forward(
                 return Flow::False;
             }
         };
+        if ctx.is_request() && !ctx.onsend_allows(runner, &buf, dst) {
+            return Flow::False;
+        }
         match ctx.env.transport.send(&buf, dst) {
             Ok(()) => return Flow::True,
             Err(e) => log::error!("forward to {} failed: {e}", dst.addr),
@@ -202,8 +206,16 @@ fn forward_fixup(
     via: bool,
 ) -> Result<Handler, FixupError> {
     let hp = host_port_args(fx, args)?;
+    let routes = fx.module.routes.clone();
     Ok(Box::new(move |ctx| {
-        forward(ctx, hp.as_ref().map(|(h, p)| (h.as_str(), *p)), proto, via)
+        let runner = routes.get().and_then(std::sync::Weak::upgrade);
+        forward(
+            ctx,
+            hp.as_ref().map(|(h, p)| (h.as_str(), *p)),
+            proto,
+            via,
+            runner.as_deref(),
+        )
     }))
 }
 

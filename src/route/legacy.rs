@@ -59,7 +59,7 @@ impl Table {
             .find(|r| r.method.is_match(&method) && r.uri.is_match(&uri))
         {
             Some(rule) => {
-                let flow = forward(ctx, Some((rule.dest.as_str(), None)), None, true);
+                let flow = forward(ctx, Some((rule.dest.as_str(), None)), None, true, None);
                 ctx.retcode = flow.to_int();
                 Outcome::Done
             }

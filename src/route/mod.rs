@@ -105,6 +105,8 @@ pub struct Script {
     pub(crate) legacy: Option<legacy::Table>,
     /// Warnings found while loading.
     pub warnings: Vec<Diagnostic>,
+    /// The core functions' route runner slot (`forward()` runs `onsend_route`).
+    pub(crate) core_routes: Arc<std::sync::OnceLock<std::sync::Weak<dyn RouteRunner>>>,
 }
 
 /// Compile a parsed config.  Every problem is reported at its span: unknown
@@ -183,6 +185,12 @@ impl Script {
         out
     }
 
+    /// Whether the config has an `error_route` (requests failing the
+    /// pre-script checks go there instead of getting ser-sip's 400).
+    pub fn has_error_route(&self) -> bool {
+        self.route_index(RouteKind::Error, None).is_some()
+    }
+
     /// The loaded modules.
     pub fn modules(&self) -> &Modules {
         &self.modules
@@ -209,6 +217,7 @@ impl Script {
         let shared = Arc::new(self);
         let weak: std::sync::Weak<dyn RouteRunner> =
             Arc::downgrade(&(shared.clone() as Arc<dyn RouteRunner>));
+        let _ = shared.core_routes.set(weak.clone());
         shared.modules.set_route_runner(weak);
         shared
     }
@@ -244,5 +253,10 @@ impl RouteRunner for Script {
             Outcome::Drop => RouteEnd::Drop,
             Outcome::NoRoute => RouteEnd::Missing,
         }
+    }
+
+    fn has_route(&self, kind: RouteMask, name: &str) -> bool {
+        let name = if name.is_empty() { None } else { Some(name) };
+        mask_kind(kind).is_some_and(|k| self.route_index(k, name).is_some())
     }
 }

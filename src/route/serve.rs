@@ -327,37 +327,69 @@ struct Worker {
     env: Env,
 }
 
+/// A received message that failed the pre-script checks but still parsed
+/// as a request: `error_route` may handle it.
+struct Faulty {
+    msg: SipMsg,
+    err: ser_sip::ParseError,
+}
+
 /// Parse and run SER's pre-script checks; on failure send what ser-sip says
-/// (400 for a broken request that can still be answered) through `answer`.
-/// `stream`: the message came over TCP/TLS, where an HTTP request (XML-RPC)
-/// is accepted too.
+/// (400 for a broken request that can still be answered) through `answer`,
+/// unless the script has an `error_route` and the request parsed far enough
+/// to run it (then it is returned as `Err`).  `stream`: the message came
+/// over TCP/TLS, where an HTTP request (XML-RPC) is accepted too.
 fn parse_checked(
+    script: &Script,
     buf: &[u8],
     src: SocketAddr,
     stream: bool,
     answer: impl FnOnce(&[u8]),
-) -> Option<SipMsg> {
+) -> Option<Result<SipMsg, Faulty>> {
     let parsed = if stream {
         SipMsg::parse_stream(buf.to_vec())
     } else {
         SipMsg::parse(buf.to_vec())
     };
-    let parsed = parsed.and_then(|m| m.validate().map(|()| m));
-    match parsed {
-        Ok(m) => Some(m),
-        Err(e) => {
-            match ser_sip::bad_message_reaction(buf, &e, Some(src)) {
-                ser_sip::Reaction::Reply { code, bytes } => {
-                    log::info!("bad request from {src} ({e}): answering {code}");
-                    answer(&bytes);
-                }
-                ser_sip::Reaction::Drop => {
-                    log::debug!("dropping unparsable message from {src}: {e}")
-                }
-            }
-            None
-        }
+    let (msg, e) = match parsed {
+        Ok(m) => match m.validate() {
+            Ok(()) => return Some(Ok(m)),
+            Err(e) => (Some(m), e),
+        },
+        Err(e) => (None, e),
+    };
+    if let Some(msg) = msg.filter(|m| m.is_request() && script.has_error_route()) {
+        return Some(Err(Faulty { msg, err: e }));
     }
+    match ser_sip::bad_message_reaction(buf, &e, Some(src)) {
+        ser_sip::Reaction::Reply { code, bytes } => {
+            log::info!("bad request from {src} ({e}): answering {code}");
+            answer(&bytes);
+        }
+        ser_sip::Reaction::Drop => log::debug!("dropping unparsable message from {src}: {e}"),
+    }
+    None
+}
+
+/// `error_route` for a request that failed the checks, with `$err.*`: class
+/// 1 (parser), level 3 (medium), the error, and the reply ser-sip would have
+/// sent (400 Bad Request, or 505/413/414).
+fn run_error_route(script: &Script, ctx: &mut MsgCtx<'_>, buf: &[u8], err: &ser_sip::ParseError) {
+    let (code, reason) = match ser_sip::bad_message_reaction(buf, err, Some(ctx.src)) {
+        ser_sip::Reaction::Reply { code, bytes } => {
+            let line = bytes.split(|c| *c == b'\r').next().unwrap_or_default();
+            let reason = String::from_utf8_lossy(line)
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap_or("Bad Request")
+                .to_owned();
+            (code, reason)
+        }
+        ser_sip::Reaction::Drop => (400, "Bad Request".to_owned()),
+    };
+    log::info!("bad request from {} ({err}): error_route", ctx.src);
+    ctx.set_error_info(1, 3, &err.to_string(), code, &reason);
+    script.run_route(ser_parser::ast::RouteKind::Error, None, ctx);
 }
 
 fn run(script: &Script, ctx: &mut MsgCtx<'_>) {
@@ -372,7 +404,7 @@ impl SipHandler for Worker {
     fn on_datagram(&mut self, buf: &[u8], src: SocketAddr, sock: &ListenSocket) {
         // One snapshot of the runtime cfg per message.
         self.env.cfg.refresh();
-        let Some(msg) = parse_checked(buf, src, false, |bytes| {
+        let Some(checked) = parse_checked(&self.script, buf, src, false, |bytes| {
             if let Err(err) = sock.send_to(bytes, src) {
                 log::warn!("cannot answer {src}: {err}");
             }
@@ -384,8 +416,16 @@ impl SipHandler for Worker {
             ser_children::Proto::Sctp => Proto::Sctp,
             _ => Proto::Udp,
         };
-        let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), proto);
-        run(&self.script, &mut ctx);
+        match checked {
+            Ok(msg) => {
+                let mut ctx = MsgCtx::new(msg, &self.env, src, sock.addr(), proto);
+                run(&self.script, &mut ctx);
+            }
+            Err(f) => {
+                let mut ctx = MsgCtx::new(f.msg, &self.env, src, sock.addr(), proto);
+                run_error_route(&self.script, &mut ctx, buf, &f.err);
+            }
+        }
     }
 
     fn on_stream_message(
@@ -396,7 +436,7 @@ impl SipHandler for Worker {
         reply: &mut dyn StreamReply,
     ) {
         self.env.cfg.refresh();
-        let Some(msg) = parse_checked(buf, src, true, |bytes| {
+        let Some(checked) = parse_checked(&self.script, buf, src, true, |bytes| {
             if let Err(err) = reply.send(bytes) {
                 log::warn!("cannot answer {src}: {err}");
             }
@@ -404,6 +444,15 @@ impl SipHandler for Worker {
             return;
         };
         let tls = sock.proto() == ser_children::Proto::Tls;
+        let msg = match checked {
+            Ok(msg) => msg,
+            Err(f) => {
+                let proto = if tls { Proto::Tls } else { Proto::Tcp };
+                let mut ctx = MsgCtx::new(f.msg, &self.env, src, sock.addr(), proto);
+                run_error_route(&self.script, &mut ctx, buf, &f.err);
+                return;
+            }
+        };
         // Everything to the peer goes out on its connection: this worker
         // holds it (ser_children::tcp_conn / tls), also under the Via's sent-by.
         if msg.is_request() && !msg.is_http() {
