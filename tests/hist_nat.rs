@@ -309,11 +309,8 @@ fn kamailio_31_with_nat_relays_media_through_rtpengine() {
 /// The commonest NAT case of the 3.1 config: only the callee is behind NAT
 /// (branch flag 6 from its registration, restored by lookup).  Kamailio's
 /// tm runs onreply_route with the branch's flags, so `isbflagset("6")`
-/// there relays the answer and fixes the callee's Contact; our tm gives
-/// onreply_route the transaction's flags only, so the answer goes out
-/// unrelayed.
+/// there relays the answer and fixes the callee's Contact; so does ours.
 #[test]
-#[ignore = "tm does not restore branch flags in onreply_route yet"]
 fn kamailio_31_callee_behind_nat_gets_its_answer_relayed() {
     let Some(s) = setup() else {
         return;

@@ -38,7 +38,8 @@ pub enum Stat {
     Freed,
     /// Transactions on the wait timer now.
     Waiting,
-    /// Transactions we originated (UAC).
+    /// Requests we originated: transactions of our own (UAC) and the
+    /// hop-by-hop CANCELs and ACKs tm generates.
     TotalLocal,
     /// Final replies we generated ourselves.
     RepliedLocally,
@@ -65,10 +66,17 @@ pub const NO_SHM: &str = "out of shared memory";
 pub struct Params {
     /// Restart the fr timer of a branch on each provisional reply.
     pub restart_fr_on_each_reply: bool,
-    /// `failure_reply_mode` (kept for configs; branches are always kept).
+    /// `failure_reply_mode`: which replies of earlier branches still take
+    /// part in the selection once a failure route added new branches — 0:
+    /// all; 1 and 3 (default): none; 2: all but those of the step that just failed.
     pub failure_reply_mode: i64,
-    /// `noisy_ctimer` (accepted; tm always answers a timed-out INVITE with 408).
+    /// `noisy_ctimer`: 0 — an INVITE with one branch that never got any
+    /// reply and no failure route ends silently at fr_timer (no 408).
     pub noisy_ctimer: bool,
+    /// `disable_6xx_block`: 6xx replies are ordinary negative replies.
+    pub disable_6xx_block: bool,
+    /// `auto_inv_100`: tm answers an INVITE with 100 Trying when relaying it.
+    pub auto_inv_100: bool,
     /// `cancel_b_method`: how a branch without any reply is cancelled — 0:
     /// ended at once as if it answered 487; 1 (default, RFC 3261 §9.1): it
     /// goes on and gets its CANCEL when a provisional reply arrives.
@@ -112,6 +120,8 @@ pub struct Current {
     pub key: (usize, usize),
     /// In a failure route: the code of the selected failed reply.
     pub fail_code: u16,
+    /// In a failure route: the branch whose reply was selected.
+    pub fail_branch: Option<usize>,
 }
 
 /// Script settings made before the transaction exists (t_on_*, t_set_fr).
@@ -127,6 +137,10 @@ pub struct Pending {
     pub fr_inv: Option<u32>,
     /// t_set_fr: fr_timer.
     pub fr: Option<u32>,
+    /// t_set_disable_6xx.
+    pub disable_6xx: Option<bool>,
+    /// t_set_auto_inv_100.
+    pub auto_100: Option<bool>,
 }
 
 thread_local! {
@@ -232,6 +246,8 @@ pub struct Override {
     pub port: Option<u16>,
     /// Transport.
     pub proto: Option<Proto>,
+    /// `t_relay_to` flags (0x01: no automatic 100 Trying).
+    pub flags: u32,
 }
 
 /// Where a branch goes: the override, else its dst-uri, else its R-URI.
@@ -260,8 +276,9 @@ pub fn branch_dests(
         .and_then(|t| Proto::from_name(&String::from_utf8_lossy(t.of(b))));
     if let Some(o) = over {
         if !o.host.is_empty() {
+            // no port given: the transport's default (or SRV) decides
             host = o.host.clone();
-            port = Some(5060);
+            port = None;
         }
         if let Some(p) = o.port {
             port = Some(p);
@@ -377,8 +394,14 @@ fn send_all(env: &Env, out: Vec<Send>) {
 /// What to do after a branch finished.
 enum Completion {
     Nothing,
-    Failure { route: String, code: u16 },
-    Relay { branch: usize },
+    Failure {
+        route: String,
+        code: u16,
+        branch: usize,
+    },
+    Relay {
+        branch: usize,
+    },
 }
 
 /// Lock recovery's check of a transaction left in a bucket a dead process
@@ -649,6 +672,8 @@ impl Tm {
             cancel_requested: false,
             created: self.now_ms(),
             fail_code: 0,
+            disable_6xx: pending.disable_6xx.unwrap_or(self.params.disable_6xx_block),
+            no_auto_100: !pending.auto_100.unwrap_or(self.params.auto_inv_100),
         };
         let mut words = [0u64; TX_WORDS];
         data.encode(&mut words);
@@ -690,6 +715,7 @@ impl Tm {
             tx: t,
             key: msg_key(ctx),
             fail_code: 0,
+            fail_branch: None,
         }));
         Ok(t)
     }
@@ -901,13 +927,14 @@ impl Tm {
         targets: &[Target],
         over: Option<&Override>,
     ) -> Result<usize, String> {
-        let (req, data, meta, first) = self
+        let (req, data, meta, first, last_leg) = self
             .with_tx(t, |s| {
                 (
                     s.1.as_bytes().to_vec(),
                     read_tx(s),
                     Meta::decode(s.2.as_bytes()),
                     s.5.len(),
+                    s.5.iter().map(|b| read_br(b).leg).max(),
                 )
             })
             .ok_or("transaction gone")?;
@@ -923,6 +950,12 @@ impl Tm {
             None
         } else {
             self.runner()
+        };
+        // A failure route adding branches starts a new serial forking step.
+        let leg = match last_leg {
+            Some(l) if data.in_failure => l + 1,
+            Some(l) => l,
+            None => 0,
         };
         let mut built: Vec<(BranchSlot, Dest, Vec<SocketAddr>)> = Vec::new();
         for (i, target) in targets.iter().enumerate() {
@@ -944,6 +977,7 @@ impl Tm {
                     tx: t,
                     key: msg_key(&bctx),
                     fail_code: 0,
+                    fail_branch: None,
                 }));
                 let end = r.run_route(RouteMask::BRANCH, &meta.on_branch, &mut bctx);
                 set_current(saved);
@@ -1013,6 +1047,11 @@ impl Tm {
                 bflags: target.bflags,
                 replied: false,
                 timed_out: false,
+                dropped: false,
+                leg,
+                cancel_due: 0,
+                cancel_iv: 0,
+                cancel_until: 0,
             };
             let mut words = [0u64; BR_WORDS];
             bd.encode(&mut words);
@@ -1035,6 +1074,9 @@ impl Tm {
                 if s.5.len() != first {
                     return false;
                 }
+                if data.in_failure {
+                    self.drop_earlier_replies(s, leg);
+                }
                 for (slot, dest, alts) in built {
                     let buf = slot.1.as_bytes().to_vec();
                     if s.5.push(slot).is_err() {
@@ -1050,9 +1092,15 @@ impl Tm {
         }
         let mut ok = 0;
         let failover = crate::runtime::dns::config().failover;
+        let runner = self.runner();
         for (i, (snd, alts)) in sends.iter().enumerate() {
-            let mut sent = env.transport.send(&snd.buf, &snd.dest);
-            if sent.is_err() && failover {
+            let allowed = ctx.onsend_allows(runner.as_deref(), &snd.buf, &snd.dest);
+            let mut sent = if allowed {
+                env.transport.send(&snd.buf, &snd.dest)
+            } else {
+                Err(std::io::Error::other("dropped by onsend_route"))
+            };
+            if sent.is_err() && failover && allowed {
                 // use_dns_failover: the next DNS target, recorded as the
                 // branch's destination for retransmissions and CANCEL
                 for alt in alts {
@@ -1098,6 +1146,39 @@ impl Tm {
             return Err("sending failed on every branch".into());
         }
         Ok(ok)
+    }
+
+    /// `failure_reply_mode` when a failure route starts serial forking
+    /// step `leg`: the replies of earlier branches it says to forget.
+    fn drop_earlier_replies(&self, s: &mut TxSlot, leg: u32) {
+        let drop_leg = |l: u32| match self.params.failure_reply_mode {
+            0 => false,
+            2 => l + 1 == leg,
+            _ => true,
+        };
+        for b in s.5.iter_mut() {
+            let mut bd = read_br(b);
+            if bd.leg < leg && drop_leg(bd.leg) && !bd.dropped {
+                bd.dropped = true;
+                write_br(b, &bd);
+            }
+        }
+    }
+
+    /// `t_drop_replies`: the replies received so far (`last_leg_only`: of
+    /// the latest serial forking step) no longer take part in the selection.
+    pub fn drop_replies(&self, t: TxRef, last_leg_only: bool) -> bool {
+        self.with_tx(t, |s| {
+            let last = s.5.iter().map(|b| read_br(b).leg).max().unwrap_or(0);
+            for b in s.5.iter_mut() {
+                let mut bd = read_br(b);
+                if !client_pending(bd.state) && (!last_leg_only || bd.leg == last) {
+                    bd.dropped = true;
+                    write_br(b, &bd);
+                }
+            }
+        })
+        .is_some()
     }
 
     /// Put a transaction on the wait timer now (t_release).
@@ -1151,27 +1232,57 @@ impl Tm {
         let cseq_method = ctx.msg.cseq().map(|c| ctx.msg.s(c.method_span));
         if cseq_method.is_ok_and(|m| m.eq_ignore_ascii_case(b"CANCEL")) {
             // A reply to a CANCEL we sent hop-by-hop (same branch as the
-            // INVITE): absorbed.
+            // INVITE): absorbed; a final one ends its retransmissions.
+            self.with_tx(t, |s| {
+                if let Some(b) = s.5.get_mut(bno) {
+                    let mut bd = read_br(b);
+                    if code >= 200 {
+                        bd.cancel_due = 0;
+                    } else if bd.cancel_due != 0 {
+                        bd.cancel_iv = self.timers.retr_in_proceeding();
+                    }
+                    write_br(b, &bd);
+                }
+            });
             return false;
         }
         let Some(meta) = self.meta(t) else {
             log::debug!("tm: reply {code} for a transaction no longer here; stateless forwarding");
             return true;
         };
-        // The per-transaction onreply_route first, with the transaction's flags and AVPs.
+        // The per-transaction onreply_route first, with the transaction's
+        // flags and AVPs and the flags of the branch the reply belongs to
+        // (Kamailio's `isbflagset`/`$bf` there); what the route sets is kept.
         if !meta.on_reply.is_empty() {
             if let Some(r) = self.runner() {
-                if let Some(d) = self.data(t) {
-                    ctx.flags = Flags(d.flags);
-                }
+                let flags = self.with_tx(t, |s| {
+                    (read_tx(s).flags, s.5.get(bno).map(|b| read_br(b).bflags))
+                });
+                let Some((tflags, bflags)) = flags else {
+                    return true;
+                };
+                ctx.flags = Flags(tflags);
+                ctx.bflags = Flags(bflags.unwrap_or(0));
                 ctx.avps = meta.avp_store();
                 let saved = set_current(Some(Current {
                     tx: t,
                     key: msg_key(ctx),
                     fail_code: 0,
+                    fail_branch: None,
                 }));
                 let end = r.run_route(RouteMask::ONREPLY, &meta.on_reply, ctx);
                 set_current(saved);
+                let (tflags, bflags) = (ctx.flags.0, ctx.bflags.0);
+                self.with_tx(t, |s| {
+                    let mut d = read_tx(s);
+                    d.flags = tflags;
+                    write_tx(s, &d);
+                    if let Some(b) = s.5.get_mut(bno) {
+                        let mut bd = read_br(b);
+                        bd.bflags = bflags;
+                        write_br(b, &bd);
+                    }
+                });
                 if end == RouteEnd::Drop && code < 200 {
                     return false;
                 }
@@ -1245,16 +1356,8 @@ impl Tm {
                 // A CANCEL waiting for this branch's first reply goes out now
                 // (the transaction was cancelled or already answered).
                 if (d.canceled || d.up_code >= 200) && !bd.cancel_sent && d.invite {
-                    if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
-                        if let Ok(c) = build_hop(&inv, "CANCEL", None) {
-                            sends.push(Send {
-                                buf: c,
-                                dest: br_dest(&bd),
-                            });
-                            bd.cancel_sent = true;
-                            write_br(b, &bd);
-                        }
-                    }
+                    sends.extend(self.cancel_branch(b, &mut bd, now));
+                    write_br(b, &bd);
                 }
                 return;
             }
@@ -1266,6 +1369,7 @@ impl Tm {
             if d.invite && code >= 300 {
                 if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
                     if let Ok(ack) = build_hop(&inv, "ACK", reply_to.as_deref()) {
+                        self.bump(Stat::TotalLocal, 1);
                         sends.push(Send {
                             buf: ack,
                             dest: br_dest(&bd),
@@ -1281,7 +1385,7 @@ impl Tm {
                     sends.extend(self.cancel_pending(s, None));
                 }
             } else {
-                if code >= 600 && d.invite {
+                if code >= 600 && d.invite && !d.disable_6xx {
                     sends.extend(self.cancel_pending(s, None));
                 }
                 check_done = true;
@@ -1313,11 +1417,31 @@ impl Tm {
         false
     }
 
+    /// Our CANCEL for a branch, first sending: built from the branch's
+    /// INVITE, counted as a local request, and (over UDP) armed for
+    /// retransmission as a non-INVITE client transaction (timers E/F).
+    fn cancel_branch(&self, b: &BranchSlot, bd: &mut BranchData, now: u64) -> Option<Send> {
+        bd.cancel_sent = true;
+        let inv = SipMsg::parse(b.1.as_bytes().to_vec()).ok()?;
+        let buf = build_hop(&inv, "CANCEL", None).ok()?;
+        self.bump(Stat::TotalLocal, 1);
+        if bd.proto == Proto::Udp {
+            bd.cancel_iv = self.timers.t1;
+            bd.cancel_due = now + u64::from(self.timers.t1);
+            bd.cancel_until = now + 64 * u64::from(self.timers.t1);
+        }
+        Some(Send {
+            buf,
+            dest: br_dest(bd),
+        })
+    }
+
     /// CANCEL every pending branch of a transaction (called under its lock);
     /// a branch without any reply yet is never cancelled on the wire (RFC 3261
     /// §9.1): by `cancel_b_method` it ends at once as 487 (0) or gets its
     /// CANCEL when its first provisional arrives (1).
     fn cancel_pending(&self, s: &mut TxSlot, except: Option<usize>) -> Vec<Send> {
+        let now = self.now_ms();
         let mut out = Vec::new();
         for (i, b) in s.5.iter_mut().enumerate() {
             if Some(i) == except {
@@ -1328,15 +1452,7 @@ impl Tm {
                 continue;
             }
             if bd.state == State::Proceeding {
-                if let Ok(inv) = SipMsg::parse(b.1.as_bytes().to_vec()) {
-                    if let Ok(c) = build_hop(&inv, "CANCEL", None) {
-                        out.push(Send {
-                            buf: c,
-                            dest: br_dest(&bd),
-                        });
-                    }
-                }
-                bd.cancel_sent = true;
+                out.extend(self.cancel_branch(b, &mut bd, now));
             } else if self.params.cancel_b_method == 0 {
                 // No reply yet: stop retransmitting, finish the branch as 487.
                 bd.state = State::Terminated;
@@ -1384,10 +1500,16 @@ impl Tm {
                 if brs.is_empty() || brs.iter().any(|b| client_pending(b.state)) {
                     return Completion::Nothing;
                 }
-                let codes: Vec<Option<u16>> = brs
+                let final_code = |b: &BranchData| if b.code >= 200 { b.code } else { 408 };
+                // Dropped replies (t_drop_replies, failure_reply_mode) are
+                // out of the selection, unless nothing else is left.
+                let mut codes: Vec<Option<u16>> = brs
                     .iter()
-                    .map(|b| Some(if b.code >= 200 { b.code } else { 408 }))
+                    .map(|b| (!b.dropped).then(|| final_code(b)))
                     .collect();
+                if codes.iter().all(Option::is_none) {
+                    codes = brs.iter().map(|b| Some(final_code(b))).collect();
+                }
                 let Some(best) = pick_best(&codes) else {
                     return Completion::Nothing;
                 };
@@ -1401,7 +1523,24 @@ impl Tm {
                     d.in_failure = true;
                     d.fail_code = code;
                     write_tx(s, &d);
-                    return Completion::Failure { route, code };
+                    return Completion::Failure {
+                        route,
+                        code,
+                        branch: best,
+                    };
+                }
+                if !self.params.noisy_ctimer
+                    && d.invite
+                    && !d.canceled
+                    && brs.len() == 1
+                    && brs[0].timed_out
+                    && !brs[0].replied
+                {
+                    // noisy_ctimer=0: nobody ever answered, no 408 upstream.
+                    log::debug!("tm: transaction {} timed out silently", d.id);
+                    self.start_wait(&mut d, self.now_ms());
+                    write_tx(s, &d);
+                    return Completion::Nothing;
                 }
                 Completion::Relay { branch: best }
             })
@@ -1409,7 +1548,11 @@ impl Tm {
         match decision {
             Completion::Nothing => {}
             Completion::Relay { branch } => self.relay_best(env, t, branch),
-            Completion::Failure { route, code } => self.run_failure(env, t, &route, code),
+            Completion::Failure {
+                route,
+                code,
+                branch,
+            } => self.run_failure(env, t, &route, code, branch),
         }
     }
 
@@ -1461,14 +1604,16 @@ impl Tm {
     }
 
     /// Run a failure route on a context rebuilt from the shm copy of the
-    /// request, with the transaction's flags and AVPs; afterwards relay the
-    /// best reply unless the route forked again or replied itself.
-    fn run_failure(&self, env: &Env, t: TxRef, route: &str, code: u16) {
-        let Some((req, d, meta)) = self.with_tx(t, |s| {
+    /// request, with the transaction's flags and AVPs and the failed
+    /// branch's flags (as Kamailio's faked request); afterwards
+    /// relay the best reply unless the route forked again or replied itself.
+    fn run_failure(&self, env: &Env, t: TxRef, route: &str, code: u16, branch: usize) {
+        let Some((req, d, meta, failed)) = self.with_tx(t, |s| {
             (
                 s.1.as_bytes().to_vec(),
                 read_tx(s),
                 Meta::decode(s.2.as_bytes()),
+                s.5.get(branch).map(|b| read_br(b).bflags),
             )
         }) else {
             return;
@@ -1477,10 +1622,12 @@ impl Tm {
             let mut fctx = MsgCtx::new(msg, env, d.src, d.local, d.proto);
             fctx.flags = Flags(d.flags);
             fctx.avps = meta.avp_store();
+            fctx.bflags = Flags(failed.unwrap_or(0));
             let saved = set_current(Some(Current {
                 tx: t,
                 key: msg_key(&fctx),
                 fail_code: code,
+                fail_branch: Some(branch),
             }));
             r.run_route(RouteMask::FAILURE, route, &mut fctx);
             set_current(saved);
@@ -1532,14 +1679,11 @@ impl Tm {
                 let mut any_done = false;
                 for br in s.5.iter_mut() {
                     let mut bd = read_br(br);
-                    if !client_pending(bd.state) {
-                        continue;
-                    }
-                    if bd.fr_due != 0 && bd.fr_due <= now {
-                        // fr_timer / fr_inv_timer: the branch ends with a local 408;
-                        // an INVITE branch that had a provisional is cancelled
-                        // (without one, RFC 3261 §9.1 forbids a CANCEL).
-                        if bd.state == State::Proceeding && d.invite && !bd.cancel_sent {
+                    if bd.cancel_due != 0 && bd.cancel_due <= now {
+                        // Timer E of our CANCEL until its 200, timer F gives up.
+                        if now >= bd.cancel_until {
+                            bd.cancel_due = 0;
+                        } else {
                             if let Ok(inv) = SipMsg::parse(br.1.as_bytes().to_vec()) {
                                 if let Ok(c) = build_hop(&inv, "CANCEL", None) {
                                     sends.push(Send {
@@ -1548,7 +1692,20 @@ impl Tm {
                                     });
                                 }
                             }
-                            bd.cancel_sent = true;
+                            bd.cancel_iv = self.timers.next_retr(bd.cancel_iv, false);
+                            bd.cancel_due = now + u64::from(bd.cancel_iv);
+                        }
+                        write_br(br, &bd);
+                    }
+                    if !client_pending(bd.state) {
+                        continue;
+                    }
+                    if bd.fr_due != 0 && bd.fr_due <= now {
+                        // fr_timer / fr_inv_timer: the branch ends with a local 408;
+                        // an INVITE branch that had a provisional is cancelled
+                        // (without one, RFC 3261 §9.1 forbids a CANCEL).
+                        if bd.state == State::Proceeding && d.invite && !bd.cancel_sent {
+                            sends.extend(self.cancel_branch(br, &mut bd, now));
                         }
                         // not even a provisional to an INVITE: the destination
                         // is down (Kamailio's BLST_ERR_TIMEOUT)

@@ -21,8 +21,11 @@
 //! - a branch without any reply is never cancelled on the wire: it gets its
 //!   CANCEL when its first provisional arrives (`cancel_b_method` 1, default)
 //!   or ends at once as 487 (`cancel_b_method` 0);
-//! - `noisy_ctimer`, `failure_reply_mode` are accepted; tm always answers a
-//!   timed-out INVITE with 408 and keeps every branch's reply;
+//! - `failure_reply_mode` (default 3) decides which replies of earlier
+//!   branches still count once a failure route forks again; `noisy_ctimer=0`
+//!   lets an unanswered single-branch INVITE end without a 408;
+//! - our hop-by-hop CANCELs are retransmitted (UDP, timers E/F) until their
+//!   final reply;
 //! - the wait timer (`wt_timer`) stands for timers J/K/D; INVITE server
 //!   transactions use G/H/I as in RFC 3261;
 //! - a selected 503 is relayed as 500; 401/407 challenges are aggregated.
@@ -113,6 +116,8 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("noisy_ctimer", 1),
     ParamExport::int("hash_size", 2048),
     ParamExport::int("cancel_b_method", 1),
+    ParamExport::int("auto_inv_100", 1),
+    ParamExport::int("disable_6xx_block", 0),
 ];
 
 static FUNCTIONS: &[FunctionExport] = &[
@@ -277,6 +282,132 @@ static FUNCTIONS: &[FunctionExport] = &[
         routes: ALL_TM,
         fixup: fixup_any_replied,
     },
+    FunctionExport {
+        name: "t_relay_to",
+        min_args: 0,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_relay_to,
+    },
+    FunctionExport {
+        name: "t_relay_to_sctp",
+        min_args: 0,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_relay_sctp,
+    },
+    FunctionExport {
+        name: "t_forward_nonack_udp",
+        min_args: 2,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_forward_nonack_udp,
+    },
+    FunctionExport {
+        name: "t_forward_nonack_tcp",
+        min_args: 2,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_forward_nonack_tcp,
+    },
+    FunctionExport {
+        name: "t_forward_nonack_tls",
+        min_args: 2,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_forward_nonack_tls,
+    },
+    FunctionExport {
+        name: "t_forward_nonack_sctp",
+        min_args: 2,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_forward_nonack_sctp,
+    },
+    FunctionExport {
+        name: "t_send_reply",
+        min_args: 2,
+        max_args: 2,
+        routes: REQ_FAIL,
+        fixup: fixup_reply,
+    },
+    FunctionExport {
+        name: "t_retransmit_reply",
+        min_args: 0,
+        max_args: 0,
+        routes: REQ_FAIL,
+        fixup: fixup_retransmit_reply,
+    },
+    FunctionExport {
+        name: "t_lookup_cancel",
+        min_args: 0,
+        max_args: 1,
+        routes: RouteMask::REQUEST,
+        fixup: fixup_lookup_cancel,
+    },
+    FunctionExport {
+        name: "t_grep_status",
+        min_args: 1,
+        max_args: 1,
+        routes: ALL_TM,
+        fixup: fixup_grep_status,
+    },
+    FunctionExport {
+        name: "t_reset_fr",
+        min_args: 0,
+        max_args: 0,
+        routes: REQ,
+        fixup: fixup_reset_fr,
+    },
+    FunctionExport {
+        name: "t_drop_replies",
+        min_args: 0,
+        max_args: 1,
+        routes: RouteMask::FAILURE,
+        fixup: fixup_drop_replies,
+    },
+    FunctionExport {
+        name: "t_set_disable_6xx",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_set_disable_6xx,
+    },
+    FunctionExport {
+        name: "t_set_auto_inv_100",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_set_auto_inv_100,
+    },
+    FunctionExport {
+        name: "t_set_disable_failover",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_accepted_switch,
+    },
+    FunctionExport {
+        name: "t_set_disable_internal_reply",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_accepted_switch,
+    },
+    FunctionExport {
+        name: "t_set_no_e2e_cancel_reason",
+        min_args: 1,
+        max_args: 1,
+        routes: REQ,
+        fixup: fixup_accepted_switch,
+    },
+    FunctionExport {
+        name: "t_use_uac_headers",
+        min_args: 0,
+        max_args: 0,
+        routes: REQ,
+        fixup: fixup_use_uac_headers,
+    },
 ];
 
 /// SER 0.8/0.9 gave tm timers in seconds, 2.x+ in milliseconds: a value this
@@ -311,6 +442,8 @@ impl Module for Tm {
             failure_reply_mode: env.int("failure_reply_mode"),
             noisy_ctimer: env.int("noisy_ctimer") != 0,
             cancel_b_method: env.int("cancel_b_method"),
+            disable_6xx_block: env.int("disable_6xx_block") != 0,
+            auto_inv_100: env.int("auto_inv_100") != 0,
         };
         let buckets = usize::try_from(env.int("hash_size"))
             .unwrap_or(2048)
@@ -532,17 +665,25 @@ fn relay_on(
         }
         m.avps = ctx.avps.export();
         tm.set_meta(t, &m);
-        if p.fr.is_some() || p.fr_inv.is_some() {
-            tm.update(t, |d| {
-                d.fr = p.fr.unwrap_or(d.fr);
-                d.fr_inv = p.fr_inv.unwrap_or(d.fr_inv);
-            });
-        }
+        tm.update(t, |d| {
+            d.fr = p.fr.unwrap_or(d.fr);
+            d.fr_inv = p.fr_inv.unwrap_or(d.fr_inv);
+            d.disable_6xx = p.disable_6xx.unwrap_or(d.disable_6xx);
+            if let Some(a) = p.auto_100 {
+                d.no_auto_100 = !a;
+            }
+        });
     }
     let targets = targets(ctx);
     // 100 Trying goes out before the branches: sent after them, it could
     // reach the caller after a fast final reply that another process relayed.
-    if fresh && tm.data(t).is_some_and(|d| d.invite && d.up_code == 0) {
+    let auto_100 = over.is_none_or(|o| o.flags & RELAY_NO_100 == 0);
+    if fresh
+        && auto_100
+        && tm
+            .data(t)
+            .is_some_and(|d| d.invite && d.up_code == 0 && !d.no_auto_100)
+    {
         tm.reply_local(
             ctx.env,
             t,
@@ -633,44 +774,171 @@ fn port_arg(fx: &FixupCtx<'_>, args: &[Arg], i: usize) -> Result<PortArg, FixupE
     }
 }
 
+/// `t_relay_to` flag 0x01: no automatic 100 Trying.
+const RELAY_NO_100: u32 = 0x01;
+
+/// `[proto:]host[:port]` (`t_relay("tcp:10.0.0.1:5080")`, `t_relay_to`):
+/// any of proto and port may be left out; an IPv6 address with a port is
+/// written in brackets.
+pub fn parse_proxy(s: &str) -> Result<(Option<Proto>, String, Option<u16>), String> {
+    let s = s.trim();
+    let (proto, rest) = match s.split_once(':') {
+        Some((p, rest)) if Proto::from_name(p).is_some() && !rest.is_empty() => {
+            (Proto::from_name(p), rest)
+        }
+        _ => (None, s),
+    };
+    let bad_port = |p: &str| format!("bad port `{p}` in `{s}`");
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed `[` in `{s}`"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| bad_port(p))?),
+            None if after.is_empty() => None,
+            None => return Err(format!("unexpected `{after}` in `{s}`")),
+        };
+        (h.to_owned(), port)
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
+        (
+            h.to_owned(),
+            Some(p.parse::<u16>().map_err(|_| bad_port(p))?),
+        )
+    } else {
+        (rest.to_owned(), None)
+    };
+    if host.is_empty() {
+        return Err(format!("no host in `{s}`"));
+    }
+    Ok((proto, host, port))
+}
+
+/// A `t_relay_to` flags argument: a number, decimal or `0x` hex.
+fn relay_flags(text: &str) -> Option<u32> {
+    let t = text.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
+
+/// Where a relay goes when the script names it: `host[, port[, proto]]`
+/// (a single `proto:host:port` string too), or nothing.
+enum Dst {
+    Uri,
+    HostPort(Format, PortArg, Option<Proto>),
+    Proxy(Format),
+}
+
+fn relay_handler(st: State, dst: Dst, proto: Option<Proto>, flags: u32, nonack: bool) -> Handler {
+    Box::new(move |ctx| {
+        let over = match &dst {
+            Dst::Uri if proto.is_none() && flags == 0 => None,
+            Dst::Uri => Some(Override {
+                host: String::new(),
+                port: None,
+                proto,
+                flags,
+            }),
+            Dst::HostPort(h, port, p) => {
+                let port = match port {
+                    PortArg::None => None,
+                    PortArg::Const(p) => Some(*p),
+                    PortArg::Dyn(f) => ctx.render(f).trim().parse().ok(),
+                };
+                Some(Override {
+                    host: ctx.render(h),
+                    port,
+                    proto: p.or(proto),
+                    flags,
+                })
+            }
+            Dst::Proxy(f) => {
+                let text = ctx.render(f);
+                match parse_proxy(&text) {
+                    Ok((p, host, port)) => Some(Override {
+                        host,
+                        port,
+                        proto: p.or(proto),
+                        flags,
+                    }),
+                    Err(e) => {
+                        log::error!("tm: relay destination: {e}");
+                        return Flow::False;
+                    }
+                }
+            }
+        };
+        with_tm(&st, |tm| relay(tm, ctx, over.as_ref(), nonack))
+    })
+}
+
+/// A constant `proto:host:port` is checked at load time.
+fn proxy_arg(fx: &FixupCtx<'_>, args: &[Arg], i: usize) -> Result<Dst, FixupError> {
+    let f = fx.format_arg(args, i)?;
+    if let Some(c) = f.as_constant() {
+        parse_proxy(c).map_err(|e| FixupError::arg(i, e))?;
+    }
+    Ok(Dst::Proxy(f))
+}
+
 fn make_relay(
     fx: &FixupCtx<'_>,
     args: &[Arg],
     proto: Option<Proto>,
     nonack: bool,
 ) -> Result<Handler, FixupError> {
-    let host = if args.is_empty() {
-        None
-    } else {
-        Some(fx.format_arg(args, 0)?)
-    };
-    let port = port_arg(fx, args, 1)?;
-    let proto = match args.get(2) {
-        Some(_) => {
-            let p = fx.str_arg(args, 2)?;
-            Some(
-                Proto::from_name(&p)
-                    .ok_or_else(|| FixupError::arg(2, format!("unknown protocol `{p}`")))?,
-            )
+    let dst = match args.len() {
+        0 => Dst::Uri,
+        // one string: `host`, `host:port` or `proto:host:port`
+        1 => proxy_arg(fx, args, 0)?,
+        _ => {
+            let host = fx.format_arg(args, 0)?;
+            let port = port_arg(fx, args, 1)?;
+            let p = match args.get(2) {
+                Some(_) => {
+                    let p = fx.str_arg(args, 2)?;
+                    Some(
+                        Proto::from_name(&p)
+                            .ok_or_else(|| FixupError::arg(2, format!("unknown protocol `{p}`")))?,
+                    )
+                }
+                None => None,
+            };
+            Dst::HostPort(host, port, p)
         }
-        None => proto,
     };
-    let st = fx.module.state.clone();
-    Ok(Box::new(move |ctx| {
-        let over = match (&host, &port) {
-            (None, PortArg::None) if proto.is_none() => None,
-            _ => {
-                let host = host.as_ref().map(|h| ctx.render(h)).unwrap_or_default();
-                let port = match &port {
-                    PortArg::None => None,
-                    PortArg::Const(p) => Some(*p),
-                    PortArg::Dyn(f) => ctx.render(f).trim().parse().ok(),
-                };
-                Some(Override { host, port, proto })
-            }
-        };
-        with_tm(&st, |tm| relay(tm, ctx, over.as_ref(), nonack))
-    }))
+    Ok(relay_handler(
+        fx.module.state.clone(),
+        dst,
+        proto,
+        0,
+        nonack,
+    ))
+}
+
+/// `t_relay_to([proxy][, flags])`: one argument is flags when it is a number.
+fn fixup_relay_to(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let flags_at = |i: usize| -> Result<u32, FixupError> {
+        let t = fx.str_arg(args, i)?;
+        relay_flags(&t).ok_or_else(|| FixupError::arg(i, format!("bad flags `{t}`")))
+    };
+    let (dst, flags) = match args.len() {
+        0 => (Dst::Uri, 0),
+        1 => match args[0].text().as_deref().and_then(relay_flags) {
+            Some(f) => (Dst::Uri, f),
+            None => (proxy_arg(fx, args, 0)?, 0),
+        },
+        _ => (proxy_arg(fx, args, 0)?, flags_at(1)?),
+    };
+    Ok(relay_handler(
+        fx.module.state.clone(),
+        dst,
+        None,
+        flags,
+        false,
+    ))
 }
 
 fn fixup_relay(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
@@ -689,8 +957,28 @@ fn fixup_relay_tls(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupErro
     make_relay(fx, args, Some(Proto::Tls), false)
 }
 
+fn fixup_relay_sctp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Sctp), false)
+}
+
 fn fixup_forward_nonack(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     make_relay(fx, args, None, true)
+}
+
+fn fixup_forward_nonack_udp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Udp), true)
+}
+
+fn fixup_forward_nonack_tcp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Tcp), true)
+}
+
+fn fixup_forward_nonack_tls(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Tls), true)
+}
+
+fn fixup_forward_nonack_sctp(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    make_relay(fx, args, Some(Proto::Sctp), true)
 }
 
 fn fixup_relay_cancel(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
@@ -777,6 +1065,11 @@ fn fixup_reply(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     }))
 }
 
+/// `t_check_trans`, as Kamailio documents it: a reply — it belongs to a
+/// transaction of ours; CANCEL — its INVITE transaction exists; an ACK to
+/// our negative reply — absorbed, the script ends; an end-to-end ACK — its
+/// INVITE transaction is still here; any other request — a retransmission
+/// gets the last reply again and the script ends.
 fn fixup_check_trans(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
     let st = fx.module.state.clone();
     Ok(Box::new(move |ctx| {
@@ -785,12 +1078,34 @@ fn fixup_check_trans(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupE
                 return Flow::True;
             }
             if !ctx.is_request() {
-                return Flow::False;
+                let ours = ctx
+                    .msg
+                    .via1()
+                    .ok()
+                    .and_then(|v| v.branch)
+                    .and_then(|b| self::core::parse_branch(ctx.msg.s(b)))
+                    .is_some_and(|(t, _)| tm.data(t).is_some());
+                return Flow::from_bool(ours);
             }
             let m = ctx.method().to_ascii_uppercase();
             match m.as_str() {
                 "CANCEL" => Flow::from_bool(tm.lookup(&ctx.msg, Purpose::Cancel).is_some()),
-                "ACK" => Flow::from_bool(tm.lookup(&ctx.msg, Purpose::Ack).is_some()),
+                "ACK" => {
+                    if let Some(t) = tm.lookup(&ctx.msg, Purpose::Ack) {
+                        if tm.absorb_ack(t) {
+                            return Flow::Exit;
+                        }
+                        return Flow::True;
+                    }
+                    let e2e = ctx
+                        .msg
+                        .call_id()
+                        .zip(ctx.msg.cseq().ok().map(|c| c.number))
+                        .and_then(|(id, n)| tm.find_by_callid(id, n))
+                        .and_then(|t| tm.data(t))
+                        .is_some_and(|d| d.invite && (200..300).contains(&d.up_code));
+                    Flow::from_bool(e2e)
+                }
                 _ => match tm.lookup(&ctx.msg, Purpose::Retransmission) {
                     Some(t) => {
                         tm.resend_last_reply(ctx.env, t);
@@ -799,6 +1114,17 @@ fn fixup_check_trans(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupE
                     None => Flow::False,
                 },
             }
+        })
+    }))
+}
+
+fn fixup_retransmit_reply(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        let env = ctx.env;
+        tx_flag(&st, ctx, |tm, t| {
+            tm.resend_last_reply(env, t);
+            true
         })
     }))
 }
@@ -951,9 +1277,13 @@ fn fixup_release(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError
     }))
 }
 
-/// The branch a failure route runs for: the one whose reply was selected.
-fn failed_branch(tm: &TmCore, t: TxRef) -> Option<tx::BranchData> {
+/// The branch a failure route runs for: the one whose reply was selected
+/// (known while tm runs the route; else picked again from the replies).
+fn failed_branch(tm: &TmCore, t: TxRef, picked: Option<usize>) -> Option<tx::BranchData> {
     let brs = tm.branches(t);
+    if let Some(b) = picked.and_then(|i| brs.get(i)) {
+        return Some(*b);
+    }
     let codes: Vec<Option<u16>> = brs
         .iter()
         .map(|b| Some(b.code).filter(|c| *c >= 200))
@@ -964,8 +1294,9 @@ fn failed_branch(tm: &TmCore, t: TxRef) -> Option<tx::BranchData> {
 fn fixup_branch_timeout(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
     let st = fx.module.state.clone();
     Ok(Box::new(move |ctx| {
+        let picked = current(ctx).and_then(|c| c.fail_branch);
         tx_flag(&st, ctx, |tm, t| {
-            failed_branch(tm, t).is_some_and(|b| b.timed_out)
+            failed_branch(tm, t, picked).is_some_and(|b| b.timed_out)
         })
     }))
 }
@@ -973,8 +1304,9 @@ fn fixup_branch_timeout(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, Fix
 fn fixup_branch_replied(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
     let st = fx.module.state.clone();
     Ok(Box::new(move |ctx| {
+        let picked = current(ctx).and_then(|c| c.fail_branch);
         tx_flag(&st, ctx, |tm, t| {
-            failed_branch(tm, t).is_some_and(|b| b.replied)
+            failed_branch(tm, t, picked).is_some_and(|b| b.replied)
         })
     }))
 }
@@ -991,6 +1323,156 @@ fn fixup_any_replied(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupE
     Ok(Box::new(move |ctx| {
         tx_flag(&st, ctx, |tm, t| tm.branches(t).iter().any(|b| b.replied))
     }))
+}
+
+/// `t_lookup_cancel([1])`: the CANCEL's INVITE transaction exists; with 1
+/// the message flags become the INVITE's.
+fn fixup_lookup_cancel(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let copy_flags = match args.first() {
+        Some(_) => fx.int_arg(args, 0)? == 1,
+        None => false,
+    };
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        with_tm(&st, |tm| {
+            if !ctx.method().eq_ignore_ascii_case("CANCEL") {
+                return Flow::False;
+            }
+            match tm
+                .lookup(&ctx.msg, Purpose::Cancel)
+                .and_then(|t| tm.data(t))
+            {
+                Some(d) => {
+                    if copy_flags {
+                        ctx.flags = crate::runtime::flags::Flags(d.flags);
+                    }
+                    Flow::True
+                }
+                None => Flow::False,
+            }
+        })
+    }))
+}
+
+/// `t_grep_status("code")`: some branch ended with that final code
+/// (received or generated by us).
+fn fixup_grep_status(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let code_f = fx.format_arg(args, 0)?;
+    if let Some(c) = code_f.as_constant() {
+        c.trim()
+            .parse::<u16>()
+            .map_err(|_| FixupError::arg(0, format!("bad reply code `{c}`")))?;
+    }
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        let Ok(code) = ctx.render(&code_f).trim().parse::<u16>() else {
+            return Flow::False;
+        };
+        tx_flag(&st, ctx, |tm, t| {
+            tm.branches(t)
+                .iter()
+                .any(|b| b.code == code && b.code >= 200)
+        })
+    }))
+}
+
+/// `t_reset_fr()`: the transaction's timers back to the module's.
+fn fixup_reset_fr(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        with_tm(&st, |tm| {
+            let (fr, fr_inv) = (tm.timers.fr, tm.timers.fr_inv);
+            match current(ctx) {
+                Some(c) => {
+                    tm.update(c.tx, |d| {
+                        d.fr = fr;
+                        d.fr_inv = fr_inv;
+                    });
+                }
+                None => with_pending(ctx, |p| {
+                    p.fr = None;
+                    p.fr_inv = None;
+                }),
+            }
+            Flow::True
+        })
+    }))
+}
+
+/// `t_drop_replies([mode])`: 'a' (default) every reply so far, 'l' those of
+/// the last serial forking step, 'n' none.
+fn fixup_drop_replies(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let mode = match args.first() {
+        Some(_) => fx.str_arg(args, 0)?,
+        None => "a".to_owned(),
+    };
+    let last_only = match mode.trim() {
+        "a" => Some(false),
+        "l" => Some(true),
+        "n" => None,
+        m => return Err(FixupError::arg(0, format!("bad mode `{m}` (a, l or n)"))),
+    };
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| match last_only {
+        None => Flow::True,
+        Some(last) => tx_flag(&st, ctx, |tm, t| tm.drop_replies(t, last)),
+    }))
+}
+
+fn switch_arg(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<bool, FixupError> {
+    match fx.int_arg(args, 0)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(FixupError::arg(0, format!("expected 0 or 1, not {n}"))),
+    }
+}
+
+/// `t_set_disable_6xx(0|1)`: this transaction's 6xx replies are ordinary.
+fn fixup_set_disable_6xx(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let on = switch_arg(fx, args)?;
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        with_tm(&st, |tm| {
+            match current(ctx) {
+                Some(c) => {
+                    tm.update(c.tx, |d| d.disable_6xx = on);
+                }
+                None => with_pending(ctx, |p| p.disable_6xx = Some(on)),
+            }
+            Flow::True
+        })
+    }))
+}
+
+/// `t_set_auto_inv_100(0|1)`: whether relaying this INVITE sends 100 Trying.
+fn fixup_set_auto_inv_100(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let on = switch_arg(fx, args)?;
+    let st = fx.module.state.clone();
+    Ok(Box::new(move |ctx| {
+        with_tm(&st, |tm| {
+            match current(ctx) {
+                Some(c) => {
+                    tm.update(c.tx, |d| d.no_auto_100 = !on);
+                }
+                None => with_pending(ctx, |p| p.auto_100 = Some(on)),
+            }
+            Flow::True
+        })
+    }))
+}
+
+/// Per-transaction switches of features tm does not have (DNS failover
+/// between a branch's addresses, internal error replies, the CANCEL Reason
+/// header copy): accepted so configs load, true.
+fn fixup_accepted_switch(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    switch_arg(fx, args)?;
+    Ok(Box::new(|_| Flow::True))
+}
+
+/// `t_use_uac_headers()`: our ACK/CANCEL copy From/To from the branch's
+/// request already.
+fn fixup_use_uac_headers(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    Ok(Box::new(|_| Flow::True))
 }
 
 enum Ms {

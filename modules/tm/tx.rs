@@ -156,6 +156,11 @@ pub struct TxData {
     pub created: u64,
     /// Code of the reply that made the failure route run (for `t_check_status`).
     pub fail_code: u16,
+    /// `t_set_disable_6xx(1)` / `disable_6xx_block`: a 6xx is an ordinary
+    /// negative reply (no cancelling of the other branches, no preference).
+    pub disable_6xx: bool,
+    /// `t_set_auto_inv_100(0)` / `auto_inv_100=0`: no automatic 100 Trying.
+    pub no_auto_100: bool,
 }
 
 impl TxData {
@@ -169,7 +174,9 @@ impl TxData {
                 | u64::from(self.canceled) << 1
                 | u64::from(self.in_failure) << 2
                 | u64::from(self.up_local) << 3
-                | u64::from(self.cancel_requested) << 4,
+                | u64::from(self.cancel_requested) << 4
+                | u64::from(self.disable_6xx) << 5
+                | u64::from(self.no_auto_100) << 6,
         );
         w.put(self.state.code());
         let k = &self.keys;
@@ -238,6 +245,8 @@ impl TxData {
             in_failure: bits & 4 != 0,
             up_local: bits & 8 != 0,
             cancel_requested: bits & 16 != 0,
+            disable_6xx: bits & 32 != 0,
+            no_auto_100: bits & 64 != 0,
             state,
             keys,
             src,
@@ -285,6 +294,19 @@ pub struct BranchData {
     pub replied: bool,
     /// The branch ended by fr_timer / fr_inv_timer.
     pub timed_out: bool,
+    /// Its reply no longer takes part in the selection (`t_drop_replies`,
+    /// `failure_reply_mode` after a new serial forking step).
+    pub dropped: bool,
+    /// Serial forking step that created it (0: request route; +1 for each
+    /// failure route that added branches).
+    pub leg: u32,
+    /// Our hop-by-hop CANCEL on this branch: next retransmission (ms, 0 =
+    /// none pending; timer E of a non-INVITE client transaction).
+    pub cancel_due: u64,
+    /// Its retransmission interval.
+    pub cancel_iv: u32,
+    /// Its timer F: retransmissions stop then (ms).
+    pub cancel_until: u64,
 }
 
 impl BranchData {
@@ -296,6 +318,7 @@ impl BranchData {
                 | u64::from(self.cancel_sent) << 8
                 | u64::from(self.replied) << 9
                 | u64::from(self.timed_out) << 10
+                | u64::from(self.dropped) << 11
                 | proto_code(self.proto) << 16,
         );
         w.addr(Some(self.dest));
@@ -304,6 +327,9 @@ impl BranchData {
         w.put(u64::from(self.retr_iv));
         w.put(self.fr_due);
         w.put(u64::from(self.code) | u64::from(self.bflags) << 32);
+        w.put(u64::from(self.leg) | u64::from(self.cancel_iv) << 32);
+        w.put(self.cancel_due);
+        w.put(self.cancel_until);
         debug_assert!(w.i <= BR_WORDS);
     }
 
@@ -317,11 +343,19 @@ impl BranchData {
         let retr_iv = r.get() as u32;
         let fr_due = r.get();
         let cw = r.get();
+        let lw = r.get();
+        let cancel_due = r.get();
+        let cancel_until = r.get();
         BranchData {
             state: State::from_code(bits & 0xff),
             cancel_sent: bits >> 8 & 1 != 0,
             replied: bits >> 9 & 1 != 0,
             timed_out: bits >> 10 & 1 != 0,
+            dropped: bits >> 11 & 1 != 0,
+            leg: lw as u32,
+            cancel_iv: (lw >> 32) as u32,
+            cancel_due,
+            cancel_until,
             proto: proto_of(bits >> 16 & 0xff),
             dest,
             send_sock,
@@ -509,6 +543,8 @@ mod tests {
             cancel_requested: true,
             created: 12,
             fail_code: 408,
+            disable_6xx: true,
+            no_auto_100: false,
         };
         let mut w = [0u64; TX_WORDS];
         t.encode(&mut w);
@@ -530,6 +566,11 @@ mod tests {
             bflags: 7,
             replied: true,
             timed_out: false,
+            dropped: true,
+            leg: 3,
+            cancel_due: 77,
+            cancel_iv: 4000,
+            cancel_until: 32_500,
         };
         let mut w = [0u64; BR_WORDS];
         b.encode(&mut w);
