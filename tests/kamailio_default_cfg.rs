@@ -1,0 +1,219 @@
+//! Debian's Kamailio 5.6 default config (/etc/kamailio/kamailio.cfg) runs
+//! unchanged: `ser -c` accepts it with its default switches and the ones
+//! that work here, and a running server answers OPTIONS, saves a REGISTER,
+//! relays sipp calls to the registered callee, and answers Kamailio's own
+//! management tools — `kamctl` over the jsonrpcs FIFO and `kamcmd` over ctl.
+//!
+//! The only edits for the sandbox: three of the config's commented-out
+//! modparams (jsonrpcs `fifo_name`/`dgram_socket`, ctl `binrpc`) are
+//! uncommented with paths in a scratch directory; the listen address comes
+//! from `-l`.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::proc::{free_port, free_udp_port, Server, SER};
+use support::sipp::{counts, diagnostics, have_sipp, run_uac, start_uas, KAMCMD, UAS_BASIC};
+use support::tmp::TmpDir;
+
+const KAMAILIO_CFG: &str = "/etc/kamailio/kamailio.cfg";
+const KAMCTL: &str = "/usr/sbin/kamctl";
+
+/// The installed config, or None (with a message) when Kamailio is absent.
+fn original() -> Option<String> {
+    match std::fs::read_to_string(KAMAILIO_CFG) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("{KAMAILIO_CFG}: {e}: skipped");
+            None
+        }
+    }
+}
+
+/// The config with its management sockets in `dir`, written to `dir/kamailio.cfg`.
+fn sandboxed(text: &str, dir: &Path) -> std::path::PathBuf {
+    let d = dir.display();
+    let mut out = text.to_owned();
+    for (commented, live) in [
+        (
+            "# modparam(\"jsonrpcs\", \"fifo_name\", \"/run/kamailio/kamailio_rpc.fifo\")",
+            format!("modparam(\"jsonrpcs\", \"fifo_name\", \"{d}/rpc.fifo\")"),
+        ),
+        (
+            "# modparam(\"jsonrpcs\", \"dgram_socket\", \"/run/kamailio/kamailio_rpc.sock\")",
+            format!("modparam(\"jsonrpcs\", \"dgram_socket\", \"{d}/rpc.sock\")"),
+        ),
+        (
+            "# modparam(\"ctl\", \"binrpc\", \"unix:/run/kamailio/kamailio_ctl\")",
+            format!("modparam(\"ctl\", \"binrpc\", \"unix:{d}/ctl\")"),
+        ),
+    ] {
+        assert!(out.contains(commented), "config changed: no `{commented}`");
+        out = out.replacen(commented, &live, 1);
+    }
+    let path = dir.join("kamailio.cfg");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn check(cfg: &Path, defines: &[&str]) -> (bool, String) {
+    let mut c = Command::new(SER);
+    c.arg("-c").arg("-f").arg(cfg);
+    for d in defines {
+        c.args(["-A", d]);
+    }
+    let out = c.output().expect("run ser -c");
+    let log = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), log.into_owned())
+}
+
+#[test]
+fn check_accepts_default_and_supported_switches() {
+    let Some(text) = original() else { return };
+    let dir = TmpDir::new("kamcfg-check");
+    let cfg = sandboxed(&text, dir.dir());
+    for defines in [
+        &[][..],
+        &["WITH_MYSQL"][..],
+        &["WITH_MYSQL", "WITH_USRLOCDB"][..],
+    ] {
+        let (ok, log) = check(&cfg, defines);
+        assert!(ok, "ser -c {defines:?} failed:\n{log}");
+        assert!(log.contains("config file ok"), "{log}");
+    }
+    // The untouched file too (its default sockets are never bound by -c).
+    let (ok, log) = check(Path::new(KAMAILIO_CFG), &[]);
+    assert!(ok, "{log}");
+}
+
+/// `kamctl <args>` against our jsonrpcs FIFO; its stdout.
+fn kamctl(fifo: &Path, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["10", KAMCTL])
+        .args(args)
+        .env("RPCFIFOPATH", fifo)
+        .output()
+        .expect("run kamctl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kamctl {args:?}: {}\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn sip(sock: &UdpSocket, port: u16, msg: &str) -> String {
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a SIP reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn runs_options_register_calls_and_management() {
+    let Some(text) = original() else { return };
+    if !Path::new(KAMCTL).exists() || !have_sipp() {
+        eprintln!("kamctl or sipp missing: skipped");
+        return;
+    }
+    let dir = TmpDir::new("kamcfg-run");
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_udp_port();
+    let ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .start();
+
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = ua.local_addr().unwrap().port();
+    let reply = sip(
+        &ua,
+        port,
+        &format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKo1\r\n\
+             From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: opt-1\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(reply.starts_with("SIP/2.0 200 Keepalive\r\n"), "{reply}");
+
+    // bob registers the sipp callee's address.
+    let uas_port = free_port();
+    let reply = sip(
+        &ua,
+        port,
+        &format!(
+            "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKr1\r\n\
+             From: <sip:bob@127.0.0.1>;tag=2\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: reg-1\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{uas_port}>\r\nExpires: 600\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains(&format!("<sip:bob@127.0.0.1:{uas_port}>;expires=")),
+        "{reply}"
+    );
+
+    // Calls to sip:bob@<ser> go through lookup + t_relay to the callee.
+    let calls = 10;
+    let _uas = start_uas(dir.dir(), "uas", UAS_BASIC, uas_port, calls, false);
+    let target = format!("127.0.0.1:{port}");
+    let status = run_uac(dir.dir(), "uac", port, &target, calls, &["-r", "20"], false);
+    let (ok, failed) = counts(dir.dir(), "uac");
+    assert!(
+        status.success() && ok == u64::from(calls) && failed == 0,
+        "{status}: {ok} ok, {failed} failed\n{}",
+        diagnostics(dir.dir(), &ser)
+    );
+
+    // Kamailio's kamctl over the jsonrpcs FIFO.
+    let fifo = dir.path("rpc.fifo");
+    let v = kamctl(&fifo, &["rpc", "core.version"]);
+    assert!(v.contains("\"result\"") && v.contains("ser "), "{v}");
+    let ps = kamctl(&fifo, &["ps"]);
+    assert!(
+        ps.contains("udp receiver") && ps.contains("\"PID\""),
+        "{ps}"
+    );
+    let ul = kamctl(&fifo, &["ul", "show"]);
+    assert!(
+        ul.contains(&format!("sip:bob@127.0.0.1:{uas_port}")),
+        "{ul}"
+    );
+    let fault = kamctl(&fifo, &["rpc", "no.such.method"]);
+    assert!(
+        fault.contains("\"error\"") && fault.contains("-32601"),
+        "{fault}"
+    );
+
+    // The jsonrpcs datagram socket answers the sender.
+    let me_sock = dir.path("client.sock");
+    let dg = std::os::unix::net::UnixDatagram::bind(&me_sock).unwrap();
+    dg.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    dg.send_to(
+        br#"{"jsonrpc":"2.0","method":"core.uptime","id":7}"#,
+        dir.path("rpc.sock"),
+    )
+    .unwrap();
+    let mut buf = [0u8; 8192];
+    let n = dg.recv(&mut buf).expect("a datagram reply");
+    let r = String::from_utf8_lossy(&buf[..n]);
+    assert!(r.contains("\"uptime\"") && r.contains("\"id\":\t7"), "{r}");
+
+    // kamcmd over the ctl binrpc socket.
+    let out = Command::new("timeout")
+        .args(["10", KAMCMD, "-s"])
+        .arg(format!("unix:{}", dir.path("ctl").display()))
+        .arg("core.version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("ser "), "{text}");
+}
