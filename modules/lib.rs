@@ -42,6 +42,7 @@ pub mod ctl;
 pub mod counters;
 pub mod corex;
 pub mod db;
+pub mod debugger;
 pub mod domain;
 pub mod gflags;
 pub mod jsonrpcs;

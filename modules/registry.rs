@@ -47,6 +47,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::corex::Corex,
         &crate::counters::Counters,
         &crate::textopsx::Textopsx,
+        &crate::debugger::Debugger,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,

@@ -46,6 +46,13 @@ static FUNCTIONS: &[FunctionExport] = &[
         fixup: fixup_proxy_challenge,
     },
     FunctionExport {
+        name: "auth_challenge",
+        min_args: 1,
+        max_args: 2,
+        routes: R,
+        fixup: fixup_auth_challenge,
+    },
+    FunctionExport {
         name: "consume_credentials",
         min_args: 0,
         max_args: 0,
@@ -429,6 +436,19 @@ fn fixup_www_challenge(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, Fixup
 
 fn fixup_proxy_challenge(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     fixup_challenge(fx, args, Kind::Proxy)
+}
+
+/// Kamailio's `auth_challenge(realm, flags)`: 401 for REGISTER, else 407.
+fn fixup_auth_challenge(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let www = fixup_challenge(fx, args, Kind::Www)?;
+    let proxy = fixup_challenge(fx, args, Kind::Proxy)?;
+    Ok(Box::new(move |ctx| {
+        if ctx.method().eq_ignore_ascii_case("REGISTER") {
+            www(ctx)
+        } else {
+            proxy(ctx)
+        }
+    }))
 }
 
 fn fixup_consume(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
