@@ -264,6 +264,77 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_sctp_decide_the_listen_addresses() {
+        let spec = |s: &str| listen::ListenSpec::parse(s).unwrap();
+        let names = |b: Vec<BindAddr>| -> Vec<String> {
+            b.iter()
+                .map(|b| format!("{}:{}", b.proto, b.addr))
+                .collect()
+        };
+        let g = Globals {
+            listen: vec![
+                spec("127.0.0.1"),
+                spec("tls:127.0.0.2:5071"),
+                spec("sctp:127.0.0.3"),
+            ],
+            ..Globals::default()
+        };
+        let on = TransportGlobals {
+            enable_tls: Some(true),
+            enable_sctp: Some(false),
+            ..TransportGlobals::default()
+        };
+        // enable_tls=yes: the address without protocol gets TLS on 5061
+        assert_eq!(
+            names(resolve_binds(&g, &on, true).unwrap()),
+            [
+                "udp:127.0.0.1:5060",
+                "tcp:127.0.0.1:5060",
+                "tls:127.0.0.1:5061",
+                "tls:127.0.0.2:5071",
+            ]
+        );
+        // ... but not without the tls module: tls off, tls: addresses too
+        assert_eq!(
+            names(resolve_binds(&g, &on, false).unwrap()),
+            ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+        );
+        let off = TransportGlobals {
+            enable_tls: Some(false),
+            ..on.clone()
+        };
+        assert_eq!(
+            names(resolve_binds(&g, &off, true).unwrap()),
+            ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+        );
+        // unset: tls: addresses as given, nothing added
+        let unset = TransportGlobals {
+            enable_tls: None,
+            ..on.clone()
+        };
+        assert_eq!(
+            names(resolve_binds(&g, &unset, true).unwrap()),
+            [
+                "udp:127.0.0.1:5060",
+                "tcp:127.0.0.1:5060",
+                "tls:127.0.0.2:5071"
+            ]
+        );
+        // enable_sctp=yes needs the kernel's SCTP
+        let sctp = TransportGlobals {
+            enable_sctp: Some(true),
+            ..unset
+        };
+        match ser_children::sctp::check_kernel() {
+            Ok(()) => assert!(resolve_binds(&g, &sctp, true).is_ok()),
+            Err(_) => {
+                let e = resolve_binds(&g, &sctp, true).unwrap_err();
+                assert!(e.contains("modprobe sctp"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn core_tls_and_sctp_parameters() {
         let (t, errors) = globals(
             "enable_tls=yes\ntls_port_no=5071\ntls_verify=1\ntls_certificate=\"c.pem\"\n\
