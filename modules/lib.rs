@@ -45,6 +45,7 @@ pub mod db;
 pub mod debugger;
 pub mod domain;
 pub mod gflags;
+pub mod htable;
 pub mod jsonrpcs;
 pub mod kex;
 pub mod maxfwd;

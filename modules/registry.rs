@@ -48,6 +48,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::counters::Counters,
         &crate::textopsx::Textopsx,
         &crate::debugger::Debugger,
+        &crate::htable::Htable,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,

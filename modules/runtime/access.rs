@@ -274,6 +274,8 @@ impl MsgCtx<'_> {
             Pv::Hdr(h) => opt_str(self.header(h)),
             Pv::Avp(a) => self.avps.get(a).cloned().unwrap_or(Value::Null),
             Pv::Var(v) => crate::runtime::script_vars::get(v),
+            Pv::Sht(t, k) => crate::htable::get(t, &self.sht_key(k)),
+            Pv::ShtEx(t, k) => crate::htable::expires_in(t, &self.sht_key(k)),
             Pv::Null => Value::Null,
             Pv::RetCode => Value::Int(i64::from(self.retcode)),
             Pv::MsgBuf => Value::Str(String::from_utf8_lossy(self.msg.buf()).into_owned()),
@@ -343,12 +345,27 @@ impl MsgCtx<'_> {
             }
             Pv::Avp(a) => self.avps.assign(a, v),
             Pv::Var(name) => crate::runtime::script_vars::set(name, v),
+            Pv::Sht(t, k) => {
+                let key = self.sht_key(k);
+                crate::htable::set(t, &key, v)?
+            }
             Pv::MsgFlags => self.flags.0 = v.as_int() as u32,
             Pv::BranchFlags => self.bflags.0 = v.as_int() as u32,
             Pv::Null => {}
             other => return Err(format!("{other:?} is read-only")),
         }
         Ok(())
+    }
+
+    /// An htable key with its pvars (`$si`) rendered.
+    fn sht_key(&self, k: &str) -> String {
+        if !k.contains('$') {
+            return k.to_owned();
+        }
+        match Format::parse(k) {
+            Ok(f) => self.render(&f),
+            Err(_) => k.to_owned(),
+        }
     }
 
     /// Render a compiled format.

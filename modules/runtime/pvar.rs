@@ -107,6 +107,11 @@ pub enum Pv {
     /// read from [`crate::runtime::ctx::MsgCtx::module_pvs`] under this key
     /// (`snd.ip`), null elsewhere.
     Snd(String),
+    /// `$sht(table=>key)`: an htable item (the key may hold pvars, rendered
+    /// per message).
+    Sht(String, String),
+    /// `$shtex(table=>key)`: seconds until that item expires.
+    ShtEx(String, String),
     /// `$err.class|level|info|rcode|rreason` in `error_route`: read from
     /// `module_pvs` under this key (`err.class`), null elsewhere.
     Err(String),
@@ -132,6 +137,7 @@ impl Pv {
                 | Pv::DstUri
                 | Pv::Avp(_)
                 | Pv::Var(_)
+                | Pv::Sht(..)
                 | Pv::MsgFlags
                 | Pv::BranchFlags
                 | Pv::Null
@@ -274,6 +280,20 @@ fn pv_with_arg(name: &str, inner: &str) -> Result<Pv, String> {
             Pv::Var(v.to_owned())
         }
         "sel" => Pv::Sel(Select::parse(inner.trim())?),
+        "sht" | "shtex" => {
+            let (t, k) = inner
+                .split_once("=>")
+                .ok_or_else(|| format!("want ${name}(table=>key), got `{inner}`"))?;
+            let (t, k) = (t.trim().to_owned(), k.trim().to_owned());
+            if t.is_empty() || k.is_empty() {
+                return Err(format!("want ${name}(table=>key), got `{inner}`"));
+            }
+            if name == "sht" {
+                Pv::Sht(t, k)
+            } else {
+                Pv::ShtEx(t, k)
+            }
+        }
         "snd" => {
             let f = inner.trim();
             if !SND_FIELDS.contains(&f) {
