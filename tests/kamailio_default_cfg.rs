@@ -80,6 +80,16 @@ fn check_accepts_default_and_supported_switches() {
         &[][..],
         &["WITH_MYSQL"][..],
         &["WITH_MYSQL", "WITH_USRLOCDB"][..],
+        &["WITH_MYSQL", "WITH_AUTH", "WITH_USRLOCDB"][..],
+        &["WITH_ANTIFLOOD"][..],
+        &["WITH_DEBUG"][..],
+        &[
+            "WITH_MYSQL",
+            "WITH_AUTH",
+            "WITH_USRLOCDB",
+            "WITH_ANTIFLOOD",
+            "WITH_DEBUG",
+        ][..],
     ] {
         let (ok, log) = check(&cfg, defines);
         assert!(ok, "ser -c {defines:?} failed:\n{log}");
@@ -216,4 +226,58 @@ fn runs_options_register_calls_and_management() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("ser "), "{text}");
+}
+
+/// WITH_ANTIFLOOD runs: pike and the `ipban` htable (in shm, managed over
+/// kamctl's FIFO); a request from a banned address would be dropped, but
+/// 127.0.0.1 is `myself`, which the config never bans, so OPTIONS still work.
+#[test]
+fn antiflood_htable_over_kamctl() {
+    let Some(text) = original() else { return };
+    if !Path::new(KAMCTL).exists() {
+        eprintln!("kamctl missing: skipped");
+        return;
+    }
+    let dir = TmpDir::new("kamcfg-flood");
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_udp_port();
+    let _ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args(["-A", "WITH_ANTIFLOOD", "-A", "WITH_DEBUG"])
+        .start();
+    let fifo = dir.path("rpc.fifo");
+    kamctl(&fifo, &["rpc", "htable.seti", "ipban", "192.0.2.1", "1"]);
+    kamctl(&fifo, &["rpc", "htable.sets", "ipban", "192.0.2.2", "s:x"]);
+    let got = kamctl(&fifo, &["rpc", "htable.get", "ipban", "192.0.2.1"]);
+    let flat: String = got.split_whitespace().collect();
+    assert!(flat.contains("\"value\":1"), "{got}");
+    let dump = kamctl(&fifo, &["rpc", "htable.dump", "ipban"]);
+    assert!(
+        dump.contains("192.0.2.1") && dump.contains("192.0.2.2"),
+        "{dump}"
+    );
+    let tables = kamctl(&fifo, &["rpc", "htable.listTables"]);
+    assert!(
+        tables.contains("\"ipban\"") && tables.contains("300"),
+        "{tables}"
+    );
+    kamctl(&fifo, &["rpc", "htable.delete", "ipban", "192.0.2.1"]);
+    let gone = kamctl(&fifo, &["rpc", "htable.get", "ipban", "192.0.2.1"]);
+    assert!(gone.contains("\"error\""), "{gone}");
+
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = ua.local_addr().unwrap().port();
+    for i in 0..20 {
+        let reply = sip(
+            &ua,
+            port,
+            &format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKf{i}\r\n\
+                 From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: flood-{i}\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        assert!(reply.starts_with("SIP/2.0 200 Keepalive\r\n"), "{reply}");
+    }
 }

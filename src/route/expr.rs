@@ -214,7 +214,14 @@ impl Exec<'_> {
                 {
                     ctx.env.myself.matches_uri(&s)
                 } else {
+                    // A bare host or IP (`src_ip`, `$rd`) is ours on any of
+                    // our ports, as Kamailio's check_self with port 0.
                     ctx.env.myself.matches(&s, None)
+                        || ctx
+                            .env
+                            .listen
+                            .iter()
+                            .any(|l| ctx.env.myself.matches(&s, Some(l.addr.port())))
                 };
                 b(ours != *neg)
             }
