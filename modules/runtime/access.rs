@@ -390,6 +390,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn indexed_avps_and_snd() {
+        use crate::runtime::ctx::Env;
+        use crate::runtime::pvar::parse_pv;
+        use crate::runtime::transport::{Myself, Recorder};
+        let env = Env::new(
+            std::sync::Arc::new(Recorder::default()),
+            Myself::default(),
+            Vec::new(),
+        );
+        let msg = ser_sip::SipMsg::parse(
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .unwrap();
+        let mut ctx = MsgCtx::new(
+            msg,
+            &env,
+            "10.0.0.1:5060".parse().unwrap(),
+            "10.0.0.2:5060".parse().unwrap(),
+            Proto::Udp,
+        );
+        let Pv::Avp(a) = parse_pv("$avp(x)").unwrap() else {
+            panic!()
+        };
+        ctx.avps.add(&a, Value::from("old"));
+        ctx.avps.add(&a, Value::from("new"));
+        let get = |ctx: &MsgCtx<'_>, s: &str| ctx.get_pv(&parse_pv(s).unwrap());
+        assert_eq!(get(&ctx, "$(avp(x)[0])"), Value::from("new"));
+        assert_eq!(get(&ctx, "$(avp(x)[1])"), Value::from("old"));
+        assert_eq!(get(&ctx, "$(avp(x)[-1])"), Value::from("old"));
+        assert_eq!(get(&ctx, "$(avp(x)[2])"), Value::Null);
+        assert_eq!(get(&ctx, "$(avp(x)[-3])"), Value::Null);
+        assert_eq!(get(&ctx, "$snd(ip)"), Value::Null, "outside onsend_route");
+        let dest = Dest {
+            proto: Proto::Tcp,
+            addr: "[::1]:5070".parse().unwrap(),
+            send_sock: None,
+        };
+        let s = ctx.onsend_ctx(b"INVITE x", &dest);
+        assert_eq!(get(&s, "$snd(ip)"), Value::from("::1"));
+        assert_eq!(get(&s, "$snd(af)"), Value::Int(10));
+        assert_eq!(get(&s, "$snd(proto)"), Value::Int(2));
+        assert_eq!(get(&s, "$snd(sproto)"), Value::from("tcp"));
+        assert_eq!(get(&s, "$snd(len)"), Value::Int(8));
+        assert_eq!(get(&s, "$snd(sport)"), Value::Int(5060));
+        assert_eq!(get(&s, "$(avp(x)[1])"), Value::from("old"), "AVPs copied");
+    }
+
+    #[test]
     fn uri_parts() {
         let u = "sip:alice@example.com:5070;transport=udp";
         assert_eq!(uri_part(u, UriPart::User), Value::from("alice"));

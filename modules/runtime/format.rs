@@ -32,7 +32,7 @@ impl Format {
         while i < b.len() {
             let c = b[i];
             let next = b.get(i + 1).copied();
-            let starts_pv = |n: Option<u8>| matches!(n, Some(n) if n.is_ascii_alphabetic() || n == b'?' || n == b'_');
+            let starts_pv = |n: Option<u8>| matches!(n, Some(n) if n.is_ascii_alphabetic() || n == b'?' || n == b'_' || n == b'(');
             if c == b'$' && starts_pv(next) {
                 let (pv, used) = parse_pv_prefix(&s[i..])?;
                 flush(&mut text, &mut pieces);

@@ -106,3 +106,35 @@ fn timer_params_accept_seconds_of_old_configs() {
         .set_param(&Tm, "no_such", ParamValue::Int(1), &no)
         .is_err());
 }
+
+#[test]
+fn proxy_strings() {
+    assert_eq!(
+        parse_proxy("tcp:10.0.0.1:5080").unwrap(),
+        (Some(Proto::Tcp), "10.0.0.1".into(), Some(5080))
+    );
+    assert_eq!(
+        parse_proxy("tls:example.com").unwrap(),
+        (Some(Proto::Tls), "example.com".into(), None)
+    );
+    assert_eq!(
+        parse_proxy("example.com:5070").unwrap(),
+        (None, "example.com".into(), Some(5070))
+    );
+    assert_eq!(
+        parse_proxy("udp:[::1]:5062").unwrap(),
+        (Some(Proto::Udp), "::1".into(), Some(5062))
+    );
+    assert_eq!(parse_proxy("::1").unwrap(), (None, "::1".into(), None));
+    assert!(parse_proxy("udp:").is_err());
+    assert!(parse_proxy("h:99999").is_err());
+    assert!(parse_proxy("[::1").is_err());
+    assert!(parse_proxy("").is_err());
+    assert_eq!(relay_flags("0x03"), Some(3));
+    assert_eq!(relay_flags("2"), Some(2));
+    assert_eq!(relay_flags("tcp:h"), None);
+    assert!(fixup("t_relay", &[Arg::Str("udp:1.2.3.4:x".into())]).is_err());
+    assert!(fixup("t_relay_to", &[Arg::Str("0x01".into())]).is_ok());
+    assert!(fixup("t_set_disable_6xx", &[Arg::Int(2)]).is_err());
+    assert!(fixup("t_drop_replies", &[Arg::Str("q".into())]).is_err());
+}

@@ -492,3 +492,73 @@ impl TimerCallback for ModuleTicks {
         ser_modules::runtime::dns::gc_tick();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ser_modules::runtime::transport::Recorder;
+
+    fn script(cfg: &str) -> Arc<Script> {
+        let parsed = ser_parser::parse_str("unit.cfg", cfg, &ser_parser::ParseOptions::default())
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        super::super::load(&parsed, &LoadOptions::default())
+            .unwrap_or_else(|d| panic!("{d:?}"))
+            .into_shared()
+    }
+
+    /// A request whose body is shorter than its Content-Length: it parses,
+    /// the pre-script checks refuse it.
+    const TRUNCATED: &[u8] = b"MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: er-1\r\nCSeq: 1 MESSAGE\r\n\
+Content-Length: 50\r\n\r\nshort";
+
+    /// The replies sent for `buf` received from 127.0.0.1:5070: the
+    /// automatic one, or what error_route sent.
+    fn replies(s: &Script, buf: &[u8]) -> Vec<String> {
+        let rec = Arc::new(Recorder::default());
+        let env = Env::new(rec.clone(), Myself::default(), Vec::new());
+        let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+        let mut out = Vec::new();
+        match parse_checked(s, buf, src, false, |b| out.push(b.to_vec())) {
+            Some(Ok(_)) => panic!("accepted"),
+            Some(Err(f)) => {
+                let mut ctx = MsgCtx::new(
+                    f.msg,
+                    &env,
+                    src,
+                    "127.0.0.1:5060".parse().unwrap(),
+                    Proto::Udp,
+                );
+                run_error_route(s, &mut ctx, buf, &f.err);
+            }
+            None => {}
+        }
+        out.extend(rec.take().into_iter().map(|(_, b)| b));
+        out.iter()
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn error_route_handles_requests_failing_the_checks() {
+        let plain = script("loadmodule \"sl.so\"\nroute { drop; }\n");
+        assert_eq!(replies(&plain, TRUNCATED), ["SIP/2.0 400 Bad Request"]);
+        let with = script(
+            "loadmodule \"sl.so\"\nroute { drop; }\n\
+             error_route {\n if ($err.class == 1 && $err.level == 3 && $err.info != \"\") {\n\
+               sl_send_reply(\"$err.rcode\", \"handled $err.rreason\");\n }\n exit;\n}\n",
+        );
+        assert_eq!(
+            replies(&with, TRUNCATED),
+            ["SIP/2.0 400 handled Bad Request"]
+        );
+        // not even a request line: nothing to run error_route on
+        assert!(replies(&with, b"garbage\r\n\r\n").is_empty());
+    }
+}
