@@ -81,15 +81,15 @@ pub(crate) fn process_fifo_buffer(buf: &mut Vec<u8>, registry: &RpcRegistry, cfg
         let used = stream.byte_offset();
         buf.drain(..used.min(buf.len()));
         match (handled.reply, handled.reply_name) {
-            (Some(reply), Some(name)) => {
+            (Some(reply), Some(name))
                 if !crate::fifo_server::send_reply(
                     &cfg.json_reply_dir,
                     &name,
                     reply.as_bytes(),
                     cfg.fifo_reply_timeout,
-                ) {
-                    log::warn!("jsonrpc fifo: cannot write the reply to {name}");
-                }
+                ) =>
+            {
+                log::warn!("jsonrpc fifo: cannot write the reply to {name}");
             }
             (Some(_), None) => log::warn!("jsonrpc fifo: request without reply_name"),
             _ => {}
