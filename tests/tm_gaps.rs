@@ -2,7 +2,7 @@
 //! in-process engine: branch flags in onreply/failure routes,
 //! `onsend_route` with `$snd(...)`, `t_relay("proto:host:port")` and
 //! `t_relay_to`, our CANCEL retransmitted until its 200, `failure_reply_mode`,
-//! `t_grep_status`, `$(hdr(X)[i])`.
+//! `t_drop_replies`, `noisy_ctimer`, `t_grep_status`, `$(hdr(X)[i])`.
 
 mod support;
 
@@ -392,4 +392,82 @@ fn indexed_headers() {
         "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bK-far | SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bK-far | \
          SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-ix-1 | <null>|"
     );
+}
+
+fn timeout_cfg(noisy: u8) -> String {
+    format!(
+        r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+modparam("tm", "fr_timer", 1500)
+modparam("tm", "noisy_ctimer", {noisy})
+
+route {{
+	t_relay();
+	exit;
+}}
+"#
+    )
+}
+
+/// An INVITE nobody answers: 408 upstream, unless `noisy_ctimer=0` (one
+/// branch, no reply, no failure route: silence, as Kamailio).
+#[test]
+fn noisy_ctimer_zero_keeps_an_unanswered_invite_silent() {
+    for (noisy, want_408) in [(1u8, true), (0, false)] {
+        let script = load(&timeout_cfg(noisy));
+        let rec = Arc::new(Recorder::default());
+        let env = engine::env(&rec, &[]);
+        run(
+            &script,
+            &env,
+            request("INVITE", &format!("nc-{noisy}"), UAS1),
+            UAC,
+        );
+        sent(&rec);
+        tick(&script, &env, 1600);
+        let s = sent(&rec);
+        assert_eq!(
+            find(&s, UAC, "408").is_some(),
+            want_408,
+            "noisy_ctimer={noisy}: {:?}",
+            lines(&s)
+        );
+    }
+}
+
+const DROP: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+modparam("tm", "failure_reply_mode", 0)
+
+route {
+	t_on_failure("next");
+	t_relay();
+	exit;
+}
+
+failure_route[next] {
+	if (t_check_status("486")) {
+		t_drop_replies();
+		rewritehostport("127.0.0.1:5082");
+		t_relay();
+	}
+}
+"#;
+
+/// failure_reply_mode 0 keeps the 486, but t_drop_replies() in the failure
+/// route forgets it: the 503 of the new step is relayed (as 500).
+#[test]
+fn drop_replies_forgets_earlier_steps() {
+    let script = load(DROP);
+    let rec = Arc::new(Recorder::default());
+    let env = engine::env(&rec, &[]);
+    run(&script, &env, request("INVITE", "dr-1", UAS1), UAC);
+    let fwd = find(&sent(&rec), UAS1, "INVITE").unwrap().clone();
+    run(&script, &env, uas_reply(&fwd, 486), UAS1);
+    let fwd2 = find(&sent(&rec), UAS2, "INVITE").unwrap().clone();
+    run(&script, &env, uas_reply(&fwd2, 503), UAS2);
+    let s = sent(&rec);
+    assert!(find(&s, UAC, "500").is_some(), "{:?}", lines(&s));
 }
