@@ -83,12 +83,14 @@ fn check_accepts_default_and_supported_switches() {
         &["WITH_MYSQL", "WITH_AUTH", "WITH_USRLOCDB"][..],
         &["WITH_ANTIFLOOD"][..],
         &["WITH_DEBUG"][..],
+        &["WITH_NAT"][..],
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
             "WITH_USRLOCDB",
             "WITH_ANTIFLOOD",
             "WITH_DEBUG",
+            "WITH_NAT",
         ][..],
     ] {
         let (ok, log) = check(&cfg, defines);
@@ -127,6 +129,17 @@ fn sip(sock: &UdpSocket, port: u16, msg: &str) -> String {
 
 #[test]
 fn runs_options_register_calls_and_management() {
+    run_default(&[]);
+}
+
+/// WITH_NAT: nathelper + rtpproxy loaded (no rtpproxy needed: the sipp
+/// peers on 127.0.0.1 are not NATed, so no media is relayed).
+#[test]
+fn runs_with_nat() {
+    run_default(&["WITH_NAT"]);
+}
+
+fn run_default(defines: &[&str]) {
     let Some(text) = original() else { return };
     if !Path::new(KAMCTL).exists() || !have_sipp() {
         eprintln!("kamctl or sipp missing: skipped");
@@ -137,6 +150,7 @@ fn runs_options_register_calls_and_management() {
     let port = free_udp_port();
     let ser = Server::launch(&cfg, &dir.path("ser.log"))
         .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args(defines.iter().flat_map(|d| ["-A", d]))
         .start();
 
     let ua = UdpSocket::bind("127.0.0.1:0").unwrap();

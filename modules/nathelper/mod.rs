@@ -59,6 +59,8 @@ static FUNCTIONS: &[FunctionExport] = &[
     f("fix_nated_register", 0, 0, REQ, fixup_fix_register),
     f("add_rcv_param", 0, 1, REQ, fixup_add_rcv_param),
     f("add_contact_alias", 0, 0, ANYR, fixup_add_alias),
+    // Kamailio 5: the alias added in place; here the same Contact edit.
+    f("set_contact_alias", 0, 0, ANYR, fixup_add_alias),
     f("handle_ruri_alias", 0, 0, REQ, fixup_handle_alias),
     f("fix_nated_sdp", 1, 2, ANYR, sdp_fix::fixup_fix_sdp),
     f("is_rfc1918", 1, 1, ANYR, sdp_fix::fixup_is_rfc1918),

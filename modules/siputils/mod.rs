@@ -1,4 +1,4 @@
-//! `siputils`: `has_totag()`, `is_e164(x)`, `is_uri_user_e164(uri)`,
+//! `siputils`: `has_totag()`, `is_request()`, `is_reply()`, `is_first_hop()`, `is_e164(x)`, `is_uri_user_e164(uri)`,
 //! `uri_param(name[, value])`, `add_uri_param(param)`, `options_reply()`.
 
 use crate::iface::{
@@ -14,6 +14,27 @@ const REQ: RouteMask = RouteMask::REQUEST
     .or(RouteMask::BRANCH);
 
 static FUNCTIONS: &[FunctionExport] = &[
+    FunctionExport {
+        name: "is_request",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_request,
+    },
+    FunctionExport {
+        name: "is_reply",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_reply,
+    },
+    FunctionExport {
+        name: "is_first_hop",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_first_hop,
+    },
     FunctionExport {
         name: "has_totag",
         min_args: 0,
@@ -79,6 +100,33 @@ impl Module for Siputils {
     fn functions(&self) -> &'static [FunctionExport] {
         FUNCTIONS
     }
+}
+
+fn fixup_is_request(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    Ok(Box::new(|ctx| Flow::from_bool(ctx.msg.is_request())))
+}
+
+fn fixup_is_reply(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    Ok(Box::new(|ctx| Flow::from_bool(!ctx.msg.is_request())))
+}
+
+/// Kamailio's `is_first_hop()`: a request with a single Via came straight
+/// from the UA; a reply is at its first hop when the top Record-Route is ours.
+fn fixup_is_first_hop(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    Ok(Box::new(|ctx| {
+        if ctx.msg.is_request() {
+            return Flow::from_bool(ctx.msg.vias().take(2).count() == 1);
+        }
+        let Some(rr) = ctx.header_of(ser_sip::HeaderName::RecordRoute) else {
+            return Flow::False;
+        };
+        let first = rr.split(',').next().unwrap_or("").trim();
+        let uri = first
+            .split_once('<')
+            .and_then(|(_, r)| r.split_once('>'))
+            .map_or(first, |(u, _)| u);
+        Flow::from_bool(ctx.env.myself.matches_uri(uri))
+    }))
 }
 
 fn fixup_has_totag(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {

@@ -109,6 +109,9 @@ pub struct TxRef {
 /// Prefix of tm's branch parameters: `z9hG4bKtm.<hash>.<id>.<branch>`.
 const BRANCH_PREFIX: &str = "z9hG4bKtm.";
 
+/// Marks a branch route's message (`t_is_branch_route()`).
+pub const IN_BRANCH_ROUTE: &str = "tm.in_branch_route";
+
 /// The transaction the script is working on now (SER's global `T`), tied to
 /// the message it belongs to; set by t_newtran/t_relay and while tm runs a
 /// failure/onreply/branch route.
@@ -973,6 +976,10 @@ impl Tm {
                 bctx.flags = ctx.flags;
                 bctx.bflags = Flags(target.bflags);
                 bctx.avps = ctx.avps.clone();
+                bctx.module_pvs.insert(
+                    IN_BRANCH_ROUTE.to_owned(),
+                    crate::runtime::value::Value::Int(1),
+                );
                 let saved = set_current(Some(Current {
                     tx: t,
                     key: msg_key(&bctx),

@@ -213,6 +213,13 @@ static FUNCTIONS: &[FunctionExport] = &[
         fixup: fixup_on_branch,
     },
     FunctionExport {
+        name: "t_is_branch_route",
+        min_args: 0,
+        max_args: 0,
+        routes: RouteMask::ANY,
+        fixup: fixup_is_branch_route,
+    },
+    FunctionExport {
         name: "t_is_set",
         min_args: 1,
         max_args: 1,
@@ -1195,6 +1202,16 @@ fn fixup_on_reply(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError
 
 fn fixup_on_branch(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
     make_on(fx, args, Which::Branch)
+}
+
+/// `t_is_branch_route()`: whether the script runs in a `branch_route`.
+fn fixup_is_branch_route(_fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    Ok(Box::new(|ctx| {
+        Flow::from_bool(
+            ctx.module_pvs
+                .contains_key(crate::tm::core::IN_BRANCH_ROUTE),
+        )
+    }))
 }
 
 /// `t_is_set("branch_route"|"onreply_route"|"failure_route")`: whether a
