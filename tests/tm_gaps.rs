@@ -471,3 +471,33 @@ fn drop_replies_forgets_earlier_steps() {
     let s = sent(&rec);
     assert!(find(&s, UAC, "500").is_some(), "{:?}", lines(&s));
 }
+
+const FAIL_RURI: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+
+route {
+	rewriteuser("carol");
+	t_on_failure("f");
+	t_relay();
+	exit;
+}
+
+failure_route[f] {
+	t_reply("599", "$ru");
+}
+"#;
+
+/// In failure_route the R-URI is the one the request was relayed with.
+#[test]
+fn failure_route_sees_the_relayed_ruri() {
+    let script = load(FAIL_RURI);
+    let rec = Arc::new(Recorder::default());
+    let env = engine::env(&rec, &[]);
+    run(&script, &env, request("INVITE", "fr-1", UAS1), UAC);
+    let fwd = find(&sent(&rec), UAS1, "INVITE").unwrap().clone();
+    run(&script, &env, uas_reply(&fwd, 404), UAS1);
+    let s = sent(&rec);
+    let r = find(&s, UAC, "599").unwrap_or_else(|| panic!("{:?}", lines(&s)));
+    assert_eq!(reason(r), "sip:carol@127.0.0.1:5081");
+}

@@ -648,6 +648,8 @@ impl Tm {
             on_failure: pending.on_failure.unwrap_or_default(),
             on_reply: pending.on_reply.unwrap_or_default(),
             on_branch: pending.on_branch.unwrap_or_default(),
+            ruri: ctx.new_uri.clone().unwrap_or_default(),
+            dst_uri: ctx.dst_uri.clone().unwrap_or_default(),
             avps: ctx.avps.export(),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -1630,6 +1632,8 @@ impl Tm {
             fctx.flags = Flags(d.flags);
             fctx.avps = meta.avp_store();
             fctx.bflags = Flags(failed.unwrap_or(0));
+            fctx.new_uri = Some(meta.ruri.clone()).filter(|u| !u.is_empty());
+            fctx.dst_uri = Some(meta.dst_uri.clone()).filter(|u| !u.is_empty());
             let saved = set_current(Some(Current {
                 tx: t,
                 key: msg_key(&fctx),

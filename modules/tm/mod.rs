@@ -671,6 +671,11 @@ fn relay_on(
             m.on_branch = b;
         }
         m.avps = ctx.avps.export();
+        // a failure route starts from the R-URI the request route relayed with
+        if !tm.data(t).is_some_and(|d| d.in_failure) {
+            m.ruri = ctx.new_uri.clone().unwrap_or_default();
+            m.dst_uri = ctx.dst_uri.clone().unwrap_or_default();
+        }
         tm.set_meta(t, &m);
         tm.update(t, |d| {
             d.fr = p.fr.unwrap_or(d.fr);

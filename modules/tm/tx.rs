@@ -378,6 +378,11 @@ pub struct Meta {
     pub on_reply: String,
     /// branch_route name.
     pub on_branch: String,
+    /// The R-URI the request route relayed with ("" = the received one):
+    /// what `$ru` is when a failure route starts.
+    pub ruri: String,
+    /// Its destination URI then ("" = none).
+    pub dst_uri: String,
     /// The AVPs, oldest first.
     pub avps: Vec<(Track, Class, AvpName, Value, u32)>,
 }
@@ -405,6 +410,8 @@ impl Meta {
         put_bytes(&mut out, self.on_failure.as_bytes());
         put_bytes(&mut out, self.on_reply.as_bytes());
         put_bytes(&mut out, self.on_branch.as_bytes());
+        put_bytes(&mut out, self.ruri.as_bytes());
+        put_bytes(&mut out, self.dst_uri.as_bytes());
         for (track, class, name, value, flags) in &self.avps {
             let t = match track {
                 Track::From => 0u8,
@@ -449,6 +456,8 @@ impl Meta {
             on_failure: get_str(&mut b).unwrap_or_default(),
             on_reply: get_str(&mut b).unwrap_or_default(),
             on_branch: get_str(&mut b).unwrap_or_default(),
+            ruri: get_str(&mut b).unwrap_or_default(),
+            dst_uri: get_str(&mut b).unwrap_or_default(),
             avps: Vec::new(),
         };
         while b.len() >= 3 {
@@ -589,6 +598,8 @@ mod tests {
             on_failure: "MISSED".into(),
             on_reply: "1".into(),
             on_branch: String::new(),
+            ruri: "sip:carol@example.com".into(),
+            dst_uri: String::new(),
             avps: vec![
                 (
                     Track::To,
