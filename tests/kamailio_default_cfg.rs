@@ -295,3 +295,110 @@ fn antiflood_htable_over_kamctl() {
         assert!(reply.starts_with("SIP/2.0 200 Keepalive\r\n"), "{reply}");
     }
 }
+
+/// MD5 digest `Authorization` of `user` (realm 127.0.0.1) for a REGISTER to `uri`.
+fn digest(user: &str, password: &str, uri: &str, nonce: &str) -> String {
+    use ser_modules::auth::digest::Alg;
+    let h = |s: String| Alg::Md5.h(&[s.as_bytes()]);
+    let ha1 = h(format!("{user}:127.0.0.1:{password}"));
+    let ha2 = h(format!("REGISTER:{uri}"));
+    let resp = h(format!("{ha1}:{nonce}:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"127.0.0.1\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{resp}\"\r\n"
+    )
+}
+
+/// WITH_MYSQL + WITH_AUTH + WITH_USRLOCDB against a throwaway MariaDB (our
+/// schema, DBURL given with `-A`, as the config's `#!trydef` allows): a
+/// REGISTER is challenged (401), accepted with the subscriber's password,
+/// challenged again with a wrong one; then a sipp call reaches the
+/// registered user.
+#[test]
+fn auth_and_usrlocdb_on_mariadb() {
+    use ser_modules::db::{self, DbValue};
+    let Some(text) = original() else { return };
+    if !have_sipp() {
+        return;
+    }
+    let Some(my) = support::mariadb::Server::start() else {
+        return;
+    };
+    let admin = format!("mysql://root@127.0.0.1:{}/mysql", my.port());
+    let url = format!(
+        "mysql://kamailio:kamailiorw@127.0.0.1:{}/kamailio",
+        my.port()
+    );
+    db::with(&admin, |c| c.batch("CREATE DATABASE kamailio")).expect("create database");
+    db::with(&url, |c| {
+        c.batch(db::schema("mysql").unwrap())?;
+        for user in ["alice", "bob"] {
+            c.insert(
+                "subscriber",
+                &[
+                    ("username", DbValue::Str(user.into())),
+                    ("domain", DbValue::Str("127.0.0.1".into())),
+                    ("password", DbValue::Str(format!("{user}-secret"))),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+    .expect("schema and subscribers");
+
+    let dir = TmpDir::new("kamcfg-auth");
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_udp_port();
+    let dburl = format!("DBURL=\"{url}\"");
+    let ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args(["-A", "WITH_MYSQL", "-A", "WITH_AUTH", "-A", "WITH_USRLOCDB"])
+        .args(["-A", &dburl])
+        .start();
+
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = ua.local_addr().unwrap().port();
+    let uas_port = free_port();
+    let uri = format!("sip:127.0.0.1:{port}");
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKa{cseq}\r\n\
+             From: <sip:bob@127.0.0.1:{port}>;tag=a{cseq}\r\nTo: <sip:bob@127.0.0.1:{port}>\r\n\
+             Call-ID: auth-reg\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:bob@127.0.0.1:{uas_port}>\r\nExpires: 600\r\n{auth}\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let r = sip(&ua, port, &register(1, ""));
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}\n{}", ser.log_text());
+    let nonce = r
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("a nonce")
+        .to_owned();
+    let r = sip(
+        &ua,
+        port,
+        &register(2, &digest("bob", "wrong", &uri, &nonce)),
+    );
+    assert!(r.starts_with("SIP/2.0 401 "), "{r}");
+    let r = sip(
+        &ua,
+        port,
+        &register(3, &digest("bob", "bob-secret", &uri, &nonce)),
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}\n{}", ser.log_text());
+
+    let calls = 5;
+    let _uas = start_uas(dir.dir(), "uas", UAS_BASIC, uas_port, calls, false);
+    let target = format!("127.0.0.1:{port}");
+    let status = run_uac(dir.dir(), "uac", port, &target, calls, &["-r", "20"], false);
+    let (ok, failed) = counts(dir.dir(), "uac");
+    assert!(
+        status.success() && ok == u64::from(calls) && failed == 0,
+        "{status}: {ok} ok, {failed} failed\n{}",
+        diagnostics(dir.dir(), &ser)
+    );
+}

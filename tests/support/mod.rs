@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod mariadb;
 pub mod pg;
 pub mod proc;
 pub mod registrar_db;
