@@ -81,6 +81,8 @@ pub struct Globals {
     pub tcp_max_connections: u32,
     /// `tcp_send_timeout=`, seconds; `None` = the children's default.
     pub tcp_send_timeout: Option<u32>,
+    /// `tcp_msg_read_timeout=`, seconds; `None` = the children's default (20).
+    pub tcp_msg_read_timeout: Option<u32>,
     /// `tcp_conn_wq_max=`, bytes queued per connection; `None` = default.
     pub tcp_conn_wq_max: Option<u32>,
     /// `tcp_async=` (default yes): connects and writes never block.
@@ -146,6 +148,7 @@ impl Default for Globals {
             poll_method: None,
             tcp_connect_timeout: None,
             tcp_send_timeout: None,
+            tcp_msg_read_timeout: None,
             tcp_conn_wq_max: None,
             tcp_async: true,
             tcp_accept_aliases: false,
@@ -268,6 +271,7 @@ impl Globals {
                     "tcp_connect_timeout" => self.tcp_connect_timeout = Some(ranged(value)?),
                     "tcp_max_connections" => self.tcp_max_connections = ranged(value)?,
                     "tcp_send_timeout" => self.tcp_send_timeout = Some(ranged(value)?),
+                    "tcp_msg_read_timeout" => self.tcp_msg_read_timeout = Some(ranged(value)?),
                     "tcp_conn_wq_max" => self.tcp_conn_wq_max = Some(ranged(value)?),
                     "tcp_async" => self.tcp_async = boolean(value)?,
                     "tcp_accept_aliases" => self.tcp_accept_aliases = boolean(value)?,
@@ -419,6 +423,9 @@ impl Globals {
         }
         if let Some(t) = self.tcp_send_timeout {
             c.send_timeout = std::time::Duration::from_secs(u64::from(t.max(1)));
+        }
+        if let Some(t) = self.tcp_msg_read_timeout {
+            c.msg_read_timeout = std::time::Duration::from_secs(u64::from(t.max(1)));
         }
         if let Some(q) = self.tcp_conn_wq_max {
             c.conn_wq_max = q.max(1) as usize;

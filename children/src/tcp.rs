@@ -360,6 +360,7 @@ pub fn worker_loop(
             .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |p| {
                 p.handshake_timeout
             });
+        let msg_read_timeout = crate::tcp_conn::config().msg_read_timeout;
         conns.retain(|c| {
             // A client that never finishes its handshake holds a slot only
             // this long.
@@ -374,12 +375,12 @@ pub fn worker_loop(
             // a peer trickling one message (slowloris) is not idle
             let slow = c
                 .msg_started
-                .is_some_and(|t| now.duration_since(t) >= MSG_READ_TIMEOUT);
+                .is_some_and(|t| now.duration_since(t) >= msg_read_timeout);
             if slow {
                 log::info!(
                     "tcp: no whole message from {} within {} s; closing",
                     c.peer,
-                    MSG_READ_TIMEOUT.as_secs()
+                    msg_read_timeout.as_secs()
                 );
             }
             let keep = !stalled && !failed && !slow && !c.idle(now, lifetime);

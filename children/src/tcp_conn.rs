@@ -104,6 +104,9 @@ pub struct TcpConfig {
     pub accept_aliases: bool,
     /// How the TCP loops wait (`-W`, `tcp_poll_method`).
     pub poll_method: crate::reactor::PollMethod,
+    /// A message begun but not complete after this closes its connection
+    /// (`tcp_msg_read_timeout`; slowloris clients).
+    pub msg_read_timeout: Duration,
 }
 
 /// TCP keepalive timing (seconds; None = the kernel's default).
@@ -130,6 +133,7 @@ impl Default for TcpConfig {
             keepalive: None,
             accept_aliases: false,
             poll_method: crate::reactor::PollMethod::default(),
+            msg_read_timeout: crate::tcp::MSG_READ_TIMEOUT,
         }
     }
 }

@@ -82,6 +82,7 @@ pub const CORE: &[&str] = &[
     "tcp_children",
     "tcp_accept_aliases",
     "tcp_send_timeout",
+    "tcp_msg_read_timeout",
     "tcp_connect_timeout",
     "tcp_connection_lifetime",
     "tcp_poll_method",

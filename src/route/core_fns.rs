@@ -90,6 +90,7 @@ static CORE: &[FunctionExport] = &[
     f("force_rport", 0, 0, ANY, fx_force_rport),
     f("add_rport", 0, 0, ANY, fx_force_rport),
     f("add_local_rport", 0, 0, ANY, fx_add_local_rport),
+    f("force_tcp_alias", 0, 1, ANY, fx_force_tcp_alias),
     f("force_send_socket", 1, 1, ANY, fx_force_send_socket),
     f("set_advertised_address", 1, 1, ANY, fx_set_adv_address),
     f("set_advertised_port", 1, 1, ANY, fx_set_adv_port),
@@ -581,6 +582,43 @@ fn fx_set_adv_address(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupErro
     let h = fx.str_arg(a, 0)?;
     Ok(Box::new(move |ctx| {
         ctx.advertised.0 = Some(h.clone());
+        Flow::True
+    }))
+}
+
+/// `force_tcp_alias([port])`: the connection a request came in on also
+/// stands for the sender's address with `port` (default: the top Via's
+/// port), so later requests and replies to that address reuse it.  Aliases
+/// from the Via are recorded for every stream request anyway; on UDP it
+/// does nothing.
+fn fx_force_tcp_alias(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
+    let port = match a.first() {
+        None => None,
+        Some(_) => {
+            let p = fx.int_arg(a, 0)?;
+            Some(u16::try_from(p).map_err(|_| FixupError::arg(0, format!("bad port {p}")))?)
+        }
+    };
+    Ok(Box::new(move |ctx| {
+        let tls = match ctx.proto {
+            Proto::Tcp => false,
+            Proto::Tls => true,
+            _ => return Flow::True,
+        };
+        let via_port = ctx
+            .msg
+            .via1()
+            .ok()
+            .map(|v| v.port.unwrap_or(if tls { 5061 } else { 5060 }));
+        let Some(port) = port.or(via_port) else {
+            return Flow::False;
+        };
+        let alias = SocketAddr::new(ctx.src.ip(), port);
+        if tls {
+            ser_children::tls::add_alias(alias, ctx.src);
+        } else {
+            ser_children::tcp_conn::add_alias(alias, ctx.src);
+        }
         Flow::True
     }))
 }
