@@ -70,6 +70,7 @@ pub mod tm;
 pub mod tmx;
 pub mod uri_db;
 pub mod usrloc;
+pub mod xhttp;
 pub mod xlog;
 pub mod xmlrpc;
 

@@ -49,6 +49,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::textopsx::Textopsx,
         &crate::debugger::Debugger,
         &crate::htable::Htable,
+        &crate::xhttp::Xhttp,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,

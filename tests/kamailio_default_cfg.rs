@@ -84,6 +84,7 @@ fn check_accepts_default_and_supported_switches() {
         &["WITH_ANTIFLOOD"][..],
         &["WITH_DEBUG"][..],
         &["WITH_NAT"][..],
+        &["WITH_JSONRPC"][..],
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
@@ -400,5 +401,71 @@ fn auth_and_usrlocdb_on_mariadb() {
         status.success() && ok == u64::from(calls) && failed == 0,
         "{status}: {ok} ok, {failed} failed\n{}",
         diagnostics(dir.dir(), &ser)
+    );
+}
+
+/// One HTTP request on a fresh connection; the whole answer (the server
+/// closes nothing, so read until the announced body is in).
+fn http(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// WITH_JSONRPC: xhttp runs `event_route[xhttp:request]` for HTTP on the SIP
+/// TCP port; `/RPC` goes to `jsonrpc_dispatch()`, anything else gets the
+/// config's "Wrong URL" page.
+#[test]
+fn jsonrpc_over_http() {
+    let Some(text) = original() else { return };
+    let dir = TmpDir::new("kamcfg-http");
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_port();
+    let _ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}")])
+        .args(["-l", &format!("tcp:127.0.0.1:{port}"), "-n", "1", "-N", "1"])
+        .args(["-A", "WITH_JSONRPC"])
+        .start();
+    let body = r#"{"jsonrpc":"2.0","method":"core.version","id":5}"#;
+    let r = http(
+        port,
+        &format!(
+            "POST /RPC HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("Content-Type: application/json"), "{r}");
+    let json = r.split_once("\r\n\r\n").unwrap().1;
+    let flat: String = json.split_whitespace().collect();
+    assert!(
+        flat.starts_with("{\"jsonrpc\":\"2.0\",\"result\":\"ser") && flat.ends_with("\"id\":5}"),
+        "{json}"
+    );
+    let r = http(port, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.contains("Wrong URL /other"),
+        "{r}"
     );
 }

@@ -4,7 +4,8 @@
 //! like ctl's binrpc listeners; this module carries the parameters and says
 //! which listeners the config asks for ([`listen_addrs`]).
 //!
-//! - `transport`: bitmask 1 HTTP (via xhttp; not built in, ignored),
+//! - `transport`: bitmask 1 HTTP (xhttp's `event_route[xhttp:request]`
+//!   calls `jsonrpc_dispatch()`),
 //!   2 FIFO, 4 datagram socket; default 6.
 //! - `fifo_name` (default `kamailio_rpc.fifo`, relative to `/run/kamailio/`,
 //!   Kamailio's runtime dir), `fifo_mode`, `fifo_user`, `fifo_group`,
@@ -17,8 +18,11 @@
 //!   process serves every listener).
 //! - `pretty_format`: indent the JSON replies.
 
-use crate::iface::{Module, ModuleEnv, ParamExport};
+use crate::iface::{
+    Arg, FixupCtx, FixupError, FunctionExport, Handler, Module, ModuleEnv, ParamExport, RouteMask,
+};
 use crate::registry::Modules;
+use crate::runtime::flow::Flow;
 
 /// Kamailio's default runtime directory, where relative names live.
 pub const RUN_DIR: &str = "/run/kamailio";
@@ -42,9 +46,20 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::int("dgram_timeout", 2),
 ];
 
+static FUNCTIONS: &[FunctionExport] = &[FunctionExport {
+    name: "jsonrpc_dispatch",
+    min_args: 0,
+    max_args: 0,
+    routes: RouteMask::EVENT.or(RouteMask::REQUEST),
+    fixup: fixup_dispatch,
+}];
+
 impl Module for Jsonrpcs {
     fn name(&self) -> &'static str {
         "jsonrpcs"
+    }
+    fn functions(&self) -> &'static [FunctionExport] {
+        FUNCTIONS
     }
     fn params(&self) -> &'static [ParamExport] {
         PARAMS
@@ -64,6 +79,34 @@ impl Module for Jsonrpcs {
         }
         Ok(())
     }
+}
+
+/// `jsonrpc_dispatch()` (transport bit 1, HTTP via xhttp): the request
+/// body is one JSON-RPC request; the answer goes back as HTTP 200
+/// `application/json` on the connection.
+fn fixup_dispatch(fx: &FixupCtx<'_>, _args: &[Arg]) -> Result<Handler, FixupError> {
+    let pretty = fx.module.int("pretty_format") != 0;
+    Ok(Box::new(move |ctx| {
+        if !ctx.msg.is_http() {
+            log::warn!("jsonrpc_dispatch: not an HTTP request");
+            return Flow::False;
+        }
+        let reply = crate::xmlrpc::with_registry(|reg| {
+            reg.map(|reg| ser_fifo::jsonrpc::handle(ctx.msg.body(), reg, pretty))
+        });
+        let Some(h) = reply else {
+            log::error!("jsonrpc_dispatch: no RPC methods in this process");
+            return Flow::False;
+        };
+        let body = h.reply.unwrap_or_default();
+        Flow::from_bool(crate::xhttp::send_reply(
+            ctx,
+            200,
+            "OK",
+            "application/json",
+            &body,
+        ))
+    }))
 }
 
 /// A name relative to the runtime dir made absolute (`udp:` addresses kept).

@@ -312,6 +312,8 @@ fn pv_plain(name: &str) -> Pv {
     use NameAddr::{From, To};
     match name {
         "ru" => Pv::Ruri(UriPart::Whole),
+        // xhttp's `$hu`: an HTTP request's URL is its request-URI.
+        "hu" => Pv::Ruri(UriPart::Whole),
         "rU" => Pv::Ruri(UriPart::User),
         "rd" => Pv::Ruri(UriPart::Host),
         "rp" => Pv::Ruri(UriPart::Port),

@@ -75,6 +75,12 @@ pub fn install_registry(reg: RpcRegistry) {
     REGISTRY.with(|r| *r.borrow_mut() = Some(reg));
 }
 
+/// Runs `f` with this process's registry (None before [`install_registry`]);
+/// jsonrpcs' `jsonrpc_dispatch()` serves the same methods.
+pub fn with_registry<R>(f: impl FnOnce(Option<&RpcRegistry>) -> R) -> R {
+    REGISTRY.with(|r| f(r.borrow().as_ref()))
+}
+
 /// Runs `method` on `params` with this process's registry.
 fn call(method: &str, params: Vec<RpcValue>, strict: bool) -> Result<Vec<RpcValue>, RpcFault> {
     REGISTRY.with(|r| {

@@ -103,11 +103,15 @@ static CORE: &[FunctionExport] = &[
     f("resetavpflag", 2, 2, ANY, fx_resetavpflag),
     f("set_reply_no_connect", 0, 0, ANY, fx_no_connect),
     f("set_forward_no_connect", 0, 0, ANY, fx_no_connect),
+    f("set_reply_close", 0, 0, ANY, fx_no_connect),
+    f("set_forward_close", 0, 0, ANY, fx_no_connect),
 ];
 
-/// Kamailio's `set_reply_no_connect()` / `set_forward_no_connect()`: send on
-/// an existing TCP connection only.  Accepted and true; the send path has no
-/// per-message no-connect hook yet, so a closed peer connection is reopened.
+/// Kamailio's `set_reply_no_connect()` / `set_forward_no_connect()` (send on
+/// an existing TCP connection only) and `set_reply_close()` /
+/// `set_forward_close()` (close it after the send).  Accepted and true; the
+/// send path has no per-message hook for them yet, so a closed peer
+/// connection is reopened and a used one stays open until idle.
 fn fx_no_connect(_fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> {
     Ok(Box::new(|_ctx| Flow::True))
 }

@@ -202,13 +202,13 @@ impl ChildInit for ScriptInit {
     }
 
     fn handler(&self, _rank: Rank) -> Box<dyn SipHandler> {
-        // xmlrpc's dispatch_rpc() runs in the SIP workers: each gets its own
+        // xmlrpc's dispatch_rpc() and jsonrpcs' jsonrpc_dispatch() run in the SIP workers: each gets its own
         // copy of the ctl registry (the methods read shared state in shm).
         if self
             .script
             .modules()
             .iter()
-            .any(|l| l.module.name() == "xmlrpc")
+            .any(|l| matches!(l.module.name(), "xmlrpc" | "jsonrpcs"))
         {
             ser_modules::xmlrpc::install_registry(self.rpc_registry());
         }
