@@ -168,6 +168,9 @@ pub fn sipp(dir: &Path, tag: &str, limit_s: u64, args: &[&str]) -> Command {
     let mut c = Command::new("timeout");
     c.args(["-k", "5", &limit_s.to_string(), SIPP])
         .args(args)
+        // Large socket buffers: at thousands of calls/s sipp's default ones
+        // overflow (lost datagrams, then ser's sends fail with EAGAIN).
+        .args(["-buff_size", "4194304"])
         .args(["-nostdin", "-trace_stat", "-fd", "1", "-trace_err", "-stf"])
         .arg(dir.join(format!("{tag}.csv")))
         .current_dir(dir)
@@ -267,10 +270,21 @@ pub fn counts(dir: &Path, tag: &str) -> (u64, u64) {
 
 /// VmRSS of `pid` in kB (0 if it is gone).
 pub fn rss_kb(pid: i32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// RssAnon of `pid` in kB: its private memory. VmRSS also counts the
+/// pages of the shm segment the process has touched, which grow towards
+/// the segment's size as allocations move around it; a leak shows here.
+pub fn private_kb(pid: i32) -> u64 {
+    status_kb(pid, "RssAnon:")
+}
+
+fn status_kb(pid: i32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
