@@ -213,8 +213,9 @@ fn run_default(defines: &[&str]) {
         "{ul}"
     );
     let fault = kamctl(&fifo, &["rpc", "no.such.method"]);
+    let flat: String = fault.split_whitespace().collect();
     assert!(
-        fault.contains("\"error\"") && fault.contains("-32601"),
+        flat.contains("\"error\":{\"code\":500,\"message\":\"MethodNotFound\"}"),
         "{fault}"
     );
 

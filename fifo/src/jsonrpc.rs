@@ -2,7 +2,7 @@
 //! request object in, the reply text out, for the FIFO and datagram
 //! transports the ctl server runs (fifo/src/ctl/server.rs).
 //!
-//! Reply shapes as jsonrpcs: no value → `"result": null`... one value →
+//! Reply shapes as jsonrpcs: no value → `"result": {}`; one value →
 //! `"result": value`; several → `"result": [values]`; a struct → an object;
 //! a fault → `"error": {"code": .., "message": ..}`.  The FIFO transport
 //! reads the extra `"reply_name"` member (the client's reply FIFO).
@@ -16,8 +16,9 @@ use crate::rpc::{RpcRegistry, RpcValue};
 const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC's "invalid request".
 const INVALID_REQUEST: i64 = -32600;
-/// JSON-RPC's "method not found".
-const METHOD_NOT_FOUND: i64 = -32601;
+/// What Kamailio's jsonrpcs answers for an unknown method (not JSON-RPC's
+/// -32601).
+const METHOD_NOT_FOUND_CODE: i64 = 500;
 
 /// A handled request: the reply (None for a notification, a request
 /// without `id`) and the `reply_name` member, if any.
@@ -126,12 +127,13 @@ fn answer(req: &Json, id: Option<&Json>, registry: &RpcRegistry, pretty: bool) -
         Some(other) => vec![from_json(other)],
     };
     if registry.lookup(method).is_none() {
-        return error_reply(id, METHOD_NOT_FOUND, "Method Not Found", pretty);
+        return error_reply(id, METHOD_NOT_FOUND_CODE, "Method Not Found", pretty);
     }
     match crate::ctl::call_guarded(registry, method, params) {
         Ok(mut values) => {
             let result = match values.len() {
-                0 => RpcValue::Null,
+                // Kamailio answers a method that added nothing with `{}`.
+                0 => RpcValue::Struct(Vec::new()),
                 1 => values.remove(0),
                 _ => RpcValue::Array(values),
             };
@@ -241,7 +243,8 @@ impl<'a> Writer<'a> {
     fn close(&mut self, c: char) {
         self.depth -= 1;
         let empty = self.first.pop().unwrap_or(true);
-        if !empty {
+        // Kamailio's printer breaks the line of an empty object, not of `[]`.
+        if !empty || c == '}' {
             self.newline();
         }
         self.out.push(c);
@@ -380,7 +383,7 @@ mod tests {
         let r = call(r#"{"jsonrpc":"2.0","method":"t.st","params":[7],"id":2}"#);
         assert_eq!(r["result"], serde_json::json!({"b": 7, "a": []}));
         let r = call(r#"{"jsonrpc":"2.0","method":"t.void","id":3}"#);
-        assert_eq!(r["result"], Json::Null);
+        assert_eq!(r["result"], serde_json::json!({}));
     }
 
     #[test]
@@ -400,7 +403,8 @@ mod tests {
     #[test]
     fn errors() {
         let r = call(r#"{"jsonrpc":"2.0","method":"nope","id":1}"#);
-        assert_eq!(r["error"]["code"], METHOD_NOT_FOUND);
+        assert_eq!(r["error"]["code"], METHOD_NOT_FOUND_CODE);
+        assert_eq!(r["error"]["message"], "Method Not Found");
         let r = call("{not json");
         assert_eq!(r["error"]["code"], PARSE_ERROR);
         let r = call(r#"{"jsonrpc":"2.0","id":1}"#);

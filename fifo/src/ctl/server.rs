@@ -238,6 +238,8 @@ where
         };
         let h = crate::jsonrpc::handle(&buf[..n], registry, cfg.json_pretty);
         if let Some(reply) = h.reply {
+            // Datagram replies carry no trailing newline (as Kamailio's).
+            let reply = reply.trim_end_matches('\n');
             if reply.len() <= MAX_DGRAM {
                 reply_to(reply.as_bytes());
             } else {
