@@ -353,6 +353,10 @@ pub trait RouteRunner: Send + Sync {
     fn has_route(&self, _kind: RouteMask, _name: &str) -> bool {
         true
     }
+    /// `onsend_route_reply=yes`: replies relayed upstream run `onsend_route`.
+    fn onsend_replies(&self) -> bool {
+        false
+    }
 }
 
 impl ModuleEnv {

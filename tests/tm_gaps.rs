@@ -501,3 +501,50 @@ fn failure_route_sees_the_relayed_ruri() {
     let r = find(&s, UAC, "599").unwrap_or_else(|| panic!("{:?}", lines(&s)));
     assert_eq!(reason(r), "sip:carol@127.0.0.1:5081");
 }
+
+const ONSEND_REPLY: &str = r#"
+onsend_route_reply=yes
+loadmodule "sl.so"
+loadmodule "tm.so"
+
+route {
+	t_relay();
+	exit;
+}
+
+onsend_route {
+	if ($rs == 180 || $rs == 181) {
+		drop;
+	}
+}
+"#;
+
+/// `onsend_route_reply=yes`: relayed replies (tm's and stateless ones) go
+/// through onsend_route too.
+#[test]
+fn onsend_route_reply_filters_relayed_replies() {
+    let script = load(ONSEND_REPLY);
+    let rec = Arc::new(Recorder::default());
+    let env = engine::env(&rec, &[]);
+    run(&script, &env, request("INVITE", "osr-1", UAS1), UAC);
+    let fwd = find(&sent(&rec), UAS1, "INVITE").unwrap().clone();
+    run(&script, &env, uas_reply(&fwd, 180), UAS1);
+    run(&script, &env, uas_reply(&fwd, 183), UAS1);
+    run(&script, &env, uas_reply(&fwd, 486), UAS1);
+    let s = sent(&rec);
+    assert!(find(&s, UAC, "180").is_none(), "{:?}", lines(&s));
+    assert!(find(&s, UAC, "183").is_some(), "{:?}", lines(&s));
+    assert!(find(&s, UAC, "486").is_some(), "{:?}", lines(&s));
+    // a reply no transaction knows, forwarded statelessly by its next Via
+    let stateless = |code: u16| {
+        format!(
+            "SIP/2.0 {code} Whatever\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnotours\r\n\
+             Via: SIP/2.0/UDP {UAC};branch=z9hG4bK-x\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\
+             Call-ID: osr-2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    run(&script, &env, stateless(181), UAS1);
+    assert!(sent(&rec).is_empty(), "181 dropped by onsend_route");
+    run(&script, &env, stateless(182), UAS1);
+    assert!(find(&sent(&rec), UAC, "182").is_some(), "182 forwarded");
+}

@@ -1405,10 +1405,12 @@ impl Tm {
         }
         send_all(env, sends);
         if relay_now {
+            // onsend_route may keep it off the wire; the state moves on alike
+            let allowed = self.onsend_reply_allows(ctx, &stripped, t);
             let ok = self
                 .with_tx(t, |s| self.commit_up(s, code, &stripped, false, now))
                 .unwrap_or(false);
-            if ok {
+            if ok && allowed {
                 if let Some(d) = self.data(t) {
                     send_all(
                         env,
@@ -1424,6 +1426,18 @@ impl Tm {
             self.complete(env, t);
         }
         false
+    }
+
+    /// `onsend_route_reply=yes`: a reply about to be relayed upstream goes
+    /// through `onsend_route` (on `ctx`, the reply); `false` when it dropped it.
+    fn onsend_reply_allows(&self, ctx: &MsgCtx<'_>, buf: &[u8], t: TxRef) -> bool {
+        let Some(r) = self.runner().filter(|r| r.onsend_replies()) else {
+            return true;
+        };
+        let Some(d) = self.data(t) else {
+            return true;
+        };
+        ctx.onsend_allows(Some(r.as_ref()), buf, &up_dest(&d))
     }
 
     /// Our CANCEL for a branch, first sending: built from the branch's
@@ -1595,10 +1609,26 @@ impl Tm {
             self.reply_local(env, t, code, local_reason(code), &[]);
             return;
         }
+        // onsend_route_reply: onsend_route sees the reply (as received from
+        // the branch) and may keep it off the wire; the state moves on alike
+        let mut allowed = true;
+        if self.runner().is_some_and(|r| r.onsend_replies()) {
+            let parsed = SipMsg::parse(reply.clone());
+            if let (Ok(msg), Some((d, src))) = (
+                parsed,
+                self.with_tx(t, |s| {
+                    (read_tx(s), s.5.get(branch).map(|b| read_br(b).dest))
+                }),
+            ) {
+                let rctx = MsgCtx::new(msg, env, src.unwrap_or(d.up_dest), d.local, d.proto);
+                allowed = self.onsend_reply_allows(&rctx, &reply, t);
+            }
+        }
         let now = self.now_ms();
         if self
             .with_tx(t, |s| self.commit_up(s, code, &reply, false, now))
             .unwrap_or(false)
+            && allowed
         {
             if let Some(d) = self.data(t) {
                 send_all(

@@ -90,6 +90,7 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
                 legacy: Some(table),
                 warnings: Vec::new(),
                 core_routes: Default::default(),
+                onsend_reply: false,
             });
         }
         Config::Script { items } => items,
@@ -109,6 +110,7 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
         cur: (RouteKind::Request, false),
     };
     let mut cfg = StaticCfg::default();
+    let mut onsend_reply = false;
     c.declare_names(items);
     // route table index first: calls may refer to routes defined later
     let mut routes: Vec<RouteBody> = Vec::new();
@@ -180,6 +182,13 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
                 };
                 cfg.declare(group, name, v, desc.as_deref().unwrap_or(""));
             }
+            Item::Assign { name, value, .. } if name == "onsend_route_reply" => {
+                onsend_reply = match &value.kind {
+                    ast::ValueKind::Bool(b) => *b,
+                    ast::ValueKind::Int(i) => *i != 0,
+                    _ => false,
+                };
+            }
             _ => {}
         }
     }
@@ -212,6 +221,7 @@ pub fn compile(config: &Config, opts: LoadOptions) -> Result<Script, Vec<Diagnos
         legacy: None,
         warnings: c.warnings,
         core_routes: c.core_env.routes.clone(),
+        onsend_reply,
     })
 }
 

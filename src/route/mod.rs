@@ -107,6 +107,8 @@ pub struct Script {
     pub warnings: Vec<Diagnostic>,
     /// The core functions' route runner slot (`forward()` runs `onsend_route`).
     pub(crate) core_routes: Arc<std::sync::OnceLock<std::sync::Weak<dyn RouteRunner>>>,
+    /// `onsend_route_reply=yes`: relayed replies go through `onsend_route` too.
+    pub(crate) onsend_reply: bool,
 }
 
 /// Compile a parsed config.  Every problem is reported at its span: unknown
@@ -176,6 +178,9 @@ impl Script {
         }
         match ctx.build_reply_forward() {
             Ok((buf, dst)) => {
+                if self.onsend_reply && !ctx.onsend_allows(Some(self), &buf, &dst) {
+                    return Outcome::Drop;
+                }
                 if let Err(e) = ctx.env.transport.send(&buf, &dst) {
                     log::error!("forwarding reply to {} failed: {e}", dst.addr);
                 }
@@ -253,6 +258,10 @@ impl RouteRunner for Script {
             Outcome::Drop => RouteEnd::Drop,
             Outcome::NoRoute => RouteEnd::Missing,
         }
+    }
+
+    fn onsend_replies(&self) -> bool {
+        self.onsend_reply
     }
 
     fn has_route(&self, kind: RouteMask, name: &str) -> bool {
