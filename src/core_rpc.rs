@@ -309,6 +309,32 @@ impl CoreRpc {
                 Ok(())
             },
         );
+        reg_or_log(
+            reg,
+            "corex.list_sockets",
+            &["List listening sockets"],
+            |c| {
+                let rows = ser_children::socket::all()
+                    .iter()
+                    .map(|s| {
+                        let ip = s.addr().ip().to_string();
+                        RpcValue::structure([
+                            ("PROTO", RpcValue::from(s.proto().as_str())),
+                            ("NAME", RpcValue::Str(ip.clone())),
+                            ("ADDRLIST", RpcValue::structure([("ADDR", ip)])),
+                            ("PORT", RpcValue::Str(s.addr().port().to_string())),
+                            ("MCAST", RpcValue::from("no")),
+                            ("MHOMED", RpcValue::from("no")),
+                            ("VIRTUAL", RpcValue::from("no")),
+                            ("SOCKNAME", RpcValue::from("-")),
+                            ("ADVERTISE", RpcValue::from("-")),
+                        ])
+                    })
+                    .collect();
+                c.add(RpcValue::Array(rows));
+                Ok(())
+            },
+        );
         let cfg = self.cfg.clone();
         reg_or_log(
             reg,

@@ -207,6 +207,13 @@ fn run_default(defines: &[&str]) {
         ps.contains("udp receiver") && ps.contains("\"PID\""),
         "{ps}"
     );
+    let socks: String = kamctl(&fifo, &["srv", "sockets"])
+        .split_whitespace()
+        .collect();
+    assert!(
+        socks.contains(&format!("\"PROTO\":\"udp\",\"NAME\":\"127.0.0.1\",\"ADDRLIST\":{{\"ADDR\":\"127.0.0.1\"}},\"PORT\":\"{port}\"")),
+        "{socks}"
+    );
     let ul = kamctl(&fifo, &["ul", "show"]);
     assert!(
         ul.contains(&format!("sip:bob@127.0.0.1:{uas_port}")),

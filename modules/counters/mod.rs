@@ -177,21 +177,25 @@ impl Module for Counters {
         let results = [
             reg.register(
                 "cnt.get",
-                &["get counter value (group, name)"],
+                &["get counter value (takes group and counter name as parameters)"],
                 move |ctx| {
                     let (_, v) = find(&e1, ctx)?;
                     ctx.add(RpcValue::long(v.load(Ordering::Relaxed)));
                     Ok(())
                 },
             ),
-            reg.register("cnt.reset", &["reset counter (group, name)"], move |ctx| {
-                let (_, v) = find(&e2, ctx)?;
-                v.store(0, Ordering::Relaxed);
-                Ok(())
-            }),
+            reg.register(
+                "cnt.reset",
+                &["reset counter (takes group and counter name as parameters)"],
+                move |ctx| {
+                    let (_, v) = find(&e2, ctx)?;
+                    v.store(0, Ordering::Relaxed);
+                    Ok(())
+                },
+            ),
             reg.register(
                 "cnt.help",
-                &["counter description (group, name)"],
+                &["print the description of a counter (group and counter name required)."],
                 move |ctx| {
                     let (i, _) = find(&e3, ctx)?;
                     ctx.add(RpcValue::Str(e3[i].2.clone()));
@@ -210,7 +214,7 @@ impl Module for Counters {
             ),
             reg.register(
                 "cnt.var_list",
-                &["list the counters of a group"],
+                &["list all the counters names in a specified group"],
                 move |ctx| {
                     for i in in_group(&e4, ctx)? {
                         ctx.add(RpcValue::Str(e4[i].1.clone()));
@@ -220,7 +224,7 @@ impl Module for Counters {
             ),
             reg.register(
                 "cnt.grp_get_all",
-                &["all the counters of a group and their values"],
+                &["list all counter names and values in a specified group"],
                 move |ctx| {
                     let members = in_group(&e5, ctx)?
                         .into_iter()

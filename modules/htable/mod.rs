@@ -12,7 +12,7 @@
 //!   until the item expires (0 never / absent).
 //! - `sht_rm(name, key)`, `sht_reset(name)`.
 //! - RPC `htable.get name key`, `htable.delete name key`, `htable.sets`/`seti
-//!   name key value`, `htable.dump name`, `htable.reset name`,
+//!   name key value`, `htable.dump name`, `htable.flush name`,
 //!   `htable.listTables`.
 
 use std::sync::OnceLock;
@@ -127,16 +127,22 @@ fn value_of(it: &Item) -> Value {
     }
 }
 
+/// A live item's value and expiry.
+fn lookup(t: &Table, key: &str) -> Option<(Value, u64)> {
+    let now = now();
+    let b = t.map.bucket(hash(&[key.as_bytes()]));
+    b.iter()
+        .find(|it| it.0.as_bytes() == key.as_bytes() && live(it, now))
+        .map(|it| (value_of(it), it.3))
+}
+
 /// `$sht(table=>key)`: the item, `initval` or `$null` when absent.
 pub fn get(table_name: &str, key: &str) -> Value {
     let Some(t) = table(table_name) else {
         return Value::Null;
     };
-    let now = now();
-    let b = t.map.bucket(hash(&[key.as_bytes()]));
-    b.iter()
-        .find(|it| it.0.as_bytes() == key.as_bytes() && live(it, now))
-        .map(value_of)
+    lookup(t, key)
+        .map(|(v, _)| v)
         .unwrap_or_else(|| t.initval.map_or(Value::Null, Value::Int))
 }
 
@@ -302,13 +308,20 @@ impl Module for Htable {
             reg.register("htable.get", &["Get one key from a hash table."], |ctx| {
                 let t = tbl(ctx)?;
                 let k = ctx.scan_str(1)?;
-                let v = get(&t.name, &k);
-                if v.is_null() {
+                let Some((v, expiry)) = lookup(t, &k) else {
                     return Err(RpcFault::new(500, "Key name doesn't exist in htable."));
-                }
+                };
                 ctx.add(RpcValue::structure([(
                     "item",
-                    RpcValue::structure([("name", RpcValue::Str(k)), ("value", rpc_value(v))]),
+                    RpcValue::structure([
+                        ("name", RpcValue::Str(k)),
+                        ("value", rpc_value(v)),
+                        ("flags", RpcValue::Int(0)),
+                        (
+                            "expire",
+                            RpcValue::Str(crate::db::format_datetime(expiry as i64)),
+                        ),
+                    ]),
                 )]));
                 Ok(())
             }),
@@ -318,7 +331,10 @@ impl Module for Htable {
                 |ctx| {
                     let t = tbl(ctx)?;
                     let k = ctx.scan_str(1)?;
-                    remove(t, &k);
+                    if !remove(t, &k) {
+                        return Err(RpcFault::new(500, "Key name doesn't exist in htable."));
+                    }
+                    ctx.add(RpcValue::from("Ok. Key deleted."));
                     Ok(())
                 },
             ),
@@ -332,17 +348,13 @@ impl Module for Htable {
                 &["Set one key in a hash table to an integer value."],
                 |ctx| store(ctx, true),
             ),
-            reg.register(
-                "htable.reset",
-                &["Delete all keys of a hash table."],
-                |ctx| {
-                    reset(tbl(ctx)?);
-                    Ok(())
-                },
-            ),
+            reg.register("htable.flush", &["Flush hash table."], |ctx| {
+                reset(tbl(ctx)?);
+                Ok(())
+            }),
             reg.register(
                 "htable.dump",
-                &["Dump the content of a hash table."],
+                &["Dump the contents of hash table."],
                 |ctx| {
                     let t = tbl(ctx)?;
                     let mut slots: Vec<(usize, Vec<RpcValue>)> = Vec::new();
@@ -372,7 +384,7 @@ impl Module for Htable {
                     Ok(())
                 },
             ),
-            reg.register("htable.listTables", &["List all the hash tables."], |ctx| {
+            reg.register("htable.listTables", &["List all htables."], |ctx| {
                 for t in TABLES.get().into_iter().flatten() {
                     ctx.add(RpcValue::structure([
                         ("name", RpcValue::Str(t.name.clone())),
@@ -382,7 +394,6 @@ impl Module for Htable {
                         ("updateexpire", RpcValue::Int(i32::from(t.updateexpire))),
                         ("size", RpcValue::Int(1 << t.size_bits)),
                         ("dmqreplicate", RpcValue::Int(0)),
-                        ("item_count", RpcValue::Int(items(t).len() as i32)),
                     ]));
                 }
                 Ok(())
@@ -467,11 +478,24 @@ mod tests {
         Htable.register_rpc(&env, &mut reg);
         let s = |t: &str| RpcValue::Str(t.into());
         let r = reg.call("htable.get", vec![s("t1"), s("s")]).unwrap();
+        let RpcValue::Struct(item) = &r[0] else {
+            panic!("{r:?}")
+        };
+        let RpcValue::Struct(members) = &item[0].1 else {
+            panic!("{r:?}")
+        };
+        let r_expire = members[3].1.clone();
+        assert_eq!(r_expire.as_str().map(str::len), Some(19), "{r:?}");
         assert_eq!(
             r,
             [RpcValue::structure([(
                 "item",
-                RpcValue::structure([("name", s("s")), ("value", s("v"))])
+                RpcValue::structure([
+                    ("name", s("s")),
+                    ("value", s("v")),
+                    ("flags", RpcValue::Int(0)),
+                    ("expire", r_expire.clone()),
+                ])
             )])]
         );
         assert!(!reg.call("htable.dump", vec![s("t1")]).unwrap().is_empty());
