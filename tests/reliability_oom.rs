@@ -1,7 +1,8 @@
 //! Shared-memory exhaustion through the real `ser` binary: with `-m 1` a
 //! REGISTER flood of distinct AORs fills usrloc, after which every save is
 //! answered 500 (no crash, no dead child), and tm's transaction creation
-//! fails the same way.
+//! fails the same way; the refusals are logged at most once per 5 s, and
+//! service returns by itself once transactions free their memory.
 
 mod support;
 
@@ -121,6 +122,56 @@ fn invite_flood_on_one_megabyte_gets_500_not_a_crash() {
     assert!(!log.contains("panicked"), "{log}");
     let lines = log.matches("tm: new transaction refused").count();
     assert!((1..=3).contains(&lines), "{lines} OOM lines:\n{log}");
+    assert!(children_alive(&ser, 3), "{log}");
+    assert!(ser.try_wait().is_none());
+}
+
+#[test]
+fn service_returns_once_transactions_free_their_memory() {
+    let cfg = CFG.replace(
+        "loadmodule \"registrar\"\n",
+        "loadmodule \"registrar\"\nmodparam(\"tm\", \"fr_inv_timer\", 1000)\n\
+         modparam(\"tm\", \"fr_timer\", 1000)\nmodparam(\"tm\", \"wt_timer\", 500)\n",
+    );
+    let (mut ser, port) = start(&cfg, "back");
+    let dead = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pad = "x".repeat(300);
+    let request = |tag: &'static str| {
+        let pad = pad.clone();
+        move |me: u16, i: usize| {
+            format!(
+                "OPTIONS sip:bob@127.0.0.1:{dead} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{tag}{i}\r\n\
+                 From: <sip:a@127.0.0.1>;tag={i}\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: {tag}{i}-{pad}\r\n\
+                 CSeq: 1 OPTIONS\r\nContact: <sip:a@127.0.0.1:{me}>\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+        }
+    };
+    // A burst (no waiting for replies) fills the segment within fr_timer.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = s.local_addr().unwrap().port();
+    let make = request("full");
+    for i in 0..1500 {
+        let _ = s.send_to(make(me, i).as_bytes(), ("127.0.0.1", port));
+    }
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut refused = 0;
+    while let Ok(n) = s.recv(&mut buf) {
+        refused += usize::from(buf[..n].starts_with(b"SIP/2.0 500"));
+    }
+    assert!(refused > 100, "only {refused} refused:\n{}", ser.log_text());
+    // Non-INVITE: fr_timer (1 s) ends them with 408, wt_timer (0.5 s) frees
+    // them (an INVITE's 408 would wait for our ACK up to timer H, 32 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let again = flood(port, 20, request("again"));
+    let log = ser.log_text();
+    assert_eq!(again.get(&500), None, "still refused: {again:?}\n{log}");
     assert!(children_alive(&ser, 3), "{log}");
     assert!(ser.try_wait().is_none());
 }
