@@ -43,6 +43,11 @@ route {{
 
 /// INVITEs in the callees' sipp message logs (callees send none).
 fn received_invites(dir: &Path) -> usize {
+    received(dir, "INVITE sip:")
+}
+
+/// Requests starting with `line` in the callees' sipp message logs.
+fn received(dir: &Path, line: &str) -> usize {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -52,7 +57,7 @@ fn received_invites(dir: &Path) -> usize {
             std::fs::read_to_string(e.path())
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| l.starts_with("INVITE sip:"))
+                .filter(|l| l.starts_with(line))
                 .count()
         })
         .sum()
@@ -186,6 +191,64 @@ fn parallel_forking_cancels_the_ringing_branch() {
     assert!(
         status.success() && (ok, failed) == (5, 0) && a_c == (5, 0) && b_c == (5, 0),
         "uac {status:?} {ok} ok {failed} failed; a {a_c:?}; b {b_c:?}\n{}",
+        diagnostics(dir.dir(), &ser)
+    );
+}
+
+/// The ringing branch's callee answers the proxy's CANCEL only after 1.2 s:
+/// tm retransmits the CANCEL meanwhile (timer E), the branch still ends
+/// with 487 and the proxy's ACK.
+#[test]
+fn cancel_is_retransmitted_to_a_callee_that_lost_it() {
+    if !have_sipp() {
+        return;
+    }
+    let dir = TmpDir::new("tmsc-cancel-retr");
+    let (ser_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    let route = format!(
+        "\tif (method == \"INVITE\") append_branch(\"sip:x@127.0.0.1:{b_port}\");\n\tt_relay();"
+    );
+    // the INVITE transaction (answered by a) must outlive the late 487
+    let cfg = proxy_cfg(&format!("udp:127.0.0.1:{ser_port}"), &route, "")
+        .replace(r#""wt_timer", 1000"#, r#""wt_timer", 5000"#);
+    let ser = Server::launch_cfg("tmsc-cancel-retr-ser", &cfg).start();
+    let mut a = start_uas(
+        dir.dir(),
+        "a",
+        &scenario("uas_answer_late.xml"),
+        a_port,
+        3,
+        false,
+    );
+    let mut b = start_uas(
+        dir.dir(),
+        "b",
+        &scenario("uas_cancel_late.xml"),
+        b_port,
+        3,
+        false,
+    );
+    let status = run_uac(
+        dir.dir(),
+        "uac",
+        ser_port,
+        &format!("127.0.0.1:{a_port}"),
+        3,
+        &["-r", "3"],
+        false,
+    );
+    let (ok, failed) = counts(dir.dir(), "uac");
+    let a_c = uas_counts(&mut a, dir.dir(), "a");
+    let b_c = uas_counts(&mut b, dir.dir(), "b");
+    let cancels = received(dir.dir(), "CANCEL sip:");
+    assert!(
+        status.success() && (ok, failed) == (3, 0) && a_c == (3, 0) && b_c == (3, 0),
+        "uac {status:?} {ok} ok {failed} failed; a {a_c:?}; b {b_c:?}\n{}",
+        diagnostics(dir.dir(), &ser)
+    );
+    assert!(
+        cancels >= 6,
+        "timer E: the callee got {cancels} CANCELs for 3 calls\n{}",
         diagnostics(dir.dir(), &ser)
     );
 }
