@@ -87,6 +87,8 @@ pub const CORE: &[&str] = &[
     "tcp_connection_lifetime",
     "tcp_poll_method",
     "tcp_max_connections",
+    // relayed replies run onsend_route too
+    "onsend_route_reply",
     // destinations a send failed to are skipped (Kamailio: dst_blocklist)
     "use_dst_blacklist",
     "dst_blacklist_expire",
@@ -284,7 +286,6 @@ pub const KAMAILIO_ONLY: &[&str] = &[
     "uri_host_extra_chars",
     "hdr_name_extra_chars",
     "msg_time",
-    "onsend_route_reply",
     "cfgengine",
     "return_mode",
     "udp_mtu",
