@@ -59,6 +59,7 @@ pub mod print;
 pub mod pv;
 pub mod registrar;
 pub mod rr;
+pub mod rtpengine;
 pub mod rtpproxy;
 pub mod sanity;
 pub mod siputils;

@@ -50,6 +50,7 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::debugger::Debugger,
         &crate::htable::Htable,
         &crate::xhttp::Xhttp,
+        &crate::rtpengine::Rtpengine,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,

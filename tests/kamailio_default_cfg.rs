@@ -85,6 +85,7 @@ fn check_accepts_default_and_supported_switches() {
         &["WITH_DEBUG"][..],
         &["WITH_NAT"][..],
         &["WITH_JSONRPC"][..],
+        &["WITH_NAT", "WITH_RTPENGINE"][..],
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
@@ -475,5 +476,155 @@ fn jsonrpc_over_http() {
     assert!(
         r.starts_with("HTTP/1.1 200 OK\r\n") && r.contains("Wrong URL /other"),
         "{r}"
+    );
+}
+
+/// A reply to `req` (a received request's text) with `code`, a To tag, and
+/// `sdp` as body.
+fn reply_to(req: &str, code: &str, contact: &str, sdp: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" => out.push_str(&format!("{line};tag=callee\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str(&format!(
+        "Contact: <{contact}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    out
+}
+
+/// WITH_NAT + WITH_RTPENGINE against the real rtpengine (userspace
+/// forwarding): a caller whose Contact and SDP carry a private address is
+/// detected as NATed; the branch route's `rtpengine_manage()` offers its SDP
+/// (the callee sees rtpengine's 127.0.0.1 ports), and the 200's SDP is
+/// answered through rtpengine on its way back.
+#[test]
+fn nat_with_rtpengine() {
+    let Some(text) = original() else { return };
+    let rtpengine = "/usr/bin/rtpengine";
+    if !Path::new(rtpengine).exists() {
+        eprintln!("{rtpengine} missing: skipped");
+        return;
+    }
+    let dir = TmpDir::new("kamcfg-rtpe");
+    let ng = free_udp_port();
+    let _engine = support::proc::Group::spawn(
+        Command::new(rtpengine)
+            .args(["--foreground", "--log-stderr", "--table=-1"])
+            .args([
+                "--interface=127.0.0.1",
+                "--port-min=32000",
+                "--port-max=32200",
+            ])
+            .arg(format!("--listen-ng=127.0.0.1:{ng}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path("rtpengine.log")).unwrap()),
+    )
+    .expect("start rtpengine");
+    // ready when it answers an ng ping
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let ready = (0..50).any(|_| {
+        let _ = probe.send_to(b"p1 d7:command4:pinge", ("127.0.0.1", ng));
+        let mut b = [0u8; 256];
+        matches!(probe.recv(&mut b), Ok(n) if b[..n].windows(4).any(|w| w == b"pong"))
+    });
+    assert!(
+        ready,
+        "rtpengine did not answer: {}",
+        std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
+    );
+    let text = text.replacen(
+        "modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")",
+        &format!("modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:{ng}\")"),
+        1,
+    );
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_udp_port();
+    let ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args(["-A", "WITH_NAT", "-A", "WITH_RTPENGINE"])
+        .start();
+
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let cp = callee.local_addr().unwrap().port();
+    let r = sip(
+        &callee,
+        port,
+        &format!(
+            "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bKn1\r\n\
+             From: <sip:bob@127.0.0.1>;tag=n1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: nat-reg\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{cp}>\r\nExpires: 600\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let me = caller.local_addr().unwrap().port();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKn2\r\n\
+         From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1:{port}>\r\nCall-ID: nat-call\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:alice@10.0.0.5:5060>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    caller
+        .send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 8192];
+    let n = callee.recv(&mut buf).expect("the INVITE at the callee");
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(got.starts_with("INVITE "), "{got}");
+    let body = got.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.contains("c=IN IP4 127.0.0.1") && body.contains("m=audio 32"),
+        "offer not through rtpengine:\n{got}\n{}",
+        ser.log_text()
+    );
+    // the caller's Contact got Kamailio's alias (set_contact_alias)
+    assert!(got.contains(";alias=127.0.0.1~"), "{got}");
+
+    let answer = "v=0\r\no=- 2 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+                  m=audio 5000 RTP/AVP 0\r\n";
+    let ok = reply_to(&got, "200 OK", &format!("sip:bob@127.0.0.1:{cp}"), answer);
+    callee.send_to(ok.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let reply = loop {
+        let n = caller.recv(&mut buf).expect("the 200 at the caller");
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !r.starts_with("SIP/2.0 100") {
+            break r;
+        }
+    };
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    let body = reply.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.contains("c=IN IP4 127.0.0.1") && body.contains("m=audio 32"),
+        "answer not through rtpengine:\n{reply}\n{}",
+        std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
     );
 }
