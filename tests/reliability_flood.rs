@@ -167,3 +167,59 @@ fn pike_check_ip_counts_the_address_the_script_names() {
     );
     assert!(log.contains("`nobody` is not an IP address"), "{log}");
 }
+
+/// `kamcmd <args>` on `ctl`: stdout, or the failure.
+fn kamcmd(ctl: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("/usr/sbin/kamcmd")
+        .arg("-s")
+        .arg(format!("unixs:{}", ctl.display()))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn pipelimit_pipes_are_managed_over_rpc() {
+    if !std::path::Path::new("/usr/sbin/kamcmd").exists() {
+        eprintln!("kamcmd missing: skipped");
+        return;
+    }
+    let dir = support::tmp::TmpDir::new("flood-pl-rpc");
+    let ctl = dir.path("ctl");
+    let (ser, port) = start(&format!(
+        "debug=2\nloadmodule \"sl\"\nloadmodule \"pipelimit\"\nloadmodule \"ctl\"\n\
+         modparam(\"ctl\", \"binrpc\", \"unixs:{}\")\n\
+         modparam(\"pipelimit\", \"timer_interval\", 30)\n\
+         route {{\n  if (pl_check(\"rpc\") < 0) {{ pl_drop(); exit; }}\n\
+         sl_send_reply(\"200\", \"OK\");\n}}\n",
+        ctl.display()
+    ));
+    // No pipe yet: pl_check answers -2 and the request passes.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    options(&c, port, 0);
+    assert_eq!(drain(&c, Duration::from_millis(300)), 1);
+    // A 3-per-interval TAILDROP pipe made over RPC limits the next ones.
+    kamcmd(&ctl, &["pl.set_pipe", "rpc", "TAILDROP", "3"]).unwrap();
+    for call in 1..=6 {
+        options(&c, port, call);
+    }
+    let r = replies(&c, Duration::from_millis(500));
+    let limited = r.iter().filter(|t| t.starts_with("SIP/2.0 503")).count();
+    assert_eq!((r.len(), limited), (6, 3), "{r:?}\n{}", ser.log_text());
+    let pipes = kamcmd(&ctl, &["pl.get_pipes"]).unwrap();
+    assert!(
+        pipes.contains("rpc") && pipes.contains("TAILDROP") && pipes.contains("counter: 6"),
+        "{pipes}"
+    );
+    let bogus = kamcmd(&ctl, &["pl.set_pipe", "rpc", "BOGUS", "3"]).unwrap_or_else(|e| e);
+    assert!(bogus.contains("unknown algorithm"), "{bogus}");
+    kamcmd(&ctl, &["pl.set_pid", "10.5", "1", "0"]).unwrap();
+    let pid = kamcmd(&ctl, &["pl.get_pid"]).unwrap();
+    assert!(pid.contains("10.5"), "{pid}");
+}
