@@ -89,6 +89,14 @@ fn check_accepts_default_and_supported_switches() {
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
+            "WITH_IPAUTH",
+            "WITH_PSTN",
+            "WITH_VOICEMAIL",
+        ][..],
+        &["WITH_MYSQL", "WITH_PRESENCE", "WITH_ACCDB", "WITH_TLS"][..],
+        &[
+            "WITH_MYSQL",
+            "WITH_AUTH",
             "WITH_USRLOCDB",
             "WITH_ANTIFLOOD",
             "WITH_DEBUG",
@@ -627,4 +635,27 @@ fn nat_with_rtpengine() {
         "answer not through rtpengine:\n{reply}\n{}",
         std::fs::read_to_string(dir.path("rtpengine.log")).unwrap_or_default()
     );
+}
+
+/// WITH_PSTN's `starts_with("$rU", "00")` (textops).
+#[test]
+fn starts_with_as_the_pstn_route_uses_it() {
+    let s = support::engine::load(
+        "loadmodule \"sl\"\nloadmodule \"textops\"\n\
+         route { if (starts_with(\"$rU\", \"00\")) sl_send_reply(\"200\", \"pstn\"); \
+         else sl_send_reply(\"404\", \"local\"); }",
+    );
+    for (user, code) in [("0049301234", 200), ("49301234", 404), ("0", 404)] {
+        let msg = ser_sip::SipMsg::parse(
+            format!(
+                "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKs\r\n\
+                 From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: s\r\n\
+                 CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+        .unwrap();
+        let r = support::engine::run_once(&s, &[], "127.0.0.1:5070", msg, |_| {});
+        assert_eq!(r.status(), vec![code], "{user}");
+    }
 }

@@ -40,6 +40,9 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::str("default_deny_file", "permissions.deny"),
     ParamExport::str("allow_suffix", ".allow"),
     ParamExport::str("deny_suffix", ".deny"),
+    // Kamailio 5: which tables to load (1 address, 2 trusted, ...); both
+    // tables are always available here, so it has no effect.
+    ParamExport::int("load_backends", 0xFFFF),
 ];
 
 const REQ: RouteMask = RouteMask::REQUEST_LIKE;

@@ -1,7 +1,7 @@
 //! `textops`: header and body text operations: `append_hf`, `insert_hf`,
 //! `remove_hf`, `is_present_hf`, `is_method`, `search`, `search_body`,
 //! `search_append`, `replace`, `replace_all`, `subst`, `subst_uri`,
-//! `subst_user`, `has_body`, `append_to_reply`.
+//! `subst_user`, `has_body`, `append_to_reply`, `starts_with`.
 //!
 //! Edits of the message go through its lumps; regular expressions and subst
 //! expressions are compiled at fixup.  Like SER, the regex functions that
@@ -131,7 +131,23 @@ static FUNCTIONS: &[FunctionExport] = &[
         routes: REQ,
         fixup: fixup_append_to_reply,
     },
+    FunctionExport {
+        name: "starts_with",
+        min_args: 2,
+        max_args: 2,
+        routes: RouteMask::ANY,
+        fixup: fixup_starts_with,
+    },
 ];
+
+/// Kamailio's `starts_with(text, prefix)` (both may hold pvars).
+fn fixup_starts_with(fx: &FixupCtx<'_>, args: &[Arg]) -> Result<Handler, FixupError> {
+    let text = fx.format_arg(args, 0)?;
+    let prefix = fx.format_arg(args, 1)?;
+    Ok(Box::new(move |ctx| {
+        Flow::from_bool(ctx.render(&text).starts_with(&ctx.render(&prefix)))
+    }))
+}
 
 impl Module for Textops {
     fn name(&self) -> &'static str {
