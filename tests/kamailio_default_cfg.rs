@@ -659,3 +659,68 @@ fn starts_with_as_the_pstn_route_uses_it() {
         assert_eq!(r.status(), vec![code], "{user}");
     }
 }
+
+/// htable and counters live in shm: what the SIP workers write, the ctl
+/// process reads (kamcmd), and what kamcmd sets, the workers see.
+#[test]
+fn htable_and_counters_are_shared_between_processes() {
+    let dir = TmpDir::new("kamcfg-shm");
+    let ctl = dir.path("ctl");
+    let cfg = format!(
+        "debug=2\nloadmodule \"sl\"\nloadmodule \"ctl\"\nloadmodule \"htable\"\nloadmodule \"counters\"\n\
+         modparam(\"ctl\", \"binrpc\", \"unix:{}\")\n\
+         modparam(\"htable\", \"htable\", \"t=>size=4;autoexpire=60\")\n\
+         modparam(\"counters\", \"script_counter\", \"seen requests seen\")\n\
+         request_route {{\n\
+           cnt_inc(\"seen\");\n\
+           if ($sht(t=>$si) != $null) {{ sl_send_reply(\"403\", \"banned\"); exit; }}\n\
+           $sht(t=>last) = $ci;\n\
+           sl_send_reply(\"200\", \"ok\");\n\
+         }}\n",
+        ctl.display()
+    );
+    std::fs::write(dir.path("ser.cfg"), cfg).unwrap();
+    let port = free_udp_port();
+    let _ser = Server::launch(&dir.path("ser.cfg"), &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "3"])
+        .start();
+    let kamcmd = |args: &[&str]| {
+        let out = Command::new("timeout")
+            .args(["10", KAMCMD, "-s"])
+            .arg(format!("unix:{}", ctl.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = ua.local_addr().unwrap().port();
+    let options = |i: u32| {
+        format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKh{i}\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: shm-{i}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // several receivers share one socket: whichever takes a request, the
+    // table and the counter are the same
+    for i in 0..12 {
+        let r = sip(&ua, port, &options(i));
+        assert!(r.starts_with("SIP/2.0 200 ok\r\n"), "{r}");
+    }
+    let got = kamcmd(&["htable.get", "t", "last"]);
+    assert!(got.contains("shm-11"), "{got}");
+    let n = kamcmd(&["cnt.get", "script", "seen"]);
+    assert_eq!(n.trim(), "12", "{n}");
+    kamcmd(&["htable.seti", "t", "127.0.0.1", "1"]);
+    for i in 12..18 {
+        let r = sip(&ua, port, &options(i));
+        assert!(r.starts_with("SIP/2.0 403 banned\r\n"), "{r}");
+    }
+    kamcmd(&["htable.delete", "t", "127.0.0.1"]);
+    let r = sip(&ua, port, &options(18));
+    assert!(r.starts_with("SIP/2.0 200 ok\r\n"), "{r}");
+    let n = kamcmd(&["cnt.get", "script", "seen"]);
+    assert_eq!(n.trim(), "19", "{n}");
+}
