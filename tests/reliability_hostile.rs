@@ -1,9 +1,10 @@
 //! Hostile SIP input through the real `ser` binary (issue 10): header
 //! bombs and 65 KB datagrams over UDP, a 10 MB message claimed by
-//! Content-Length over TCP, slowloris TCP connections. Each is refused
-//! (400/413) or dropped within bounded time and memory, and other clients
-//! keep being served. binrpc/FIFO hostile input is covered by
-//! fifo/tests/hostile.rs and the fuzz targets.
+//! Content-Length over TCP, slowloris TCP connections (closed by
+//! `tcp_msg_read_timeout`). Each is refused (400/413) or dropped within
+//! bounded time and memory, and other clients keep being served.
+//! binrpc/FIFO hostile input is covered by fifo/tests/hostile.rs and the
+//! fuzz targets.
 
 mod reliability_load;
 mod support;
@@ -209,23 +210,24 @@ fn slowloris_connections_do_not_starve_other_clients() {
     assert!(ser.try_wait().is_none());
 }
 
-/// A connection that keeps trickling bytes of one header must be closed by
-/// a read timeout for a whole message (Kamailio's `tcp_msg_read_timeout`),
-/// or it lives for ever: `tcp_connection_lifetime` counts idle time only.
+/// A connection that keeps trickling bytes of one header is closed by the
+/// read timeout for a whole message (`tcp_msg_read_timeout`);
+/// `tcp_connection_lifetime` alone would not, it counts idle time only.
 #[test]
-#[ignore = "needs a per-message read timeout in children/src/tcp.rs (see the issue 10 report)"]
 fn slowloris_connections_are_closed_within_a_bound() {
-    let (_ser, port) = start("tcp_connection_lifetime=3");
+    let (_ser, port) = start("tcp_connection_lifetime=60\ntcp_msg_read_timeout=2");
     let mut conns = slowloris(port, 20);
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_secs(1));
+    while t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(500));
         if drip(&mut conns) == 0 {
+            eprintln!("slowloris: all closed after {:?}", t0.elapsed());
+            assert_eq!(tcp_status(port), 200);
             return;
         }
     }
     panic!(
-        "{} trickling connections still open after 30 s",
+        "{} trickling connections still open after 15 s",
         conns.len()
     );
 }
