@@ -16,15 +16,20 @@ pub enum Track {
 /// SER 3.0 AVP classes, in read-search order when a name has no class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
-    /// `r`: URI attributes.
+    /// `r`: URI attributes (default class when writing).
     Uri,
-    /// `u`: user attributes (default class when writing).
+    /// `u`: user attributes.
     User,
     /// `d`: domain attributes.
     Domain,
     /// `g`: global attributes.
     Global,
 }
+
+/// The class of a class-less write (`$x = ..`, `$avp(s:x)`): the URI class,
+/// as SER's and Kamailio's `add_avp` default it (ser-oob-3.0.cfg writes
+/// `$authuid = $uid;` and reads `$fr.authuid`).
+pub const WRITE_CLASS: Class = Class::Uri;
 
 /// Search order for class-less reads.
 pub const CLASS_ORDER: [Class; 4] = [Class::Uri, Class::User, Class::Domain, Class::Global];
@@ -43,7 +48,7 @@ pub enum AvpName {
 pub struct AvpRef {
     /// Track (`$f.`/`$t.`); `None` = default (from).
     pub track: Option<Track>,
-    /// Class (`u`, `d`, `r`, `g`); `None` = search all on read, user on write.
+    /// Class (`u`, `d`, `r`, `g`); `None` = search all on read, uri on write.
     pub class: Option<Class>,
     /// The name.
     pub name: AvpName,
@@ -188,7 +193,7 @@ impl AvpStore {
 
     /// All values of an AVP, newest first.
     pub fn get_all(&self, r: &AvpRef) -> Vec<&Value> {
-        let class = r.class.unwrap_or(Class::User);
+        let class = r.class.unwrap_or(WRITE_CLASS);
         self.avps
             .iter()
             .rev()
@@ -201,7 +206,7 @@ impl AvpStore {
     pub fn add(&mut self, r: &AvpRef, value: Value) {
         self.avps.push(Avp {
             track: r.track.unwrap_or(Track::From),
-            class: r.class.unwrap_or(Class::User),
+            class: r.class.unwrap_or(WRITE_CLASS),
             name: r.name.clone(),
             value,
             flags: 0,
@@ -219,7 +224,7 @@ impl AvpStore {
 
     /// Delete every value of the AVP.
     pub fn delete(&mut self, r: &AvpRef) {
-        let class = r.class.unwrap_or(Class::User);
+        let class = r.class.unwrap_or(WRITE_CLASS);
         let track = r.track.unwrap_or(Track::From);
         self.avps.retain(|a| {
             !(a.name == r.name && a.track == track && (r.class.is_none() || a.class == class))
@@ -228,7 +233,7 @@ impl AvpStore {
 
     /// Set an AVP flag bit (`setavpflag`), on the newest value.
     pub fn set_flag(&mut self, r: &AvpRef, bit: u32) -> bool {
-        let class = r.class.unwrap_or(Class::User);
+        let class = r.class.unwrap_or(WRITE_CLASS);
         match self
             .avps
             .iter_mut()
@@ -245,7 +250,7 @@ impl AvpStore {
 
     /// Clear an AVP flag bit (`resetavpflag`), on the newest value.
     pub fn reset_flag(&mut self, r: &AvpRef, bit: u32) -> bool {
-        let class = r.class.unwrap_or(Class::User);
+        let class = r.class.unwrap_or(WRITE_CLASS);
         match self
             .avps
             .iter_mut()
@@ -262,7 +267,7 @@ impl AvpStore {
 
     /// Flags of the newest value.
     pub fn flags(&self, r: &AvpRef) -> Option<u32> {
-        let class = r.class.unwrap_or(Class::User);
+        let class = r.class.unwrap_or(WRITE_CLASS);
         self.avps
             .iter()
             .rev()
@@ -370,5 +375,13 @@ mod tests {
         assert!(s.set_flag(&tdid, 1) && s.flags(&tdid) == Some(2));
         assert!(s.set_flag(&tdid, 3) && s.reset_flag(&tdid, 1) && s.flags(&tdid) == Some(8));
         assert!(!s.reset_flag(&AvpRef::named("nothere"), 1));
+        // a class-less write is in the uri class: `$authuid = ..` is `$fr.authuid`
+        s.assign(&AvpRef::named("authuid"), "u1".into());
+        let fr = AvpRef {
+            track: Some(Track::From),
+            class: Some(Class::Uri),
+            name: AvpName::Str("authuid".into()),
+        };
+        assert_eq!(s.get(&fr), Some(&Value::from("u1")));
     }
 }
