@@ -550,6 +550,16 @@ fn fx_len_gt(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError> {
 
 fn fx_force_rport(_fx: &FixupCtx<'_>, _a: &[Arg]) -> Result<Handler, FixupError> {
     Ok(Box::new(|ctx| {
+        // As if the sender's Via had `rport`: replies go to the source port,
+        // and the relayed request records it (`;rport=<port>`, Kamailio).
+        if !ctx.force_rport && ctx.is_request() {
+            if let Ok(v) = ctx.msg.via1() {
+                if v.rport.is_none() {
+                    let (at, rport) = (v.params_end as usize, format!(";rport={}", ctx.src.port()));
+                    ctx.lumps.insert(&ctx.msg, at, rport.as_bytes());
+                }
+            }
+        }
         ctx.force_rport = true;
         Flow::True
     }))
