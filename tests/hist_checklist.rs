@@ -314,6 +314,39 @@ impl FakeRtpproxy {
     }
 }
 
+/// Every log line of this test binary (xlog/xdbg write through `log`).
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(format!("{} {}", record.level(), record.args()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+/// Starts capturing (once per binary); the lines logged so far containing
+/// `text`.
+fn logged(text: &str) -> Vec<String> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+    });
+    CAPTURE
+        .0
+        .lock()
+        .map(|v| v.iter().filter(|l| l.contains(text)).cloned().collect())
+        .unwrap_or_default()
+}
+
 // ------------------------------------------------- §2 ser-0.8.8.cfg (2002)
 
 fn ser088() -> Proxy {
@@ -1356,7 +1389,7 @@ fn kam31_mf_process_maxfwd_header() {
 }
 
 /// `sanity_check("1511", "7")`: a CSeq method that is not the request's
-/// (check 32) is answered 400 by sanity and not relayed (exit after xlog).
+/// (check 32) is answered 400 by sanity and the script stops (autodrop).
 #[test]
 fn kam31_sanity_check() {
     let p = kam31();
@@ -1367,21 +1400,51 @@ fn kam31_sanity_check() {
     assert_eq!(relayed(&p.send(&good, UAC)).0.to_string(), UAS);
 }
 
-/// `xlog(..)` / `xdbg(..)`: they only log; the script goes on after them
-/// (route[REQINIT]'s exit, REPLY_ONE's reply relayed).
+/// `xlog(..)` / `xdbg("incoming reply\n")`: the lines are logged (error /
+/// debug level) with the pseudo-variables expanded, and the script goes on.
+/// route[REQINIT]'s `xlog("Malformed SIP message from $si:$sp\n")` is
+/// only reached with sanity's `autodrop` off (Kamailio's sanity stops the
+/// script on a failed check, as 3.1's returned 0), so it is switched off
+/// for that part.
 #[test]
 fn kam31_xlog_xdbg() {
-    let p = kam31();
+    logged("");
+    let text = shared_config("kamailio-3.1.cfg").replace(
+        "loadmodule \"sanity.so\"",
+        "loadmodule \"sanity.so\"\nmodparam(\"sanity\", \"autodrop\", 0)",
+    );
+    let p = Proxy::new("kamailio-3.1.cfg", &text, &[], None);
     let bad = req("INVITE", &format!("sip:bob@{UAS}"), "kam-xlog", "")
         .replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
-    assert!(requests(&p.send(&bad, UAC)).is_empty(), "exit after xlog");
+    assert!(
+        requests(&p.send(&bad, "127.0.0.3:5071")).is_empty(),
+        "exit after xlog"
+    );
+    assert_eq!(
+        logged("Malformed SIP message from 127.0.0.3:5071"),
+        ["ERROR Malformed SIP message from 127.0.0.3:5071"]
+    );
+    // route[PSTN]'s xlog (WITH_PSTN, no gateway), in the config as it is
+    let p = kam31_with(&["WITH_PSTN"], "");
+    p.send(
+        &req("INVITE", "sip:+4911111111@example.com", "kam-xlog2", ""),
+        UAC,
+    );
+    assert!(!logged("SCRIPT: PSTN rotuing enabled but pstn.gw_ip not defined").is_empty());
+    let before = logged("incoming reply").len();
     let s = p.send(
         &req("INVITE", &format!("sip:bob@{UAS}"), "kam-xdbg", ""),
         UAC,
     );
     let (_, fwd) = relayed(&s);
     let s = p.send(&String::from_utf8(uas_reply(&fwd, 180)).unwrap(), UAS);
-    assert_eq!(codes(&s), [180], "onreply_route[REPLY_ONE] (xdbg) ran");
+    assert_eq!(codes(&s), [180], "onreply_route[REPLY_ONE] went on");
+    let after = logged("incoming reply");
+    assert!(after.len() > before, "{after:?}");
+    assert!(
+        after.iter().all(|l| l == "DEBUG incoming reply"),
+        "{after:?}"
+    );
 }
 
 /// `is_method("INVITE|SUBSCRIBE")`: record-routed INVITE, not MESSAGE.
