@@ -34,6 +34,7 @@ pub mod runtime {
 
 pub mod acc;
 pub mod acc_db;
+pub mod alias_db;
 pub mod auth;
 pub mod auth_db;
 pub mod avp;
@@ -64,6 +65,7 @@ pub mod rtpproxy;
 pub mod sanity;
 pub mod siputils;
 pub mod sl;
+pub mod speeddial;
 pub mod textops;
 pub mod textopsx;
 pub mod tls;

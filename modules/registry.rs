@@ -51,6 +51,8 @@ pub fn builtin() -> &'static [&'static dyn Module] {
         &crate::htable::Htable,
         &crate::xhttp::Xhttp,
         &crate::rtpengine::Rtpengine,
+        &crate::alias_db::AliasDb,
+        &crate::speeddial::Speeddial,
         &crate::db::drivers::DB_SQLITE,
         &crate::db::drivers::DB_POSTGRES,
         &crate::db::drivers::DB_MYSQL,
@@ -97,7 +99,6 @@ pub const NOT_YET: &[(&str, &[&str])] = &[
         &["lookup_domain", "is_uri_host_local", "is_from_local"],
     ),
     ("uri_db", &["lookup_user", "check_to", "check_from"]),
-    ("alias_db", &["alias_db_lookup"]),
     ("db_mysql", &[]),
     ("mysql", &[]),
 ];
@@ -334,10 +335,6 @@ mod tests {
         let mut m = Modules::default();
         assert!(m.load("/x/maxfwd.so").is_ok());
         assert_eq!(
-            m.load("alias_db").err(),
-            Some(LoadError::NotYet("alias_db".into()))
-        );
-        assert_eq!(
             m.load("bogus").err(),
             Some(LoadError::Unknown("bogus".into()))
         );
@@ -347,16 +344,13 @@ mod tests {
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 20);
         // regex list with a missing module is fine; with nothing known is an error
         m.modparam(
-            "alias_db|maxfwd",
+            "sl|maxfwd",
             "max_limit",
             &ParamValue::Str("30".into()),
             &no_flags,
         )
         .unwrap();
         assert_eq!(m.iter().next().unwrap().env.int("max_limit"), 30);
-        assert!(m
-            .modparam("alias_db", "db_url", &ParamValue::Int(1), &no_flags)
-            .is_ok());
         assert_eq!(
             m.modparam("nothere", "x", &ParamValue::Int(1), &no_flags),
             Err(LoadError::NoModuleMatches("nothere".into()))

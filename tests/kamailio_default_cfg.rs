@@ -94,6 +94,7 @@ fn check_accepts_default_and_supported_switches() {
             "WITH_VOICEMAIL",
         ][..],
         &["WITH_MYSQL", "WITH_PRESENCE", "WITH_ACCDB", "WITH_TLS"][..],
+        &["WITH_MYSQL", "WITH_SPEEDDIAL", "WITH_ALIASDB"][..],
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
@@ -723,4 +724,118 @@ fn htable_and_counters_are_shared_between_processes() {
     assert!(r.starts_with("SIP/2.0 200 ok\r\n"), "{r}");
     let n = kamcmd(&["cnt.get", "script", "seen"]);
     assert_eq!(n.trim(), "19", "{n}");
+}
+
+/// WITH_MYSQL + WITH_SPEEDDIAL + WITH_ALIASDB against a throwaway MariaDB:
+/// `sd_lookup("speed_dial")` turns the caller's short number 11 into bob,
+/// `alias_db_lookup("dbaliases")` turns the alias robert into bob; both
+/// INVITEs reach bob's registered contact.
+#[test]
+fn speeddial_and_aliasdb_on_mariadb() {
+    use ser_modules::db::{self, DbValue};
+    let Some(text) = original() else { return };
+    let Some(my) = support::mariadb::Server::start() else {
+        return;
+    };
+    let admin = format!("mysql://root@127.0.0.1:{}/mysql", my.port());
+    let url = format!(
+        "mysql://kamailio:kamailiorw@127.0.0.1:{}/kamailio",
+        my.port()
+    );
+    db::with(&admin, |c| c.batch("CREATE DATABASE kamailio")).expect("create database");
+    let port = free_udp_port();
+    db::with(&url, |c| {
+        c.batch(db::schema("mysql").unwrap())?;
+        // Kamailio's own table layouts (not in our schema)
+        c.batch(
+            "CREATE TABLE speed_dial (id INT AUTO_INCREMENT PRIMARY KEY, \
+             username VARCHAR(64) NOT NULL, domain VARCHAR(64) NOT NULL DEFAULT '', \
+             sd_username VARCHAR(64) NOT NULL, sd_domain VARCHAR(64) NOT NULL DEFAULT '', \
+             new_uri VARCHAR(255) NOT NULL)",
+        )?;
+        c.batch(
+            "CREATE TABLE dbaliases (id INT AUTO_INCREMENT PRIMARY KEY, \
+             alias_username VARCHAR(64) NOT NULL, alias_domain VARCHAR(64) NOT NULL DEFAULT '', \
+             username VARCHAR(64) NOT NULL, domain VARCHAR(64) NOT NULL DEFAULT '')",
+        )?;
+        c.insert(
+            "speed_dial",
+            &[
+                ("username", DbValue::Str("carol".into())),
+                ("domain", DbValue::Str("127.0.0.1".into())),
+                ("sd_username", DbValue::Str("11".into())),
+                ("new_uri", DbValue::Str(format!("sip:bob@127.0.0.1:{port}"))),
+            ],
+        )?;
+        c.insert(
+            "dbaliases",
+            &[
+                ("alias_username", DbValue::Str("robert".into())),
+                ("alias_domain", DbValue::Str("127.0.0.1".into())),
+                ("username", DbValue::Str("bob".into())),
+                // the port too: a canonical URI without one would be 5060
+                ("domain", DbValue::Str(format!("127.0.0.1:{port}"))),
+            ],
+        )
+    })
+    .expect("tables");
+
+    let dir = TmpDir::new("kamcfg-sd");
+    let cfg = sandboxed(&text, dir.dir());
+    let dburl = format!("DBURL=\"{url}\"");
+    let ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args([
+            "-A",
+            "WITH_MYSQL",
+            "-A",
+            "WITH_SPEEDDIAL",
+            "-A",
+            "WITH_ALIASDB",
+        ])
+        .args(["-A", &dburl])
+        .start();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let cp = callee.local_addr().unwrap().port();
+    let r = sip(
+        &callee,
+        port,
+        &format!(
+            "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bKd1\r\n\
+             From: <sip:bob@127.0.0.1>;tag=d1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: sd-reg\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{cp}>\r\nExpires: 600\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = caller.local_addr().unwrap().port();
+    for (i, user) in ["11", "robert"].iter().enumerate() {
+        let invite = format!(
+            "INVITE sip:{user}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKd{i}x\r\n\
+             From: <sip:carol@127.0.0.1>;tag=c{i}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: sd-call-{i}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:carol@127.0.0.1:{me}>\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        caller
+            .send_to(invite.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        let got = loop {
+            let n = callee
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no INVITE for {user}: {e}\n{}", ser.log_text()));
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.contains(&format!("Call-ID: sd-call-{i}\r\n")) {
+                break m;
+            }
+        };
+        assert!(
+            got.starts_with(&format!("INVITE sip:bob@127.0.0.1:{cp} SIP/2.0\r\n")),
+            "{user}: {got}"
+        );
+    }
 }
