@@ -1560,48 +1560,6 @@ fn kam31_t_newtran_t_reply() {
     assert_eq!(tag(&again), first, "the transaction's reply");
 }
 
-/// `handle_subscribe()` (WITH_PRESENCE): 200 and a NOTIFY.
-#[test]
-fn kam31_handle_subscribe() {
-    let p = kam31_full();
-    let sub = req(
-        "SUBSCRIBE",
-        "sip:alice@example.com",
-        "kam-sub",
-        "Event: presence\r\nExpires: 600\r\nContact: <sip:w@127.0.0.1:5070>\r\n",
-    );
-    let s = p.send(&sub, TRUSTED);
-    assert_eq!(codes(&s), [200], "{:?}", lines(&s));
-    let n = requests(&s);
-    assert_eq!(n.len(), 1, "{:?}", lines(&s));
-    assert_eq!(n[0].1.method_bytes(), b"NOTIFY");
-    assert_eq!(n[0].0.to_string(), UAC);
-}
-
-/// `handle_publish()` (WITH_PRESENCE): 200 with an entity tag.
-#[test]
-fn kam31_handle_publish() {
-    let p = kam31_full();
-    let pidf = "<?xml version=\"1.0\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@example.com\">\
-                <tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>";
-    let publish = req(
-        "PUBLISH",
-        "sip:alice@example.com",
-        "kam-pub",
-        "Event: presence\r\nExpires: 600\r\n",
-    )
-    .replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!(
-            "Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{pidf}",
-            pidf.len()
-        ),
-    );
-    let s = p.send(&publish, TRUSTED);
-    assert_eq!(codes(&s), [200], "{:?}", lines(&s));
-    assert!(header(&reply(&s, 200), "SIP-ETag").is_some());
-}
-
 /// `t_release()` after handle_subscribe: the transaction waits (a
 /// retransmitted SUBSCRIBE is absorbed, the 200 sent again without a new
 /// NOTIFY) and is then freed (the same SUBSCRIBE is handled afresh).
@@ -1814,26 +1772,6 @@ fn kam31_lookup() {
     assert_eq!(replies(&s), [(405, "Method Not Allowed".to_owned())]);
 }
 
-/// `www_challenge("$td", "0")`: 401 with a realm of the To domain, no qop.
-#[test]
-fn kam31_www_challenge() {
-    let p = kam31_full();
-    let s = p.send(
-        &register(
-            "alice",
-            "example.com",
-            "kam-wc",
-            "sip:alice@127.0.0.1:5071",
-            "",
-        ),
-        UAC,
-    );
-    assert_eq!(codes(&s), [401]);
-    let ch = header(&reply(&s, 401), "WWW-Authenticate").unwrap();
-    assert!(ch.starts_with("Digest realm=\"example.com\""), "{ch}");
-    assert!(!ch.contains("qop"), "{ch}");
-}
-
 /// `www_authorize("$td", "subscriber")`: the right password registers, a
 /// wrong one is challenged again.
 #[test]
@@ -1873,21 +1811,6 @@ fn kam31_www_authorize() {
     assert_eq!(codes(&s), [401]);
 }
 
-/// `proxy_challenge("$fd", "0")`: a local caller from an untrusted address
-/// gets 407 with the From domain's realm.
-#[test]
-fn kam31_proxy_challenge() {
-    let p = kam31_full();
-    let inv = via_from(
-        &req("INVITE", &format!("sip:bob@{UAS}"), "kam-pc", ""),
-        OTHER,
-    );
-    let s = p.send(&inv, OTHER);
-    assert_eq!(codes(&s), [407]);
-    let ch = header(&reply(&s, 407), "Proxy-Authenticate").unwrap();
-    assert!(ch.starts_with("Digest realm=\"example.com\""), "{ch}");
-}
-
 /// An INVITE from alice at [`OTHER`], authenticated.
 fn kam_invite_as_alice(p: &Proxy, callid: &str) -> Sent {
     let ruri = format!("sip:bob@{UAS}");
@@ -1914,6 +1837,41 @@ fn kam31_proxy_authorize() {
     assert_eq!(relayed(&s).0.to_string(), UAS, "{:?}", lines(&s));
 }
 
+/// `www_challenge("$td", "0")`: 401 with a realm of the To domain, no qop.
+#[test]
+fn kam31_www_challenge() {
+    let p = kam31_full();
+    let s = p.send(
+        &register(
+            "alice",
+            "example.com",
+            "kam-wc",
+            "sip:alice@127.0.0.1:5071",
+            "",
+        ),
+        UAC,
+    );
+    assert_eq!(codes(&s), [401]);
+    let ch = header(&reply(&s, 401), "WWW-Authenticate").unwrap();
+    assert!(ch.starts_with("Digest realm=\"example.com\""), "{ch}");
+    assert!(!ch.contains("qop"), "{ch}");
+}
+
+/// `proxy_challenge("$fd", "0")`: a local caller from an untrusted address
+/// gets 407 with the From domain's realm.
+#[test]
+fn kam31_proxy_challenge() {
+    let p = kam31_full();
+    let inv = via_from(
+        &req("INVITE", &format!("sip:bob@{UAS}"), "kam-pc", ""),
+        OTHER,
+    );
+    let s = p.send(&inv, OTHER);
+    assert_eq!(codes(&s), [407]);
+    let ch = header(&reply(&s, 407), "Proxy-Authenticate").unwrap();
+    assert!(ch.starts_with("Digest realm=\"example.com\""), "{ch}");
+}
+
 /// `consume_credentials()`: the relayed INVITE has no Proxy-Authorization.
 #[test]
 fn kam31_consume_credentials() {
@@ -1933,6 +1891,48 @@ fn kam31_allow_source_address() {
     );
     assert_eq!(codes(&s), [100], "{:?}", lines(&s));
     assert_eq!(relayed(&s).0.to_string(), UAS);
+}
+
+/// `handle_publish()` (WITH_PRESENCE): 200 with an entity tag.
+#[test]
+fn kam31_handle_publish() {
+    let p = kam31_full();
+    let pidf = "<?xml version=\"1.0\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@example.com\">\
+                <tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>";
+    let publish = req(
+        "PUBLISH",
+        "sip:alice@example.com",
+        "kam-pub",
+        "Event: presence\r\nExpires: 600\r\n",
+    )
+    .replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{pidf}",
+            pidf.len()
+        ),
+    );
+    let s = p.send(&publish, TRUSTED);
+    assert_eq!(codes(&s), [200], "{:?}", lines(&s));
+    assert!(header(&reply(&s, 200), "SIP-ETag").is_some());
+}
+
+/// `handle_subscribe()` (WITH_PRESENCE): 200 and a NOTIFY.
+#[test]
+fn kam31_handle_subscribe() {
+    let p = kam31_full();
+    let sub = req(
+        "SUBSCRIBE",
+        "sip:alice@example.com",
+        "kam-sub",
+        "Event: presence\r\nExpires: 600\r\nContact: <sip:w@127.0.0.1:5070>\r\n",
+    );
+    let s = p.send(&sub, TRUSTED);
+    assert_eq!(codes(&s), [200], "{:?}", lines(&s));
+    let n = requests(&s);
+    assert_eq!(n.len(), 1, "{:?}", lines(&s));
+    assert_eq!(n[0].1.method_bytes(), b"NOTIFY");
+    assert_eq!(n[0].0.to_string(), UAC);
 }
 
 /// `nat_uac_test("19")`: a private Contact / Via behind another source
