@@ -95,6 +95,7 @@ fn check_accepts_default_and_supported_switches() {
         ][..],
         &["WITH_MYSQL", "WITH_PRESENCE", "WITH_ACCDB", "WITH_TLS"][..],
         &["WITH_MYSQL", "WITH_SPEEDDIAL", "WITH_ALIASDB"][..],
+        &["WITH_MYSQL", "WITH_AUTH", "WITH_MULTIDOMAIN"][..],
         &[
             "WITH_MYSQL",
             "WITH_AUTH",
@@ -837,5 +838,61 @@ fn speeddial_and_aliasdb_on_mariadb() {
             got.starts_with(&format!("INVITE sip:bob@127.0.0.1:{cp} SIP/2.0\r\n")),
             "{user}: {got}"
         );
+    }
+}
+
+/// WITH_MULTIDOMAIN (SQLite here, DBURL given with `-A`): domain's
+/// `register_myself` makes the `domain` table's domains `myself`, so a
+/// REGISTER for example.test is saved while one for a foreign domain is
+/// refused as relaying.
+#[test]
+fn multidomain_register_myself() {
+    use ser_modules::db::{self, DbValue};
+    let Some(text) = original() else { return };
+    let dir = TmpDir::new("kamcfg-md");
+    let url = format!("sqlite://{}", dir.path("k.db").display());
+    db::with(&url, |c| {
+        c.batch(db::schema("sqlite").unwrap())?;
+        c.insert(
+            "domain",
+            &[
+                ("domain", DbValue::Str("example.test".into())),
+                ("did", DbValue::Str("example.test".into())),
+            ],
+        )
+    })
+    .expect("schema and domain");
+    let cfg = sandboxed(&text, dir.dir());
+    let port = free_udp_port();
+    let dburl = format!("DBURL=\"{url}\"");
+    let _ser = Server::launch(&cfg, &dir.path("ser.log"))
+        .args(["-l", &format!("udp:127.0.0.1:{port}"), "-n", "2"])
+        .args(["-A", "WITH_MULTIDOMAIN", "-A", &dburl])
+        .start();
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ua.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = ua.local_addr().unwrap().port();
+    let register = |domain: &str, i: u32| {
+        format!(
+            "REGISTER sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKm{i}\r\n\
+             From: <sip:bob@{domain}>;tag=m{i}\r\nTo: <sip:bob@{domain}>\r\nCall-ID: md-{i}\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{me}>\r\nExpires: 600\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let r = sip(&ua, port, &register("example.test", 1));
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    let r = sip(&ua, port, &register("foreign.test", 2));
+    assert!(r.starts_with("SIP/2.0 403 Not relaying\r\n"), "{r}");
+    let ul: String = kamctl_or_skip(&dir.path("rpc.fifo"), &["ul", "show"]);
+    assert!(ul.is_empty() || ul.contains("bob@example.test"), "{ul}");
+}
+
+/// `kamctl` when installed ("" when not).
+fn kamctl_or_skip(fifo: &Path, args: &[&str]) -> String {
+    if Path::new(KAMCTL).exists() {
+        kamctl(fifo, args)
+    } else {
+        String::new()
     }
 }

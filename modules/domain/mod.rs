@@ -3,6 +3,8 @@
 //! `is_domain_local`, SER `lookup_domain("$fd", "@from.uri.host")` (sets
 //! `$fd.did`).  The `domain` table (version 2: domain, did) is cached per
 //! process and re-read every `cache_ttl` seconds or on `domain.reload`.
+//! `register_myself` 1 makes `myself` (`uri==myself`, loose_route, ...)
+//! match the table's domains too, on any port.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +33,20 @@ static PARAMS: &[ParamExport] = &[
     ParamExport::str("did_col", "did"),
     ParamExport::int("cache_ttl", 60),
     ParamExport::int("load_domain_attrs", 0),
+    // Kamailio: `myself` (uri==myself, loose_route, ...) also matches the
+    // domains of the table.
+    ParamExport::int("register_myself", 0),
 ];
+
+/// The table `register_myself` consults.
+static MYSELF_SRC: std::sync::OnceLock<Arc<Src>> = std::sync::OnceLock::new();
+
+/// The `myself` check `register_myself` installs.
+fn is_myself(host: &str) -> bool {
+    MYSELF_SRC
+        .get()
+        .is_some_and(|s| is_local(s, host) == Flow::True)
+}
 
 static FUNCTIONS: &[FunctionExport] = &[
     FunctionExport {
@@ -254,6 +269,14 @@ impl Module for DomainModule {
     }
     fn functions(&self) -> &'static [FunctionExport] {
         FUNCTIONS
+    }
+    fn init(&self, env: &ModuleEnv) -> Result<(), String> {
+        if env.int("register_myself") != 0 {
+            let s = src(env).map_err(|e| format!("domain: {}", e.message))?;
+            let _ = MYSELF_SRC.set(s);
+            crate::runtime::transport::register_myself_check(is_myself);
+        }
+        Ok(())
     }
     fn register_rpc(&self, env: &ModuleEnv, reg: &mut RpcRegistry) {
         let s = match src(env) {

@@ -94,6 +94,15 @@ pub struct Listen {
     pub advertise: Option<(String, u16)>,
 }
 
+/// A module's extra "is this host ours" check (Kamailio's check_self
+/// callbacks: domain's `register_myself`); set once, in main before forking.
+static EXTRA_SELF: std::sync::OnceLock<fn(&str) -> bool> = std::sync::OnceLock::new();
+
+/// Registers `f` as the extra `myself` check (the first registration wins).
+pub fn register_myself_check(f: fn(&str) -> bool) {
+    let _ = EXTRA_SELF.set(f);
+}
+
 /// Our addresses and aliases: what `myself` matches.
 #[derive(Debug, Clone, Default)]
 pub struct Myself {
@@ -113,13 +122,15 @@ impl Myself {
         }
     }
 
-    /// Whether `host:port` is ours (port None = 5060, as SER's `check_self`).
+    /// Whether `host:port` is ours (port None = 5060, as SER's `check_self`),
+    /// or a local domain of a module that registered one (any port).
     pub fn matches(&self, host: &str, port: Option<u16>) -> bool {
         let h = host.trim_start_matches('[').trim_end_matches(']');
         let p = port.unwrap_or(5060);
         self.entries
             .iter()
             .any(|(eh, ep)| eh.eq_ignore_ascii_case(h) && ep.is_none_or(|ep| ep == p))
+            || EXTRA_SELF.get().is_some_and(|f| f(h))
     }
 
     /// Whether a URI's host:port is ours.
