@@ -2,7 +2,8 @@
 //! in-process engine: branch flags in onreply/failure routes,
 //! `onsend_route` with `$snd(...)`, `t_relay("proto:host:port")` and
 //! `t_relay_to`, our CANCEL retransmitted until its 200, `failure_reply_mode`,
-//! `t_drop_replies`, `noisy_ctimer`, `t_grep_status`, `$(hdr(X)[i])`.
+//! `t_drop_replies`, `noisy_ctimer`, `t_grep_status`, `$(hdr(X)[i])`,
+//! `append_branch()` consuming the R-URI.
 
 mod support;
 
@@ -547,4 +548,56 @@ fn onsend_route_reply_filters_relayed_replies() {
     assert!(sent(&rec).is_empty(), "181 dropped by onsend_route");
     run(&script, &env, stateless(182), UAS1);
     assert!(find(&sent(&rec), UAC, "182").is_some(), "182 forwarded");
+}
+
+const APPEND_RURI: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+
+route {
+	if ($ci == "ar-1") {
+		append_branch();
+	} else if ($ci == "ar-2") {
+		append_branch();
+		rewritehostport("127.0.0.1:5082");
+	} else {
+		append_branch("sip:bob@127.0.0.1:5082");
+	}
+	t_relay();
+	exit;
+}
+"#;
+
+/// `append_branch()` without arguments consumes the R-URI (Kamailio):
+/// relaying then does not send the same R-URI twice; a later rewrite makes
+/// it a branch of its own again.
+#[test]
+fn append_branch_of_the_ruri_is_not_sent_twice() {
+    let script = load(APPEND_RURI);
+    let rec = Arc::new(Recorder::default());
+    let env = engine::env(&rec, &[]);
+    let invites_to = |s: &[(SocketAddr, SipMsg)], to: &str| {
+        s.iter()
+            .filter(|(a, m)| a.to_string() == to && m.method_bytes() == b"INVITE")
+            .count()
+    };
+    run(&script, &env, request("INVITE", "ar-1", UAS1), UAC);
+    let s = sent(&rec);
+    assert_eq!(invites_to(&s, UAS1), 1, "{:?}", lines(&s));
+    run(&script, &env, request("INVITE", "ar-2", UAS1), UAC);
+    let s = sent(&rec);
+    assert_eq!(
+        (invites_to(&s, UAS1), invites_to(&s, UAS2)),
+        (1, 1),
+        "{:?}",
+        lines(&s)
+    );
+    run(&script, &env, request("INVITE", "ar-3", UAS1), UAC);
+    let s = sent(&rec);
+    assert_eq!(
+        (invites_to(&s, UAS1), invites_to(&s, UAS2)),
+        (1, 1),
+        "{:?}",
+        lines(&s)
+    );
 }

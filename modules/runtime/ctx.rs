@@ -79,6 +79,10 @@ pub struct MsgCtx<'e> {
     pub dst_uri: Option<String>,
     /// Additional branches.
     pub branches: Vec<Branch>,
+    /// The R-URI and dst-uri that `append_branch()` without arguments made a
+    /// branch of: while they are unchanged, relaying does not send them a
+    /// second time as the R-URI's own branch (Kamailio's "ruri consumed").
+    pub ruri_consumed: Option<(String, Option<String>)>,
     /// Message flags.
     pub flags: Flags,
     /// Branch flags of branch 0.
@@ -131,6 +135,7 @@ impl<'e> MsgCtx<'e> {
             new_uri: None,
             dst_uri: None,
             branches: Vec::new(),
+            ruri_consumed: None,
             flags: Flags::default(),
             bflags: Flags::default(),
             avps: AvpStore::default(),

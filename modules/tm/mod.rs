@@ -587,10 +587,19 @@ fn with_tm(st: &State, f: impl FnOnce(&TmCore) -> Flow) -> Flow {
     }
 }
 
-/// The branches t_relay creates: the R-URI (with dst-uri) and every `append_branch`.
+/// The branches t_relay creates: the R-URI (with dst-uri) and every
+/// `append_branch`; the R-URI not again when `append_branch()` already made
+/// a branch of it unchanged.
 fn targets(ctx: &mut MsgCtx<'_>) -> Vec<Target> {
     let mut out = Vec::new();
-    if let Some(uri) = ctx.ruri() {
+    let consumed = |uri: &str, ctx: &MsgCtx<'_>| {
+        !ctx.branches.is_empty()
+            && ctx
+                .ruri_consumed
+                .as_ref()
+                .is_some_and(|(u, d)| u == uri && *d == ctx.dst_uri)
+    };
+    if let Some(uri) = ctx.ruri().filter(|u| !consumed(u, ctx)) {
         out.push(Target {
             uri,
             dst_uri: ctx.dst_uri.clone(),

@@ -514,6 +514,7 @@ fn fx_append_branch(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError>
     } else {
         Some(fx.format_arg(a, 0)?)
     };
+    let of_ruri = a.is_empty();
     Ok(Box::new(move |ctx| {
         let uri = match &uri {
             Some(f) => ctx.render(f),
@@ -529,6 +530,9 @@ fn fx_append_branch(fx: &FixupCtx<'_>, a: &[Arg]) -> Result<Handler, FixupError>
         }
         let dst_uri = ctx.dst_uri.clone();
         let bflags = ctx.bflags;
+        if of_ruri {
+            ctx.ruri_consumed = Some((uri.clone(), dst_uri.clone()));
+        }
         ctx.branches.push(Branch {
             uri,
             dst_uri,
