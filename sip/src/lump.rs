@@ -290,7 +290,9 @@ pub fn apply(msg: &SipMsg, lumps: &Lumps) -> Result<Vec<u8>, LumpError> {
         Some(h) if body_changed => {
             let touched = edits.iter().any(|e| {
                 let end = e.at as usize + e.del as usize;
-                e.at as usize <= h.span.end() && end >= h.span.begin() && e.del > 0
+                // overlaps the header; an edit ending where it begins (the
+                // header before removed) leaves it alone
+                (e.at as usize) < h.span.end() && end > h.span.begin() && e.del > 0
             });
             if !touched {
                 extra.push(Edit {
@@ -472,6 +474,19 @@ bodyJUNK";
             out,
             "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;received=192.0.2.1\r\n\
 X: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn removing_the_header_before_content_length_still_fixes_it() {
+        let m = msg();
+        let mut l = Lumps::new();
+        l.remove_header(&m, m.find(HeaderName::CSeq).unwrap());
+        l.set_body(&m, b"longer body");
+        let out = s(&apply(&m, &l).unwrap());
+        assert!(
+            out.contains("Call-ID: x@y\r\nContent-Length: 11\r\n\r\nlonger body"),
+            "{out}"
         );
     }
 
