@@ -12,7 +12,9 @@
 //! * [`socket`] and [`udp`]: bound listen sockets, receive buffer probing and
 //!   the UDP receive loop (replaces `udp_server.c`),
 //! * [`tcp`]: tcp main and the TCP workers, with connection hand-over over a
-//!   unix socketpair (the shape of `tcp_main.c`/`tcp_read.c`),
+//!   unix socketpair (the shape of `tcp_main.c`/`tcp_read.c`); sending
+//!   from any process on the connection a worker holds ([`tcp_conn`],
+//!   the shared [`tcp_table`]),
 //! * [`timer`]: the timer process ticking registered callbacks (`timer.c`),
 //! * [`supervisor`]: forking by the plan, per-child init, and the main
 //!   process's signal loop (`main.c:handle_sigs`).
