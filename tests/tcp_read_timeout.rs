@@ -42,7 +42,11 @@ fn an_unfinished_message_is_dropped_after_tcp_msg_read_timeout() {
     let mut buf = [0u8; 2048];
     let n = ok.read(&mut buf).unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}\n{}", ser.log_text());
+    assert!(
+        reply.starts_with("SIP/2.0 200"),
+        "{reply}\n{}",
+        ser.log_text()
+    );
 
     // Half a request, then silence: closed after about a second.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -58,7 +62,11 @@ fn an_unfinished_message_is_dropped_after_tcp_msg_read_timeout() {
         "closed after {waited:?}\n{}",
         ser.log_text()
     );
-    assert!(ser.log_text().contains("no whole message"), "{}", ser.log_text());
+    assert!(
+        ser.log_text().contains("no whole message"),
+        "{}",
+        ser.log_text()
+    );
 
     // The server still answers on the first connection.
     ok.write_all(options(port, "again").as_bytes()).unwrap();
