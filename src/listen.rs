@@ -204,7 +204,14 @@ pub fn resolve_all_with(
     for spec in specs {
         let mut protos: Vec<Proto> = match spec.proto {
             // TLS runs over TCP: -T disables both
-            Some(Proto::Tcp | Proto::Tls) if disable_tcp => Vec::new(),
+            Some(p @ (Proto::Tcp | Proto::Tls)) if disable_tcp => {
+                let port = spec.port.map(|n| format!(":{n}")).unwrap_or_default();
+                log::warn!(
+                    "listen {p}:{}{port}: ignored, TCP is disabled (disable_tcp=yes or -T)",
+                    spec.hosts.join(",")
+                );
+                Vec::new()
+            }
             Some(p) => vec![p],
             None if disable_tcp => vec![Proto::Udp],
             None => vec![Proto::Udp, Proto::Tcp],
