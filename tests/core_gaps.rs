@@ -4,101 +4,20 @@
 //! `listen=... advertise` shows in a forwarded request's Via and
 //! Record-Route. Every test kills what it started (Drop).
 
-use std::fs;
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::sleep;
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SER: &str = env!("CARGO_BIN_EXE_ser");
+use support::proc::{free_port, wait_until, Server, SER};
 
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
-/// A running `ser -E -DD` with its config and log in a scratch directory;
-/// its process group is killed and the directory removed on drop.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(tag: &str, cfg: &str, args: &[&str]) -> Server {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ser-gaps-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("ser.cfg"), cfg).unwrap();
-        let log = fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = Command::new(SER)
-            .arg("-f")
-            .arg(dir.join("ser.cfg"))
-            .args(["-E", "-DD"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut s = Server { child, dir };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !s.log_text().contains("ser started") {
-            let status = s.child.try_wait().unwrap();
-            assert!(
-                Instant::now() < end && status.is_none(),
-                "ser did not start ({status:?}):\n{}",
-                s.log_text()
-            );
-            sleep(Duration::from_millis(20));
-        }
-        s
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // the server leads its own group: its children go with it
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        sleep(Duration::from_millis(100));
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+/// `ser -E -DD` with `cfg` and more `args`, started (waits for "ser started").
+fn start(tag: &str, cfg: &str, args: &[&str]) -> Server {
+    Server::launch_cfg(&format!("gaps-{tag}"), cfg)
+        .args(args)
+        .start()
 }
 
 fn options(port: u16, n: u32) -> String {
@@ -132,7 +51,7 @@ fn every_poll_method_answers_tcp() {
     for method in ["poll", "epoll_lt", "epoll_et", "select"] {
         let port = free_port();
         let listen = format!("tcp:127.0.0.1:{port}");
-        let ser = Server::start(
+        let ser = start(
             "poll",
             &format!("debug=3\n{ANSWER}"),
             &["-l", &listen, "-n", "1", "-N", "2", "-W", method],
@@ -186,7 +105,7 @@ fn poll_methods_of_other_systems_are_refused() {
 fn tcp_max_connections_closes_the_one_too_many() {
     let port = free_port();
     let listen = format!("tcp:127.0.0.1:{port}");
-    let ser = Server::start(
+    let ser = start(
         "maxconn",
         &format!("debug=3\ntcp_max_connections=2\n{ANSWER}"),
         &["-l", &listen, "-n", "1", "-N", "2"],
@@ -229,7 +148,7 @@ fn advertised_address_goes_into_via_and_record_route() {
         "debug=3\nlisten=udp:127.0.0.1:{port} advertise sip.example.net:5099\n\
          loadmodule \"rr\"\nroute {{ record_route(); forward(); }}\n"
     );
-    let _ser = Server::start("advertise", &cfg, &["-n", "1"]);
+    let _ser = start("advertise", &cfg, &["-n", "1"]);
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = caller.local_addr().unwrap().port();
     let req = format!(
@@ -265,7 +184,7 @@ fn dst_blacklist_skips_a_failed_destination() {
     let listen = format!("127.0.0.1:{port}");
     let cfg = "debug=3\nuse_dst_blacklist=yes\ndst_blacklist_expire=60\nloadmodule \"sl\"\n\
                route { if (!forward()) { sl_send_reply(\"503\", \"forward failed\"); } }\n";
-    let ser = Server::start("blacklist", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
+    let ser = start("blacklist", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     caller
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -305,7 +224,7 @@ fn dst_blacklist_makes_t_relay_fail_at_once() {
     let listen = format!("127.0.0.1:{port}");
     let cfg = "debug=3\nuse_dst_blacklist=yes\nloadmodule \"sl\"\nloadmodule \"tm\"\n\
                route { if (!t_relay()) { sl_reply_error(); } }\n";
-    let ser = Server::start("blacklist-tm", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
+    let ser = start("blacklist-tm", cfg, &["-l", &listen, "-n", "1", "-N", "1"]);
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     caller
         .set_read_timeout(Some(Duration::from_secs(5)))
