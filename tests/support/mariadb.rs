@@ -120,9 +120,7 @@ impl Server {
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/ser", self.port)
     }
-}
 
-impl Server {
     /// The port mariadbd listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
