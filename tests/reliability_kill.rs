@@ -13,9 +13,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reliability_load::{
-    counts, diagnostics, have_tools, start_calls, start_registers, start_uas, user, Proxy,
+    diagnostics, have_tools, start_calls, start_registers, start_uas, user, Proxy,
 };
 use support::proc::{alive, free_udp_port, sigkill, wait_until};
+use support::sipp::counts;
 
 /// The pid of the newest process `core.psx` describes with `desc`.
 fn pid_of(p: &Proxy, desc: &str) -> Option<i32> {

@@ -14,10 +14,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reliability_load::{
-    counts, diagnostics, have_tools, private_kb, rss_kb, start_calls, start_registers, start_uas,
-    Proxy,
+    diagnostics, have_tools, private_kb, rss_kb, start_calls, start_registers, start_uas, Proxy,
 };
 use support::proc::{children_of, free_udp_port, wait_until};
+use support::sipp::counts;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -8,14 +8,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::proc::{free_port, free_udp_port, Group, Server};
 use crate::support::tmp::TmpDir;
 
-pub const SIPP: &str = "/usr/bin/sipp";
-pub const KAMCMD: &str = "/usr/sbin/kamcmd";
+use crate::support::sipp::{KAMCMD, SIPP};
+
 const SCENARIOS: &str = "/work/shared/bench/scenarios";
 
 /// Whether sipp, kamcmd and the bench scenarios are installed (else the
@@ -162,21 +162,13 @@ pub fn rpc_field(text: &str, name: &str) -> Option<u64> {
         .and_then(|(_, v)| v.trim().parse().ok())
 }
 
-/// A sipp run with its statistics in `<tag>.csv` (every 1 s) and its
-/// errors in `dir`, killed after `limit_s`.
+/// [`crate::support::sipp::sipp`] with large socket buffers: at thousands
+/// of calls/s sipp's default ones overflow (lost datagrams, then ser's sends
+/// fail with EAGAIN).
 pub fn sipp(dir: &Path, tag: &str, limit_s: u64, args: &[&str]) -> Command {
-    let mut c = Command::new("timeout");
-    c.args(["-k", "5", &limit_s.to_string(), SIPP])
-        .args(args)
-        // Large socket buffers: at thousands of calls/s sipp's default ones
-        // overflow (lost datagrams, then ser's sends fail with EAGAIN).
-        .args(["-buff_size", "4194304"])
-        .args(["-nostdin", "-trace_stat", "-fd", "1", "-trace_err", "-stf"])
-        .arg(dir.join(format!("{tag}.csv")))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let limit_s = u32::try_from(limit_s).unwrap_or(u32::MAX);
+    let mut c = crate::support::sipp::sipp(dir, tag, limit_s, args);
+    c.args(["-buff_size", "4194304"]);
     c
 }
 
@@ -250,22 +242,6 @@ fn caller_args(p: &Proxy, xml: &str, csv: &Path, calls: u64, rate: u64) -> Vec<S
         (rate * 4).max(50).to_string(),
     ]
     .into()
-}
-
-/// Successful and failed calls from the last line of `<tag>.csv`.
-pub fn counts(dir: &Path, tag: &str) -> (u64, u64) {
-    let text = fs::read_to_string(dir.join(format!("{tag}.csv"))).unwrap_or_default();
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
-    let col = |name: &str| {
-        head.iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (col("SuccessfulCall(C)"), col("FailedCall(C)"))
 }
 
 /// VmRSS of `pid` in kB (0 if it is gone).
