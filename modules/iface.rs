@@ -218,6 +218,25 @@ pub struct FunctionExport {
     pub fixup: FixupFn,
 }
 
+impl FunctionExport {
+    /// An export; modules wrap it in a `const fn f` with their usual route mask.
+    pub const fn new(
+        name: &'static str,
+        min_args: usize,
+        max_args: usize,
+        routes: RouteMask,
+        fixup: FixupFn,
+    ) -> FunctionExport {
+        FunctionExport {
+            name,
+            min_args,
+            max_args,
+            routes,
+            fixup,
+        }
+    }
+}
+
 /// What the engine knows about the script, for fixups (named flags, routes).
 pub trait ScriptNames {
     /// Bit of a named flag (`flags FLAG_ACC : 1;`).

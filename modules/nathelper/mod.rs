@@ -44,13 +44,7 @@ const fn f(
     routes: RouteMask,
     fixup: crate::iface::FixupFn,
 ) -> FunctionExport {
-    FunctionExport {
-        name,
-        min_args,
-        max_args,
-        routes,
-        fixup,
-    }
+    FunctionExport::new(name, min_args, max_args, routes, fixup)
 }
 
 static FUNCTIONS: &[FunctionExport] = &[

@@ -46,13 +46,7 @@ const fn f(
     max_args: usize,
     fixup: crate::iface::FixupFn,
 ) -> FunctionExport {
-    FunctionExport {
-        name,
-        min_args,
-        max_args,
-        routes: REQ,
-        fixup,
-    }
+    FunctionExport::new(name, min_args, max_args, REQ, fixup)
 }
 
 static FUNCTIONS: &[FunctionExport] = &[

@@ -40,13 +40,7 @@ const ANYR: RouteMask = RouteMask::REQUEST
     .or(RouteMask::BRANCH);
 
 const fn f(name: &'static str, fixup: crate::iface::FixupFn) -> FunctionExport {
-    FunctionExport {
-        name,
-        min_args: 0,
-        max_args: 1,
-        routes: ANYR,
-        fixup,
-    }
+    FunctionExport::new(name, 0, 1, ANYR, fixup)
 }
 
 static FUNCTIONS: &[FunctionExport] = &[

@@ -45,13 +45,7 @@ const fn f(
     max_args: usize,
     fixup: crate::iface::FixupFn,
 ) -> FunctionExport {
-    FunctionExport {
-        name,
-        min_args,
-        max_args,
-        routes: ANYR,
-        fixup,
-    }
+    FunctionExport::new(name, min_args, max_args, ANYR, fixup)
 }
 
 static FUNCTIONS: &[FunctionExport] = &[

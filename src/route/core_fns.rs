@@ -46,13 +46,7 @@ const fn f(
     routes: RouteMask,
     fixup: FixupFn,
 ) -> FunctionExport {
-    FunctionExport {
-        name,
-        min_args,
-        max_args,
-        routes,
-        fixup,
-    }
+    FunctionExport::new(name, min_args, max_args, routes, fixup)
 }
 
 static CORE: &[FunctionExport] = &[
