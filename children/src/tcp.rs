@@ -302,6 +302,12 @@ pub fn worker_loop(
     let mut conns: Vec<Conn> = Vec::new();
     let mut link_open = true;
     let mut chunk = vec![0u8; 16 * 1024];
+    // fixed before the fork: read once, not on every wake-up
+    let handshake_timeout = crate::tls::profiles()
+        .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |p| {
+            p.handshake_timeout
+        });
+    let msg_read_timeout = crate::tcp_conn::config().msg_read_timeout;
     while !stop.load(Ordering::Relaxed) && (link_open || !conns.is_empty()) {
         crate::tcp_conn::drive();
         for (id, stream, peer) in crate::tcp_conn::take_fresh() {
@@ -356,11 +362,6 @@ pub fn worker_loop(
         drop(fds);
         let now = Instant::now();
         let before = conns.len();
-        let handshake_timeout = crate::tls::profiles()
-            .map_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, |p| {
-                p.handshake_timeout
-            });
-        let msg_read_timeout = crate::tcp_conn::config().msg_read_timeout;
         conns.retain(|c| {
             // A client that never finishes its handshake holds a slot only
             // this long.
